@@ -1,0 +1,308 @@
+//! Resolving what to serve from the command line, Cog's environment variables and `cog.yaml`.
+//!
+//! Precedence: flags > environment > `cog.yaml` > defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cogvisor_protocol::Mode;
+use serde::Deserialize;
+
+use crate::error::ServeError;
+
+/// The parts of `cog.yaml` the runtime reads.
+#[derive(Debug, Default, Deserialize)]
+pub struct CogYaml {
+    pub predict: Option<String>,
+    pub run: Option<String>,
+    pub train: Option<String>,
+    pub concurrency: Option<CogConcurrency>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CogConcurrency {
+    pub max: Option<u32>,
+}
+
+/// Reads `cog.yaml` in `model_dir`; a missing file is an empty one.
+pub fn read_cog_yaml(model_dir: &Path) -> Result<CogYaml, ServeError> {
+    let path = model_dir.join("cog.yaml");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CogYaml::default()),
+        Err(source) => return Err(ServeError::ReadCogYaml { path, source }),
+    };
+    if text.trim().is_empty() {
+        return Ok(CogYaml::default());
+    }
+    serde_yaml_ng::from_str(&text).map_err(|source| ServeError::ParseCogYaml { path, source })
+}
+
+/// The environment, as a lookup function so tests can inject one.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// What `serve` resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub model_dir: PathBuf,
+    pub predictor_ref: String,
+    pub mode: Mode,
+    pub concurrency: u32,
+    pub setup_timeout: Option<Duration>,
+    pub port: u16,
+}
+
+/// Resolves the predictor, concurrency, setup timeout and port.
+pub fn resolve(
+    model_dir: &Path,
+    mode: Mode,
+    port_flag: Option<u16>,
+    env: Env<'_>,
+) -> Result<Resolved, ServeError> {
+    if !model_dir.is_dir() {
+        return Err(ServeError::ModelDir(model_dir.to_path_buf()));
+    }
+    let cog = read_cog_yaml(model_dir)?;
+    let cog_yaml = model_dir.join("cog.yaml");
+    let predictor_ref = match mode {
+        Mode::Predict => env("COG_PREDICT_TYPE_STUB")
+            .filter(|s| !s.is_empty())
+            .or(cog.run.clone())
+            .or(cog.predict.clone())
+            .ok_or(ServeError::NoPredictor {
+                cog_yaml: cog_yaml.clone(),
+            })?,
+        Mode::Train => env("COG_TRAIN_TYPE_STUB")
+            .filter(|s| !s.is_empty())
+            .or(cog.train.clone())
+            .ok_or(ServeError::NoTrainer { cog_yaml })?,
+    };
+    check_predictor_ref(model_dir, &predictor_ref)?;
+
+    let concurrency = match env("COG_MAX_CONCURRENCY").filter(|s| !s.is_empty()) {
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or(ServeError::BadEnv {
+                name: "COG_MAX_CONCURRENCY",
+                value: v,
+                allowed: "a whole number of slots, at least 1",
+            })?,
+        None => cog.concurrency.and_then(|c| c.max).unwrap_or(1).max(1),
+    };
+    let setup_timeout = match env("COG_SETUP_TIMEOUT").filter(|s| !s.is_empty()) {
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(0) => None,
+            Ok(secs) => Some(Duration::from_secs(secs)),
+            Err(_) => {
+                return Err(ServeError::BadEnv {
+                    name: "COG_SETUP_TIMEOUT",
+                    value: v,
+                    allowed: "whole seconds (0 or unset: no timeout)",
+                })
+            }
+        },
+        None => None,
+    };
+    let port = match port_flag {
+        Some(p) => p,
+        None => match env("PORT").filter(|s| !s.is_empty()) {
+            Some(v) => v.trim().parse::<u16>().map_err(|_| ServeError::BadEnv {
+                name: "PORT",
+                value: v,
+                allowed: "a TCP port number, 0-65535",
+            })?,
+            None => 5000,
+        },
+    };
+    Ok(Resolved {
+        model_dir: model_dir.to_path_buf(),
+        predictor_ref,
+        mode,
+        concurrency,
+        setup_timeout,
+        port,
+    })
+}
+
+/// Checks that `file.py[:Name]` names an existing Python file in the model dir, and that `Name`
+/// appears in it as an identifier. Catches typos at start instead of after a Python import.
+pub fn check_predictor_ref(model_dir: &Path, reference: &str) -> Result<(), ServeError> {
+    let bad = |problem: String| ServeError::PredictorRef {
+        reference: reference.to_string(),
+        problem,
+    };
+    let (file, name) = match reference.rsplit_once(':') {
+        Some((file, name)) => (file, Some(name)),
+        None => (reference, None),
+    };
+    if !file.ends_with(".py") {
+        return Err(bad("expected `path/to/file.py:Name`".into()));
+    }
+    let path = model_dir.join(file);
+    let source = std::fs::read_to_string(&path)
+        .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    match name {
+        Some("") => Err(bad("the name after `:` is empty".into())),
+        Some(name) if !name.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+            Err(bad(format!("{name:?} is not a Python identifier")))
+        }
+        Some(name) if !contains_identifier(&source, name) => Err(bad(format!(
+            "{} defines nothing named {name:?}",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn contains_identifier(source: &str, name: &str) -> bool {
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    source.match_indices(name).any(|(i, _)| {
+        let before = source[..i].chars().next_back();
+        let after = source[i + name.len()..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn model(cog_yaml: &str, predict_py: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("cog.yaml"), cog_yaml).expect("write");
+        std::fs::write(dir.path().join("predict.py"), predict_py).expect("write");
+        dir
+    }
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k: &str| map.get(k).cloned()
+    }
+
+    const PREDICTOR: &str = "class Predictor:\n    def predict(self): ...\n";
+
+    #[test]
+    fn reads_predictor_and_concurrency_from_cog_yaml() {
+        let dir = model(
+            "predict: predict.py:Predictor\nconcurrency:\n  max: 4\n",
+            PREDICTOR,
+        );
+        let r = resolve(dir.path(), Mode::Predict, None, &env(&[])).expect("resolve");
+        assert_eq!(r.predictor_ref, "predict.py:Predictor");
+        assert_eq!(r.concurrency, 4);
+        assert_eq!(r.port, 5000);
+        assert_eq!(r.setup_timeout, None);
+    }
+
+    #[test]
+    fn environment_overrides_cog_yaml_and_flags_override_environment() {
+        let dir = model(
+            "predict: predict.py:Predictor\nconcurrency:\n  max: 4\n",
+            PREDICTOR,
+        );
+        let e = env(&[
+            ("COG_MAX_CONCURRENCY", "2"),
+            ("PORT", "6000"),
+            ("COG_SETUP_TIMEOUT", "30"),
+        ]);
+        let r = resolve(dir.path(), Mode::Predict, None, &e).expect("resolve");
+        assert_eq!((r.concurrency, r.port), (2, 6000));
+        assert_eq!(r.setup_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(
+            resolve(dir.path(), Mode::Predict, Some(7000), &e)
+                .expect("resolve")
+                .port,
+            7000
+        );
+    }
+
+    #[test]
+    fn run_key_is_preferred_to_predict() {
+        let dir = model(
+            "run: predict.py:Predictor\npredict: predict.py:Other\n",
+            PREDICTOR,
+        );
+        assert_eq!(
+            resolve(dir.path(), Mode::Predict, None, &env(&[]))
+                .expect("resolve")
+                .predictor_ref,
+            "predict.py:Predictor"
+        );
+    }
+
+    #[test]
+    fn missing_model_dir_names_the_dir() {
+        let err = resolve(Path::new("/no/such/model"), Mode::Predict, None, &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("/no/such/model"), "{err}");
+    }
+
+    #[test]
+    fn cog_yaml_without_predictor_says_what_to_set() {
+        let dir = model("build:\n  python_version: '3.11'\n", PREDICTOR);
+        let err = resolve(dir.path(), Mode::Predict, None, &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("predict:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_predictor_name_is_refused() {
+        let dir = model("predict: predict.py:Nope\n", PREDICTOR);
+        let err = resolve(dir.path(), Mode::Predict, None, &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("predict.py:Nope"), "{err}");
+        assert!(err.to_string().contains("nothing named \"Nope\""), "{err}");
+    }
+
+    #[test]
+    fn missing_predictor_file_is_refused() {
+        let dir = model("predict: missing.py:Predictor\n", PREDICTOR);
+        let err = resolve(dir.path(), Mode::Predict, None, &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("missing.py"), "{err}");
+    }
+
+    #[test]
+    fn name_must_match_a_whole_identifier() {
+        assert!(contains_identifier("class Predictor:", "Predictor"));
+        assert!(!contains_identifier("class Predictor2:", "Predictor"));
+        assert!(!contains_identifier("class MyPredictor:", "Predictor"));
+    }
+
+    #[test]
+    fn bad_environment_values_name_the_variable_and_value() {
+        let dir = model("predict: predict.py:Predictor\n", PREDICTOR);
+        for (name, value) in [
+            ("COG_MAX_CONCURRENCY", "zero"),
+            ("COG_MAX_CONCURRENCY", "0"),
+            ("COG_SETUP_TIMEOUT", "5s"),
+            ("PORT", "99999"),
+        ] {
+            let err = resolve(dir.path(), Mode::Predict, None, &env(&[(name, value)])).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(name) && text.contains(value), "{text}");
+        }
+    }
+
+    #[test]
+    fn train_mode_uses_the_train_key() {
+        let dir = model(
+            "predict: predict.py:Predictor\ntrain: predict.py:Predictor\n",
+            PREDICTOR,
+        );
+        assert_eq!(
+            resolve(dir.path(), Mode::Train, None, &env(&[]))
+                .expect("resolve")
+                .mode,
+            Mode::Train
+        );
+        let dir = model("predict: predict.py:Predictor\n", PREDICTOR);
+        assert!(matches!(
+            resolve(dir.path(), Mode::Train, None, &env(&[])),
+            Err(ServeError::NoTrainer { .. })
+        ));
+    }
+}

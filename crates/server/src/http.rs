@@ -1,0 +1,328 @@
+//! The HTTP API: routes, request parsing, and the JSON bodies Cog clients expect.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use cogvisor_supervisor::{AdmitError, PredictionRequest, Supervisor};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::response::Collected;
+
+/// Largest request body accepted: 100 MiB, as Cog.
+pub const BODY_LIMIT: usize = 100 * 1024 * 1024;
+
+/// Longest prediction id accepted.
+pub const MAX_ID_LEN: usize = 128;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub supervisor: Supervisor,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/health-check", get(health_check))
+        .route("/predictions", post(create_prediction))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn root() -> Json<Value> {
+    Json(json!({
+        "cog_version": env!("CARGO_PKG_VERSION"),
+        "cogvisor_version": env!("CARGO_PKG_VERSION"),
+        "healthcheck_url": "/health-check",
+        "predictions_url": "/predictions",
+    }))
+}
+
+async fn health_check(State(state): State<AppState>) -> Json<Value> {
+    let h = state.supervisor.health();
+    let mut version = serde_json::Map::new();
+    version.insert("cogvisor".into(), env!("CARGO_PKG_VERSION").into());
+    if let Some(sdk) = &h.sdk_version {
+        version.insert("python_sdk".into(), sdk.clone().into());
+    }
+    if let Some(python) = &h.python_version {
+        version.insert("python".into(), python.clone().into());
+    }
+    Json(json!({
+        "status": h.status,
+        "setup": h.setup,
+        "version": version,
+        "worker": h.worker,
+        "slots": h.slots,
+    }))
+}
+
+/// The body of `POST /predictions`.
+#[derive(Debug, Deserialize)]
+struct PredictionBody {
+    id: Option<String>,
+    #[serde(default)]
+    input: Option<Value>,
+    #[serde(default)]
+    context: BTreeMap<String, String>,
+}
+
+/// A request the API refuses, with the status and body Cog clients expect.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `{"error": ...}`: the body is not JSON, or not an object.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 415 `{"error": ...}`: a body with a content type other than JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422 in Cog's `detail` shape: one field has a bad value.
+    #[error("{loc:?}: {msg}")]
+    Validation {
+        loc: Vec<String>,
+        msg: String,
+        kind: &'static str,
+    },
+}
+
+impl ApiError {
+    fn invalid(loc: &[&str], msg: impl Into<String>) -> Self {
+        ApiError::Validation {
+            loc: loc.iter().map(|s| s.to_string()).collect(),
+            msg: msg.into(),
+            kind: "value_error",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::BadRequest(msg) => {
+                (StatusCode::BAD_REQUEST, Json(json!({"error": msg}))).into_response()
+            }
+            ApiError::UnsupportedMediaType(msg) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Json(json!({"error": msg})),
+            )
+                .into_response(),
+            ApiError::Validation { loc, msg, kind } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"detail": [{"loc": loc, "msg": msg, "type": kind}]})),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// Checks a client-supplied prediction id before it names anything: 1 to 128 characters of
+/// `[A-Za-z0-9._-]`, and not `.` or `..`.
+pub fn validate_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("prediction ID must not be empty".into());
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(format!(
+            "prediction ID must be at most {MAX_ID_LEN} characters (got {})",
+            id.len()
+        ));
+    }
+    if id == "." || id == ".." {
+        return Err(format!("prediction ID {id:?} is not allowed"));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "prediction ID contains {c:?}; allowed are letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a JSON body: 415 for a non-JSON content type, 400 for malformed JSON, 422 for wrong types.
+/// No body and no content type means `{}`, as in Cog.
+fn parse_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let text: &[u8] = match content_type {
+        None if body.is_empty() => b"{}",
+        Some(ct) if !is_json(ct) => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "expected Content-Type: application/json, got {ct:?}"
+            )))
+        }
+        _ => body,
+    };
+    let value: Value = serde_json::from_slice(text)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "request body must be a JSON object".into(),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::Validation {
+        loc: vec!["body".into()],
+        msg: e.to_string(),
+        kind: "type_error",
+    })
+}
+
+fn is_json(content_type: &str) -> bool {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+}
+
+/// Cancels the prediction if the client goes away before it ends.
+struct CancelOnDrop {
+    supervisor: Supervisor,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            let supervisor = self.supervisor.clone();
+            let id = std::mem::take(&mut self.id);
+            tracing::info!(prediction_id = %id, "client disconnected; cancelling the prediction");
+            tokio::spawn(async move { supervisor.cancel(&id).await });
+        }
+    }
+}
+
+async fn create_prediction(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: PredictionBody = match parse_body(&headers, &body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let id = match body.id {
+        Some(id) => {
+            if let Err(msg) = validate_id(&id) {
+                return ApiError::invalid(&["body", "id"], msg).into_response();
+            }
+            id
+        }
+        None => format!("pred_{}", uuid::Uuid::new_v4().simple()),
+    };
+    let input = match body.input {
+        None | Some(Value::Null) => json!({}),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => {
+            return ApiError::invalid(&["body", "input"], "input must be a JSON object")
+                .into_response()
+        }
+    };
+    let started = Instant::now();
+    let request = PredictionRequest {
+        id: id.clone(),
+        input,
+        context: body.context,
+    };
+    let mut stream = match state.supervisor.predict(request).await {
+        Ok(stream) => stream,
+        Err(e) => return admit_error(&id, e),
+    };
+    let mut guard = CancelOnDrop {
+        supervisor: state.supervisor.clone(),
+        id: id.clone(),
+        armed: true,
+    };
+    let mut collected = Collected::default();
+    while let Some(event) = stream.next().await {
+        if collected.push(event) {
+            break;
+        }
+    }
+    guard.armed = false;
+    tracing::info!(prediction_id = %id, outcome = ?collected.outcome, "prediction finished");
+    (
+        StatusCode::OK,
+        Json(collected.to_body(&id, started.elapsed().as_secs_f64())),
+    )
+        .into_response()
+}
+
+fn admit_error(id: &str, e: AdmitError) -> Response {
+    let status = match e {
+        AdmitError::NotReady(_) | AdmitError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        AdmitError::AtCapacity | AdmitError::DuplicateId(_) => StatusCode::CONFLICT,
+    };
+    (
+        status,
+        Json(json!({"id": id, "error": e.to_string(), "status": "failed"})),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_validated_before_use() {
+        assert!(validate_id("pred_18ea4c3d75879b16").is_ok());
+        assert!(validate_id("a.b-c_D9").is_ok());
+        assert!(validate_id(&"a".repeat(MAX_ID_LEN)).is_ok());
+        for bad in ["", ".", "..", "../etc", "a/b", "a\0b", "a%2fb", "é", "a b"] {
+            assert!(validate_id(bad).is_err(), "{bad:?} accepted");
+        }
+        let long = validate_id(&"a".repeat(300)).unwrap_err();
+        assert!(long.contains("300"), "{long}");
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json("application/json"));
+        assert!(is_json("application/json; charset=utf-8"));
+        assert!(is_json("application/vnd.api+json"));
+        assert!(!is_json("text/plain"));
+    }
+
+    #[test]
+    fn body_parsing_errors_have_the_right_status() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/json".parse().expect("header"),
+        );
+        let status = |h: &HeaderMap, b: &'static str| match parse_body::<PredictionBody>(
+            h,
+            &Bytes::from_static(b.as_bytes()),
+        ) {
+            Ok(_) => StatusCode::OK,
+            Err(e) => e.into_response().status(),
+        };
+        assert_eq!(status(&headers, "{bad"), StatusCode::BAD_REQUEST);
+        assert_eq!(status(&headers, "[1]"), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(&headers, r#"{"context": {"a": 1}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(status(&headers, r#"{"input": {}}"#), StatusCode::OK);
+        assert_eq!(status(&HeaderMap::new(), ""), StatusCode::OK);
+        let mut text = HeaderMap::new();
+        text.insert(header::CONTENT_TYPE, "text/plain".parse().expect("header"));
+        assert_eq!(status(&text, "{}"), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+}

@@ -1,0 +1,58 @@
+//! The supervisor's errors.
+
+use std::path::PathBuf;
+
+use crate::HealthStatus;
+
+/// A failure to start or run the supervisor itself.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("cannot create the private runtime directory under {dir}: {source}")]
+    RuntimeDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot bind slot socket {path}: {source}")]
+    BindSlot {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot start the worker with {python:?}: {source}")]
+    Spawn {
+        python: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("the spawner thread is gone")]
+    SpawnerGone,
+
+    #[error("cannot become a child subreaper: {0}")]
+    Subreaper(#[source] nix::Error),
+}
+
+/// Why a prediction was not admitted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AdmitError {
+    /// The worker is not READY (starting, failed, recycling, ...).
+    #[error(
+        "Setup has not finished yet. Wait until it has finished, or GET /health-check for status."
+    )]
+    NotReady(HealthStatus),
+
+    /// Every usable slot is running a prediction.
+    #[error("At capacity - all prediction slots busy")]
+    AtCapacity,
+
+    /// A prediction with this id is already running.
+    #[error("a prediction with id {0:?} is already running")]
+    DuplicateId(String),
+
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}

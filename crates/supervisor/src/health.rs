@@ -1,0 +1,102 @@
+//! Health status names and the snapshot `/health-check` is built from.
+
+use serde::Serialize;
+
+/// The worker's health, with Cog's wire names plus RECYCLING.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthStatus {
+    /// The worker is being spawned and set up.
+    Starting,
+    /// Predictions are admitted.
+    Ready,
+    /// READY with every usable slot running a prediction. Derived, never stored.
+    Busy,
+    /// Checks failed; predictions are still admitted.
+    Unhealthy,
+    /// The worker is being replaced.
+    Recycling,
+    /// Start-up failed; the server keeps answering but admits nothing.
+    SetupFailed,
+    /// The worker is gone for good; the process should be restarted.
+    Defunct,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Starting => "STARTING",
+            HealthStatus::Ready => "READY",
+            HealthStatus::Busy => "BUSY",
+            HealthStatus::Unhealthy => "UNHEALTHY",
+            HealthStatus::Recycling => "RECYCLING",
+            HealthStatus::SetupFailed => "SETUP_FAILED",
+            HealthStatus::Defunct => "DEFUNCT",
+        }
+    }
+}
+
+impl std::fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Outcome of the worker's setup, as Cog names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SetupStatus {
+    Starting,
+    Succeeded,
+    Failed,
+}
+
+/// The setup record shown in `/health-check`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetupRecord {
+    pub started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    pub status: SetupStatus,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub logs: String,
+}
+
+/// The worker process now serving.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRecord {
+    pub pid: Option<u32>,
+    pub generation: u64,
+    pub started_at: Option<String>,
+    pub restarts: u64,
+    /// Why the worker is gone, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<String>,
+}
+
+/// A poisoned slot and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoisonedSlot {
+    pub slot: u32,
+    pub reason: String,
+}
+
+/// Slot occupancy.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotsRecord {
+    pub total: u32,
+    pub busy: u32,
+    pub poisoned: Vec<PoisonedSlot>,
+}
+
+/// Everything health endpoints show, taken at one instant.
+#[derive(Debug, Clone)]
+pub struct HealthSnapshot {
+    /// The status with BUSY derived.
+    pub status: HealthStatus,
+    pub setup: SetupRecord,
+    pub worker: WorkerRecord,
+    pub slots: SlotsRecord,
+    pub python_version: Option<String>,
+    pub sdk_version: Option<String>,
+}

@@ -1,0 +1,35 @@
+//! cogvisor-supervisor: owns the Python worker process and everything between it and the HTTP layer.
+//!
+//! It knows nothing about HTTP. The server crate calls [`Supervisor`] to predict, cancel, read health
+//! and shut down. Modules, one job each:
+//!
+//! * [`config`]: what the supervisor needs to start a worker ([`SupervisorConfig`]).
+//! * [`runtime_dir`]: the private 0700 directory holding slot sockets, spill files and outputs.
+//! * [`spawn`]: the long-lived spawner thread (so `PR_SET_PDEATHSIG` is tied to a thread that lives as
+//!   long as the supervisor) and the worker command line.
+//! * [`process_tree`]: `/proc` scanning, killing a whole process tree, reaping reparented orphans.
+//! * [`stop`]: shutdown message → grace → SIGTERM to the group → grace → SIGKILL → reap everything.
+//! * [`slots`]: the slot pool: idle, busy, poisoned, and who runs where.
+//! * [`worker`]: one worker generation: spawn, init/ready handshake, control and slot readers.
+//! * [`prediction`]: what a caller sends and receives for one prediction.
+//! * [`health`]: the health status names and the snapshot `/health-check` shows.
+//! * [`supervisor`]: the handle tying it together.
+//! * [`error`]: every failure, as enums.
+
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod prediction;
+pub mod process_tree;
+pub mod runtime_dir;
+pub mod slots;
+pub mod spawn;
+pub mod stop;
+pub mod supervisor;
+pub mod worker;
+
+pub use config::SupervisorConfig;
+pub use error::{AdmitError, SupervisorError};
+pub use health::{HealthSnapshot, HealthStatus, SetupStatus};
+pub use prediction::{PredictionEvent, PredictionRequest, PredictionStream};
+pub use supervisor::Supervisor;

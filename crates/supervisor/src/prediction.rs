@@ -1,0 +1,91 @@
+//! What a caller sends for one prediction and the events it gets back.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use cogvisor_protocol::{LogSource, MetricMode};
+use tokio::sync::mpsc;
+
+/// One prediction to run.
+#[derive(Debug, Clone)]
+pub struct PredictionRequest {
+    /// Already validated by the caller (charset, length).
+    pub id: String,
+    pub input: serde_json::Value,
+    pub context: BTreeMap<String, String>,
+}
+
+/// Something that happened to a running prediction. The last event is always a terminal one
+/// (`Succeeded`, `Failed` or `Canceled`), and exactly one is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PredictionEvent {
+    Log {
+        source: LogSource,
+        data: String,
+    },
+    Output(serde_json::Value),
+    /// A file the model returned; it lives in the prediction's output directory until the
+    /// [`PredictionStream`] is dropped.
+    File {
+        path: PathBuf,
+        mime_type: Option<String>,
+    },
+    Metric {
+        name: String,
+        value: serde_json::Value,
+        mode: MetricMode,
+    },
+    Succeeded {
+        predict_time: f64,
+        is_stream: bool,
+    },
+    Failed {
+        error: String,
+    },
+    Canceled,
+}
+
+impl PredictionEvent {
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            PredictionEvent::Succeeded { .. }
+                | PredictionEvent::Failed { .. }
+                | PredictionEvent::Canceled
+        )
+    }
+}
+
+/// The receiving end of one prediction. Dropping it removes the prediction's output directory.
+#[derive(Debug)]
+pub struct PredictionStream {
+    pub id: String,
+    pub events: mpsc::UnboundedReceiver<PredictionEvent>,
+    pub(crate) output_dir: OutputDir,
+}
+
+impl PredictionStream {
+    /// The next event, or `None` once the terminal event has been taken.
+    pub async fn next(&mut self) -> Option<PredictionEvent> {
+        self.events.recv().await
+    }
+
+    /// The directory the worker writes this prediction's files into.
+    pub fn output_dir(&self) -> &std::path::Path {
+        &self.output_dir.0
+    }
+}
+
+/// A per-prediction directory, removed with everything in it when dropped.
+#[derive(Debug)]
+pub(crate) struct OutputDir(pub(crate) PathBuf);
+
+impl Drop for OutputDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %self.0.display(), error = %e, "cannot remove prediction output directory");
+            }
+        }
+    }
+}

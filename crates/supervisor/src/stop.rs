@@ -1,0 +1,80 @@
+//! Stopping a worker: `shutdown` message → grace → SIGTERM to the group → grace → SIGKILL to the
+//! group and every descendant → reap everything, reparented orphans included.
+
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::sync::watch;
+
+use crate::process_tree;
+use crate::spawn::KnownChildren;
+use crate::worker::WorkerExit;
+
+/// How a stop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// The worker had already exited.
+    AlreadyExited,
+    /// It exited after the shutdown message.
+    Graceful,
+    /// It needed SIGTERM.
+    Terminated,
+    /// It needed SIGKILL.
+    Killed,
+}
+
+/// Waits until the worker has exited or `timeout` passes. True when it has exited.
+async fn wait_exit(exit: &mut watch::Receiver<Option<WorkerExit>>, timeout: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, exit.wait_for(Option::is_some)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Runs the stop sequence for the worker `pid` (also its process group id). `send_shutdown` delivers
+/// the shutdown message; it returns false when the control channel is already gone.
+pub async fn stop_worker<F>(
+    pid: u32,
+    mut exit: watch::Receiver<Option<WorkerExit>>,
+    grace: Duration,
+    known: &KnownChildren,
+    send_shutdown: F,
+) -> StopOutcome
+where
+    F: std::future::Future<Output = bool>,
+{
+    let group = Pid::from_raw(pid as i32);
+    let outcome = if exit.borrow().is_some() {
+        StopOutcome::AlreadyExited
+    } else if send_shutdown.await && wait_exit(&mut exit, grace).await {
+        StopOutcome::Graceful
+    } else {
+        let _ = killpg(group, Signal::SIGTERM);
+        if wait_exit(&mut exit, grace).await {
+            StopOutcome::Terminated
+        } else {
+            process_tree::kill_tree(pid);
+            if !wait_exit(&mut exit, Duration::from_secs(10)).await {
+                tracing::error!(pid, "worker did not exit 10 s after SIGKILL");
+            }
+            StopOutcome::Killed
+        }
+    };
+    sweep(pid, known).await;
+    outcome
+}
+
+/// After the worker has exited: kill what is left of its process group and every orphan it left
+/// behind (reparented to us, the subreaper), and reap them.
+pub async fn sweep(pid: u32, known: &KnownChildren) {
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    let reaped = process_tree::kill_and_reap_orphans(known, Duration::from_secs(5)).await;
+    if reaped > 0 {
+        tracing::info!(
+            pid,
+            reaped,
+            "killed and reaped processes the worker left behind"
+        );
+    }
+}

@@ -1,0 +1,459 @@
+//! One worker generation: spawn, the init/ready handshake, and the tasks that read its channels.
+//!
+//! ```text
+//!  spawn (own group, pdeathsig) ─► init ─► accept N slot sockets ─┬─► ready ─► READY
+//!        │                                 read control frames ──┘     │
+//!        └─ exit watcher: child.wait() ─► WorkerExit ─────────────────►└─► fail in-flight, sweep tree
+//! ```
+//!
+//! Worker death is noticed from the process exit itself ([`WorkerExit`] from `wait()`), not from pipe
+//! EOF alone: a child the model forked can hold the pipes open.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cogvisor_protocol::{
+    ControlRequest, ControlResponse, FrameCodec, Mode, SetupMode, SlotId, SlotRequest,
+    SlotResponse, SlotSocket, PROTOCOL_VERSION,
+};
+use futures::{SinkExt, StreamExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixListener;
+use tokio::process::{ChildStdin, ChildStdout};
+use tokio::sync::{watch, Mutex};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use crate::config::SupervisorConfig;
+use crate::runtime_dir::RuntimeDir;
+use crate::spawn::{KnownChildren, Spawner};
+
+pub(crate) type ControlWriter =
+    FramedWrite<ChildStdin, FrameCodec<ControlResponse, ControlRequest>>;
+pub(crate) type ControlReader =
+    FramedRead<ChildStdout, FrameCodec<ControlResponse, ControlRequest>>;
+pub(crate) type SlotWriter = FramedWrite<OwnedWriteHalf, FrameCodec<SlotResponse, SlotRequest>>;
+pub(crate) type SlotReader = FramedRead<OwnedReadHalf, FrameCodec<SlotResponse, SlotRequest>>;
+
+/// How the worker process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerExit {
+    Code(i32),
+    Signal(i32),
+    /// `wait()` itself failed.
+    Unknown(String),
+}
+
+impl WorkerExit {
+    pub fn from_status(status: std::process::ExitStatus) -> Self {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => WorkerExit::Code(code),
+            (None, Some(sig)) => WorkerExit::Signal(sig),
+            (None, None) => WorkerExit::Unknown(format!("{status}")),
+        }
+    }
+}
+
+impl std::fmt::Display for WorkerExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkerExit::Code(code) => write!(f, "exit code {code}"),
+            WorkerExit::Signal(sig) => match nix::sys::signal::Signal::try_from(*sig) {
+                Ok(signal) => write!(f, "killed by signal {} ({sig})", signal.as_str()),
+                Err(_) => write!(f, "killed by signal {sig}"),
+            },
+            WorkerExit::Unknown(e) => write!(f, "unknown exit ({e})"),
+        }
+    }
+}
+
+/// A live worker generation: its pid, channels and exit.
+#[derive(Debug)]
+pub struct Generation {
+    pub number: u64,
+    pub pid: u32,
+    pub started_at: String,
+    pub(crate) control: Mutex<Option<ControlWriter>>,
+    pub(crate) slot_writers: Vec<Mutex<SlotWriter>>,
+    pub(crate) exit: watch::Receiver<Option<WorkerExit>>,
+}
+
+impl Generation {
+    /// Sends one control message; false when the channel is gone or the write failed.
+    pub(crate) async fn send_control(&self, message: ControlRequest) -> bool {
+        let mut guard = self.control.lock().await;
+        let Some(writer) = guard.as_mut() else {
+            return false;
+        };
+        match tokio::time::timeout(Duration::from_secs(2), writer.send(message)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(generation = self.number, error = %e, "control channel write failed");
+                *guard = None;
+                false
+            }
+            Err(_) => {
+                tracing::warn!(generation = self.number, "control channel write timed out");
+                false
+            }
+        }
+    }
+
+    pub fn has_exited(&self) -> Option<WorkerExit> {
+        self.exit.borrow().clone()
+    }
+}
+
+/// What the worker said in `ready`.
+#[derive(Debug, Clone)]
+pub struct ReadyInfo {
+    pub python_version: String,
+    pub sdk_version: String,
+    pub has_healthcheck: bool,
+    pub schema: Option<serde_json::Value>,
+}
+
+/// Why a start-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind slot socket {path}: {source}")]
+    Bind {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the worker with {python:?}: {error}")]
+    Spawn { python: String, error: String },
+    #[error("setup failed:\n{0}")]
+    SetupFailed(String),
+    #[error("worker exited during setup ({exit})")]
+    Exited { exit: WorkerExit },
+    #[error("setup timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("worker reported a fatal error during setup: {0}")]
+    Fatal(String),
+    #[error("control channel failed during setup: {0}")]
+    Channel(String),
+}
+
+/// A started generation with the channel readers still to be run.
+pub struct Started {
+    pub generation: Arc<Generation>,
+    pub ready: ReadyInfo,
+    pub control_reader: ControlReader,
+    pub slot_readers: Vec<SlotReader>,
+}
+
+/// A start that failed, with the pid to clean up if a process was spawned.
+pub struct FailedStart {
+    pub error: StartError,
+    pub pid: Option<u32>,
+    pub exit: Option<watch::Receiver<Option<WorkerExit>>>,
+    pub control: Option<ControlWriter>,
+}
+
+/// Called with each setup log line as it arrives.
+pub trait SetupLog: Send + Sync {
+    fn append(&self, text: &str);
+}
+
+/// Spawns generation `number` and runs it through setup.
+pub async fn start(
+    config: &SupervisorConfig,
+    runtime: &RuntimeDir,
+    spawner: &Spawner,
+    number: u64,
+    setup: SetupMode,
+    log: &dyn SetupLog,
+    on_spawned: impl FnOnce(u32, &str),
+) -> Result<Started, FailedStart> {
+    let fail = |error| FailedStart {
+        error,
+        pid: None,
+        exit: None,
+        control: None,
+    };
+    // Bind every slot socket before the worker exists, so it can connect at once.
+    let mut listeners = Vec::new();
+    let mut sockets = Vec::new();
+    for slot in 0..config.concurrency {
+        let path = runtime.slot_socket(number, slot);
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).map_err(|source| {
+            fail(StartError::Bind {
+                path: path.display().to_string(),
+                source,
+            })
+        })?;
+        listeners.push((listener, path.clone()));
+        sockets.push(SlotSocket {
+            slot: SlotId(slot),
+            socket: path.display().to_string(),
+        });
+    }
+
+    let mut command = tokio::process::Command::new(&config.python);
+    command
+        .args(["-u", "-m", "cogvisor_worker"])
+        .current_dir(&config.model_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .env("PYTHONPATH", python_path(config))
+        .env("PYTHONUNBUFFERED", "1")
+        .env("COGVISOR_GENERATION", number.to_string());
+    let mut child = spawner.spawn(command).await.map_err(|e| {
+        fail(StartError::Spawn {
+            python: config.python.clone(),
+            error: e.to_string(),
+        })
+    })?;
+    let pid = child.id().unwrap_or_default();
+    let started_at = crate::supervisor::now_rfc3339();
+    on_spawned(pid, &started_at);
+    tracing::info!(pid, generation = number, "worker spawned");
+
+    let (stdin, stdout) = match (child.stdin.take(), child.stdout.take()) {
+        (Some(i), Some(o)) => (i, o),
+        _ => unreachable_pipes(),
+    };
+    let exit = watch_exit(child, spawner.known().clone());
+    let mut control = FramedWrite::new(stdin, FrameCodec::new());
+    let mut reader: ControlReader = FramedRead::new(stdout, FrameCodec::new());
+
+    let init = ControlRequest::Init {
+        protocol_version: PROTOCOL_VERSION,
+        generation: number,
+        predictor_ref: config.predictor_ref.clone(),
+        mode: config.mode,
+        setup,
+        runtime_dir: runtime.path().display().to_string(),
+        slots: sockets,
+    };
+    let failed = |error, control| FailedStart {
+        error,
+        pid: Some(pid),
+        exit: Some(exit.clone()),
+        control,
+    };
+    if let Err(e) = control.send(init).await {
+        // The worker may already be dead (a bad interpreter path, an import-time crash).
+        let error = exit_error(&exit)
+            .await
+            .unwrap_or(StartError::Channel(e.to_string()));
+        return Err(failed(error, None));
+    }
+
+    let handshake = async {
+        let accept_all = async {
+            let mut streams = Vec::new();
+            for (listener, path) in &listeners {
+                let (stream, _) = listener.accept().await.map_err(|e| {
+                    StartError::Channel(format!("accept on {}: {e}", path.display()))
+                })?;
+                // Nobody else may connect later: the socket file goes as soon as the worker is in.
+                let _ = std::fs::remove_file(path);
+                streams.push(stream);
+            }
+            Ok::<_, StartError>(streams)
+        };
+        let read_ready = read_until_ready(&mut reader, log, &exit);
+        tokio::try_join!(accept_all, read_ready)
+    };
+    let mut exit_rx = exit.clone();
+    let outcome = tokio::select! {
+        r = with_timeout(config.setup_timeout, handshake) => r,
+        () = async { let _ = exit_rx.wait_for(Option::is_some).await; } => {
+            // Drain what the worker wrote before dying (its traceback, `setup_failed`).
+            let drained = tokio::time::timeout(Duration::from_millis(500), drain_setup(&mut reader, log)).await;
+            let exit_now = exit.borrow().clone().unwrap_or(WorkerExit::Unknown("no status".into()));
+            match drained {
+                Ok(Some(error)) => Err(error),
+                _ => Err(StartError::Exited { exit: exit_now }),
+            }
+        }
+    };
+    for (_, path) in &listeners {
+        let _ = std::fs::remove_file(path);
+    }
+    match outcome {
+        Ok((streams, ready)) => {
+            let mut slot_writers = Vec::new();
+            let mut slot_readers = Vec::new();
+            for stream in streams {
+                let (r, w) = stream.into_split();
+                slot_readers.push(FramedRead::new(r, FrameCodec::new()));
+                slot_writers.push(Mutex::new(FramedWrite::new(w, FrameCodec::new())));
+            }
+            Ok(Started {
+                generation: Arc::new(Generation {
+                    number,
+                    pid,
+                    started_at,
+                    control: Mutex::new(Some(control)),
+                    slot_writers,
+                    exit,
+                }),
+                ready,
+                control_reader: reader,
+                slot_readers,
+            })
+        }
+        Err(error) => Err(failed(error, Some(control))),
+    }
+}
+
+#[cold]
+fn unreachable_pipes() -> ! {
+    // Both pipes were requested with Stdio::piped() just above; tokio always fills them in then.
+    panic!("worker spawned without the stdin/stdout pipes that were requested")
+}
+
+async fn with_timeout<T>(
+    timeout: Option<Duration>,
+    fut: impl std::future::Future<Output = Result<T, StartError>>,
+) -> Result<T, StartError> {
+    match timeout {
+        Some(t) => tokio::time::timeout(t, fut)
+            .await
+            .unwrap_or(Err(StartError::Timeout(t))),
+        None => fut.await,
+    }
+}
+
+/// After the control channel ended during setup: the exit, if the worker is exiting.
+async fn exit_error(exit: &watch::Receiver<Option<WorkerExit>>) -> Option<StartError> {
+    let mut exit = exit.clone();
+    let waited = tokio::time::timeout(Duration::from_secs(1), exit.wait_for(Option::is_some))
+        .await
+        .ok()
+        .and_then(|r| r.ok().and_then(|e| e.clone()));
+    waited.map(|exit| StartError::Exited { exit })
+}
+
+/// Reads control frames until `ready`, appending logs. Any other terminal message is an error.
+async fn read_until_ready(
+    reader: &mut ControlReader,
+    log: &dyn SetupLog,
+    exit: &watch::Receiver<Option<WorkerExit>>,
+) -> Result<ReadyInfo, StartError> {
+    loop {
+        match reader.next().await {
+            Some(Ok(ControlResponse::Ready {
+                python_version,
+                sdk_version,
+                has_healthcheck,
+                schema,
+            })) => {
+                return Ok(ReadyInfo {
+                    python_version,
+                    sdk_version,
+                    has_healthcheck,
+                    schema,
+                })
+            }
+            Some(Ok(message)) => {
+                if let Some(error) = setup_message(message, log) {
+                    return Err(error);
+                }
+            }
+            Some(Err(e)) => return Err(StartError::Channel(e.to_string())),
+            None => {
+                return Err(exit_error(exit).await.unwrap_or(StartError::Channel(
+                    "worker closed its control channel".into(),
+                )))
+            }
+        }
+    }
+}
+
+/// After the worker exited during setup: reads what is left in the pipe. Returns the setup error the
+/// worker reported, if it reported one.
+async fn drain_setup(reader: &mut ControlReader, log: &dyn SetupLog) -> Option<StartError> {
+    while let Some(Ok(message)) = reader.next().await {
+        if let Some(error) = setup_message(message, log) {
+            return Some(error);
+        }
+    }
+    None
+}
+
+/// Handles one non-ready control message during setup; returns the error it reports, if any.
+fn setup_message(message: ControlResponse, log: &dyn SetupLog) -> Option<StartError> {
+    match message {
+        ControlResponse::Log { data, .. } => {
+            tracing::info!(target: "cogvisor::setup", "{}", data.trim_end());
+            log.append(&data);
+            None
+        }
+        ControlResponse::WorkerLog { level, message } => {
+            tracing::info!(target: "cogvisor::setup", ?level, "{message}");
+            log.append(&format!("{message}\n"));
+            None
+        }
+        ControlResponse::SetupFailed { error } => Some(StartError::SetupFailed(error)),
+        ControlResponse::Fatal { reason } => Some(StartError::Fatal(reason)),
+        other => {
+            tracing::warn!(message = ?other, "unexpected control message during setup");
+            None
+        }
+    }
+}
+
+/// Owns the child and publishes its exit. The pid leaves [`KnownChildren`] only after tokio has
+/// reaped it, so the orphan reaper can never take its status.
+fn watch_exit(
+    mut child: tokio::process::Child,
+    known: KnownChildren,
+) -> watch::Receiver<Option<WorkerExit>> {
+    let (tx, rx) = watch::channel(None);
+    let pid = child.id();
+    tokio::spawn(async move {
+        let exit = match child.wait().await {
+            Ok(status) => WorkerExit::from_status(status),
+            Err(e) => WorkerExit::Unknown(e.to_string()),
+        };
+        if let Some(pid) = pid {
+            known.forget(pid);
+        }
+        tracing::info!(pid, %exit, "worker exited");
+        let _ = tx.send(Some(exit));
+    });
+    rx
+}
+
+/// PYTHONPATH for the worker: our directories first, then whatever the environment had.
+fn python_path(config: &SupervisorConfig) -> std::ffi::OsString {
+    let mut parts: Vec<std::path::PathBuf> = config.python_path.clone();
+    if let Some(existing) = std::env::var_os("PYTHONPATH") {
+        parts.extend(std::env::split_paths(&existing));
+    }
+    std::env::join_paths(parts).unwrap_or_default()
+}
+
+/// Mode names for logs.
+pub fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Predict => "predict",
+        Mode::Train => "train",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_descriptions_name_the_code_or_signal() {
+        assert_eq!(WorkerExit::Code(3).to_string(), "exit code 3");
+        assert_eq!(
+            WorkerExit::Signal(9).to_string(),
+            "killed by signal SIGKILL (9)"
+        );
+        assert_eq!(
+            WorkerExit::Signal(11).to_string(),
+            "killed by signal SIGSEGV (11)"
+        );
+    }
+}

@@ -1,0 +1,281 @@
+"""File-descriptor redirection and log routing.
+
+Before any model code runs the worker moves the control channel off fds 0/1 (to close-on-exec
+duplicates), points fd 0 at /dev/null and replaces fds 1 and 2 with pipes. Two daemon threads read those
+pipes, so anything written to fd 1/2 (C extensions, ``os.system``, subprocesses) becomes a log message
+and can never corrupt the control channel. ``sys.stdout``/``sys.stderr`` become :class:`LogWriter`
+objects that route Python-level prints to the prediction running in the current context.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextvars
+import fcntl
+import io
+import os
+import select
+import struct
+import sys
+import termios
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import protocol
+from .channel import Channel
+
+READ_CHUNK = 64 * 1024
+# A Python-level line longer than this is sent without waiting for its newline.
+MAX_PENDING_LINE = 64 * 1024
+
+
+class LogTarget(Protocol):
+    """A running prediction as seen by the log plumbing."""
+
+    def log(self, source: str, data: str) -> bool:
+        """Send a log message for this prediction; False if it has already ended."""
+        ...
+
+
+@dataclass
+class SavedFds:
+    control_in: int
+    control_out: int
+    diagnostics: int
+    stdout_pipe: int
+    stderr_pipe: int
+
+
+def redirect_fds() -> SavedFds:
+    """Move the control channel off fds 0/1 and replace fds 0/1/2. Call before any model code."""
+    control_in = os.dup(0)  # os.dup: non-inheritable (close-on-exec)
+    control_out = os.dup(1)
+    diagnostics = os.dup(2)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)  # dup2 makes fd 0/1/2 inheritable again, as they should be
+    os.close(devnull)
+    pipes = []
+    for target in (1, 2):
+        r, w = os.pipe()  # both non-inheritable
+        os.dup2(w, target)
+        os.close(w)
+        pipes.append(r)
+    return SavedFds(control_in, control_out, diagnostics, pipes[0], pipes[1])
+
+
+def diag(fd: int, text: str) -> None:
+    """Last-resort diagnostics to the worker's original stderr; never raises."""
+    try:
+        data = f"cogvisor-worker: {text}\n".encode("utf-8", "replace")
+        while data:
+            n = os.write(fd, data)
+            data = data[n:]
+    except Exception:
+        pass
+
+
+class LogRouter:
+    """Decides where a log chunk goes: the running prediction's slot, or the control channel."""
+
+    def __init__(self, control: Channel) -> None:
+        self.control = control
+        # The prediction of the current context (set per thread / per asyncio task).
+        self.current: contextvars.ContextVar[LogTarget | None] = contextvars.ContextVar(
+            "cogvisor_prediction", default=None
+        )
+        # The running sync prediction, if any: owner of fd-level output and of prints from stray threads.
+        self.current_sync: LogTarget | None = None
+
+    def control_log(self, source: str, data: str) -> None:
+        if data:
+            self.control.try_send(protocol.control_log(source, data))
+
+    def emit(self, target: LogTarget | None, source: str, data: str) -> None:
+        if not data:
+            return
+        if target is not None:
+            try:
+                if target.log(source, data):
+                    return
+            except Exception:
+                pass
+        self.control_log(source, data)
+
+    def python_target(self) -> LogTarget | None:
+        return self.current.get() or self.current_sync
+
+
+class PipeReader(threading.Thread):
+    """Reads one of the fd 1/2 pipes and turns what arrives into log messages."""
+
+    def __init__(self, fd: int, source: str, router: LogRouter) -> None:
+        super().__init__(name=f"cogvisor-{source}-reader", daemon=True)
+        self.fd = fd
+        self.source = source
+        self.router = router
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._cond = threading.Condition()
+        self._in_flight = False
+
+    def run(self) -> None:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN | select.POLLHUP)
+        while True:
+            try:
+                poller.poll()
+            except InterruptedError:
+                continue
+            with self._cond:
+                self._in_flight = True
+            try:
+                try:
+                    data = os.read(self.fd, READ_CHUNK)
+                except BlockingIOError:
+                    data = None
+                except OSError:
+                    return
+                if data == b"":
+                    return
+                if data:
+                    text = self._decoder.decode(data)
+                    if text:
+                        self.router.emit(self.router.current_sync, self.source, text)
+            finally:
+                with self._cond:
+                    self._in_flight = False
+                    self._cond.notify_all()
+
+    def _pending(self) -> int:
+        try:
+            return int(struct.unpack("i", fcntl.ioctl(self.fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+        except OSError:
+            return 0
+
+    def drain(self, timeout: float = 2.0) -> None:
+        """Wait until everything written to the pipe so far has been read and routed (bounded)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._in_flight or self._pending() > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(min(left, 0.01))
+
+
+class LogWriter(io.TextIOBase):
+    """``sys.stdout`` / ``sys.stderr``: line-buffered per prediction, flushed on newline and flush().
+
+    Never raises into model code because a channel broke.
+    """
+
+    def __init__(self, source: str, fd: int, router: LogRouter) -> None:
+        super().__init__()
+        self.source = source
+        self._fd = fd
+        self._router = router
+        self._lock = threading.RLock()
+        self._pending: dict[Any, str] = {}
+
+    # -- io.TextIOBase surface -------------------------------------------------------------------
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return "replace"
+
+    @property
+    def name(self) -> str:
+        return f"<{self.source}>"
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:  # model code closing sys.stdout must not break logging
+        self.flush()
+
+    @property
+    def closed(self) -> bool:  # type: ignore[override]
+        return False
+
+    @property
+    def buffer(self) -> "_BinaryLogWriter":
+        return _BinaryLogWriter(self)
+
+    def write(self, s: str) -> int:  # type: ignore[override]
+        try:
+            if not isinstance(s, str):
+                s = str(s)
+            target = self._router.python_target()
+            with self._lock:
+                buf = self._pending.pop(target, "") + s
+                cut = buf.rfind("\n") + 1
+                if cut == 0 and len(buf) > MAX_PENDING_LINE:
+                    cut = len(buf)
+                out, rest = buf[:cut], buf[cut:]
+                if rest:
+                    self._pending[target] = rest
+                if out:
+                    self._router.emit(target, self.source, out)
+            return len(s)
+        except Exception:
+            return len(s) if isinstance(s, str) else 0
+
+    def flush(self) -> None:
+        try:
+            self.flush_target(self._router.python_target())
+        except Exception:
+            pass
+
+    def flush_target(self, target: Any) -> None:
+        """Send the unterminated text buffered for ``target`` (a prediction, or None for control)."""
+        try:
+            with self._lock:
+                rest = self._pending.pop(target, "")
+                if rest:
+                    self._router.emit(target, self.source, rest)
+        except Exception:
+            pass
+
+
+class _BinaryLogWriter(io.RawIOBase):
+    """``sys.stdout.buffer``: bytes decoded (lossy UTF-8, incrementally) and passed to the text writer."""
+
+    def __init__(self, text: LogWriter) -> None:
+        super().__init__()
+        self._text = text
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._text.fileno()
+
+    def write(self, b: Any) -> int:  # type: ignore[override]
+        data = bytes(b)
+        self._text.write(self._decoder.decode(data))
+        return len(data)
+
+    def flush(self) -> None:
+        self._text.flush()
+
+
+def install_writers(router: LogRouter) -> tuple[LogWriter, LogWriter]:
+    out = LogWriter("stdout", 1, router)
+    err = LogWriter("stderr", 2, router)
+    sys.stdout = out
+    sys.stderr = err
+    return out, err

@@ -1,0 +1,200 @@
+"""Loading the model: import the predictor file, pick the object and its method, run setup."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+import sys
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import cog
+from cog.types import MISSING, FieldInfo
+
+
+class LoadError(Exception):
+    """The predictor reference cannot be turned into a callable model."""
+
+
+@dataclass
+class Model:
+    obj: Any  # the instance, or the function itself
+    method: Callable[..., Any]
+    is_async: bool
+    required_inputs: set[str] = field(default_factory=set)
+    # Parameter name -> the SDK type its raw JSON input is converted to (cog.Path, cog.Secret).
+    conversions: dict[str, type] = field(default_factory=dict)
+    accepts_var_kwargs: bool = False
+    parameters: set[str] = field(default_factory=set)
+
+    def healthcheck(self) -> Callable[[], Any] | None:
+        if inspect.isroutine(self.obj):
+            return None
+        hc = getattr(self.obj, "healthcheck", None)
+        return hc if callable(hc) else None
+
+
+def _import_file(path: str) -> Any:
+    abspath = os.path.abspath(path)
+    if not os.path.isfile(abspath):
+        raise LoadError(f"predictor file {path} not found in {os.getcwd()}")
+    model_dir = os.getcwd()
+    if model_dir not in sys.path:
+        sys.path.insert(0, model_dir)
+    file_dir = os.path.dirname(abspath)
+    if file_dir not in sys.path:
+        sys.path.insert(0, file_dir)
+    name = os.path.splitext(os.path.basename(abspath))[0]
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) != abspath:
+        name = f"cogvisor_model_{name}"
+    spec = importlib.util.spec_from_file_location(name, abspath)
+    if spec is None or spec.loader is None:
+        raise LoadError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _defined(obj: Any, name: str) -> bool:
+    return callable(getattr(obj, name, None))
+
+
+def _pick_method(obj: Any, mode: str) -> Callable[..., Any]:
+    if inspect.isroutine(obj):
+        return obj
+    if mode == "train":
+        if not _defined(obj, "train"):
+            raise LoadError(f"{type(obj).__name__} does not define train()")
+        return getattr(obj, "train")
+    has_run, has_predict = _defined(obj, "run"), _defined(obj, "predict")
+    if has_run and has_predict:
+        raise LoadError("predictor must define either run() or predict(), not both")
+    if not has_run and not has_predict:
+        raise LoadError("predictor must define run() or predict()")
+    return getattr(obj, "run" if has_run else "predict")
+
+
+def _fix_input_defaults(fn: Callable[..., Any]) -> set[str]:
+    """Replace ``Input(...)`` defaults by their values; return the names of required inputs."""
+    func = getattr(fn, "__func__", fn)
+    required: set[str] = set()
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        return required
+    for p in sig.parameters.values():
+        if isinstance(p.default, FieldInfo) and p.default.default is MISSING:
+            required.add(p.name)
+
+    def value(d: Any) -> Any:
+        if isinstance(d, FieldInfo):
+            return None if d.default is MISSING else d.default
+        return d
+
+    defaults = getattr(func, "__defaults__", None)
+    if defaults:
+        func.__defaults__ = tuple(value(d) for d in defaults)
+    kwdefaults = getattr(func, "__kwdefaults__", None)
+    if kwdefaults:
+        func.__kwdefaults__ = {k: value(v) for k, v in kwdefaults.items()}
+    return required
+
+
+def _conversions(fn: Callable[..., Any]) -> dict[str, type]:
+    try:
+        hints = typing.get_type_hints(getattr(fn, "__func__", fn))
+    except Exception:
+        return {}
+    out: dict[str, type] = {}
+    for name, hint in hints.items():
+        if name == "return":
+            continue
+        if hint is cog.Path or hint is cog.Secret:
+            out[name] = hint
+        else:
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            if typing.get_origin(hint) is typing.Union and len(args) == 1 and args[0] in (cog.Path, cog.Secret):
+                out[name] = args[0]
+    return out
+
+
+def load(predictor_ref: str, mode: str) -> Model:
+    """Import ``path/to/file.py[:Name]`` relative to the working directory and build the model."""
+    path, sep, name = predictor_ref.rpartition(":")
+    if not sep or "/" in name or name.endswith(".py"):
+        path, name = predictor_ref, ""
+    module = _import_file(path)
+    if name:
+        if not hasattr(module, name):
+            raise LoadError(f"{path} does not define {name}")
+        target = getattr(module, name)
+    elif hasattr(module, "Runner"):
+        target = getattr(module, "Runner")
+    elif hasattr(module, "Predictor"):
+        target = getattr(module, "Predictor")
+    else:
+        raise LoadError(f"{path} defines neither Runner nor Predictor")
+    if inspect.isclass(target):
+        obj = target()
+    elif inspect.isroutine(target):
+        obj = target
+    else:
+        raise LoadError(f"{predictor_ref} is neither a class nor a function")
+    method = _pick_method(obj, mode)
+    required = _fix_input_defaults(method)
+    fn = getattr(method, "__func__", method)
+    is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        params = {}  # type: ignore[assignment]
+    return Model(
+        obj=obj,
+        method=method,
+        is_async=is_async,
+        required_inputs=required,
+        conversions=_conversions(method),
+        accepts_var_kwargs=any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()),
+        parameters={p.name for p in params.values()},
+    )
+
+
+def setup_callable(model: Model, setup_mode: str) -> Callable[[], Any] | None:
+    """The setup to run: ``recycle_setup()`` for a recycle when defined, else ``setup()``; None if neither."""
+    obj = model.obj
+    if inspect.isroutine(obj):
+        return None
+    fn: Callable[..., Any] | None = None
+    if setup_mode == "recycle" and _defined(obj, "recycle_setup"):
+        fn = getattr(obj, "recycle_setup")
+    elif _defined(obj, "setup"):
+        fn = getattr(obj, "setup")
+    if fn is None:
+        return None
+    try:
+        wants_weights = "weights" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        wants_weights = False
+    if wants_weights:
+        setup_fn = fn
+        weights = os.environ.get("COG_WEIGHTS")
+        return lambda: setup_fn(weights=weights)
+    return fn
+
+
+def read_schema(model_dir: str = ".") -> Any:
+    """The OpenAPI document from ``.cog/openapi_schema.json``, or None when absent or unreadable."""
+    import json
+
+    try:
+        with open(os.path.join(model_dir, ".cog", "openapi_schema.json"), "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
