@@ -177,6 +177,7 @@ class LogWriter(io.TextIOBase):
         self._router = router
         self._lock = threading.RLock()
         self._pending: dict[Any, str] = {}
+        self._buffer: _BinaryLogWriter | None = None
 
     # -- io.TextIOBase surface -------------------------------------------------------------------
     @property
@@ -212,7 +213,9 @@ class LogWriter(io.TextIOBase):
 
     @property
     def buffer(self) -> "_BinaryLogWriter":
-        return _BinaryLogWriter(self)
+        if self._buffer is None:
+            self._buffer = _BinaryLogWriter(self)
+        return self._buffer
 
     def write(self, s: str) -> int:  # type: ignore[override]
         try:

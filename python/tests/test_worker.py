@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import struct
 import time
 from typing import Any, Iterator
@@ -555,7 +556,7 @@ def test_broken_slot_frame_poisons_only_that_slot(start: Any) -> None:
 
 def test_slot_socket_closed_poisons_the_slot(start: Any) -> None:
     sup = started(start, {"predict.py": ECHO})
-    sup.slots[0].close()
+    sup.slots[0].shutdown(socket.SHUT_RDWR)  # close() alone would not wake the harness's blocked recv
     msg = sup.expect_type("failed")
     assert msg == p.control_failed(0, "slot socket closed by the supervisor")
 

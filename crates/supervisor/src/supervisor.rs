@@ -312,32 +312,30 @@ impl Supervisor {
             Err(failed) => {
                 let message = failed.error.to_string();
                 tracing::error!(generation = number, "{message}");
+                // Report first: health must say SETUP_FAILED at once, not after the stop's graces.
+                {
+                    let mut state = inner.lock();
+                    state.status = HealthStatus::SetupFailed;
+                    state.setup.status = SetupStatus::Failed;
+                    state.setup.completed_at = Some(now_rfc3339());
+                    if !state.setup.logs.is_empty() && !state.setup.logs.ends_with('\n') {
+                        state.setup.logs.push('\n');
+                    }
+                    state.setup.logs.push_str(&message);
+                    state.worker.pid = None;
+                }
                 if let (Some(pid), Some(exit)) = (failed.pid, failed.exit) {
-                    let mut control = failed.control;
-                    let send = async move {
-                        match control.as_mut() {
-                            Some(c) => c.send(ControlRequest::Shutdown).await.is_ok(),
-                            None => false,
-                        }
-                    };
+                    // A worker still inside setup() does not read its control channel, so a
+                    // shutdown message would only wait out the grace: go straight to SIGTERM.
                     crate::stop::stop_worker(
                         pid,
                         exit,
                         inner.config.stop_grace,
                         inner.spawner.known(),
-                        send,
+                        async { false },
                     )
                     .await;
                 }
-                let mut state = inner.lock();
-                state.status = HealthStatus::SetupFailed;
-                state.setup.status = SetupStatus::Failed;
-                state.setup.completed_at = Some(now_rfc3339());
-                if !state.setup.logs.is_empty() && !state.setup.logs.ends_with('\n') {
-                    state.setup.logs.push('\n');
-                }
-                state.setup.logs.push_str(&message);
-                state.worker.pid = None;
                 return;
             }
         };

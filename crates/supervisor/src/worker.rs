@@ -150,7 +150,6 @@ pub struct FailedStart {
     pub error: StartError,
     pub pid: Option<u32>,
     pub exit: Option<watch::Receiver<Option<WorkerExit>>>,
-    pub control: Option<ControlWriter>,
 }
 
 /// Called with each setup log line as it arrives.
@@ -172,7 +171,6 @@ pub async fn start(
         error,
         pid: None,
         exit: None,
-        control: None,
     };
     // Bind every slot socket before the worker exists, so it can connect at once.
     let mut listeners = Vec::new();
@@ -216,7 +214,13 @@ pub async fn start(
 
     let (stdin, stdout) = match (child.stdin.take(), child.stdout.take()) {
         (Some(i), Some(o)) => (i, o),
-        _ => unreachable_pipes(),
+        // Both were requested with Stdio::piped(); if the OS gave none, the child is dropped here
+        // and kill_on_drop ends it.
+        _ => {
+            return Err(fail(StartError::Channel(
+                "the worker started without its stdin/stdout pipes".into(),
+            )))
+        }
     };
     let exit = watch_exit(child, spawner.known().clone());
     let mut control = FramedWrite::new(stdin, FrameCodec::new());
@@ -231,18 +235,17 @@ pub async fn start(
         runtime_dir: runtime.path().display().to_string(),
         slots: sockets,
     };
-    let failed = |error, control| FailedStart {
+    let failed = |error| FailedStart {
         error,
         pid: Some(pid),
         exit: Some(exit.clone()),
-        control,
     };
     if let Err(e) = control.send(init).await {
         // The worker may already be dead (a bad interpreter path, an import-time crash).
         let error = exit_error(&exit)
             .await
             .unwrap_or(StartError::Channel(e.to_string()));
-        return Err(failed(error, None));
+        return Err(failed(error));
     }
 
     let handshake = async {
@@ -300,14 +303,8 @@ pub async fn start(
                 slot_readers,
             })
         }
-        Err(error) => Err(failed(error, Some(control))),
+        Err(error) => Err(failed(error)),
     }
-}
-
-#[cold]
-fn unreachable_pipes() -> ! {
-    // Both pipes were requested with Stdio::piped() just above; tokio always fills them in then.
-    panic!("worker spawned without the stdin/stdout pipes that were requested")
 }
 
 async fn with_timeout<T>(
@@ -403,7 +400,7 @@ fn setup_message(message: ControlResponse, log: &dyn SetupLog) -> Option<StartEr
 
 /// Owns the child and publishes its exit. The pid leaves [`KnownChildren`] only after tokio has
 /// reaped it, so the orphan reaper can never take its status.
-fn watch_exit(
+pub fn watch_exit(
     mut child: tokio::process::Child,
     known: KnownChildren,
 ) -> watch::Receiver<Option<WorkerExit>> {

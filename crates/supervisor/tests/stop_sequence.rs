@@ -1,0 +1,146 @@
+//! The stop sequence on real processes: shutdown message → grace → SIGTERM → grace → SIGKILL, then
+//! every descendant killed and reaped, even one that called `setsid`.
+//!
+//! Stand-in workers are small shell scripts, so this runs without Python.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use cogvisor_supervisor::process_tree;
+use cogvisor_supervisor::spawn::{KnownChildren, Spawner};
+use cogvisor_supervisor::stop::{stop_worker, StopOutcome};
+use cogvisor_supervisor::worker::watch_exit;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const GRACE: Duration = Duration::from_millis(300);
+
+async fn spawn(spawner: &Spawner, script: &str) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    spawner.spawn(command).await.expect("spawn sh")
+}
+
+/// Reads one line the script printed (a pid, or "ready").
+async fn read_line(child: &mut tokio::process::Child) -> String {
+    let stdout = child.stdout.as_mut().expect("stdout piped");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .await
+        .expect("read line");
+    line.trim().to_string()
+}
+
+fn gone(pid: u32) -> bool {
+    // Neither running nor a zombie: killed *and* reaped.
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The tests share one process: a stop sweeps up *every* unknown child of the process, so another
+/// test's children would be swept too. One test at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn setup() -> (Spawner, tokio::sync::MutexGuard<'static, ()>) {
+    let guard = SERIAL.lock().await;
+    process_tree::become_subreaper().expect("subreaper");
+    (
+        Spawner::start(KnownChildren::default()).expect("spawner"),
+        guard,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_obeys_shutdown_stops_gracefully() {
+    let (spawner, _serial) = setup().await;
+    let mut child = spawn(&spawner, "echo ready; read line; exit 0").await;
+    assert_eq!(read_line(&mut child).await, "ready");
+    let pid = child.id().expect("pid");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let exit = watch_exit(child, spawner.known().clone());
+    let send = async move { stdin.write_all(b"shutdown\n").await.is_ok() };
+    let outcome = stop_worker(pid, exit, GRACE, spawner.known(), send).await;
+    assert_eq!(outcome, StopOutcome::Graceful);
+    assert!(gone(pid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_ignores_shutdown_gets_sigterm() {
+    let (spawner, _serial) = setup().await;
+    let mut child = spawn(&spawner, "echo ready; exec sleep 1000").await;
+    assert_eq!(read_line(&mut child).await, "ready");
+    let pid = child.id().expect("pid");
+    let exit = watch_exit(child, spawner.known().clone());
+    let outcome = stop_worker(pid, exit, GRACE, spawner.known(), async { true }).await;
+    assert_eq!(outcome, StopOutcome::Terminated);
+    assert!(gone(pid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_ignores_sigterm_gets_sigkill() {
+    let (spawner, _serial) = setup().await;
+    let mut child = spawn(
+        &spawner,
+        "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+    )
+    .await;
+    assert_eq!(read_line(&mut child).await, "ready");
+    let pid = child.id().expect("pid");
+    let exit = watch_exit(child, spawner.known().clone());
+    let outcome = stop_worker(pid, exit, GRACE, spawner.known(), async { false }).await;
+    assert_eq!(outcome, StopOutcome::Killed);
+    assert!(gone(pid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn descendants_in_other_sessions_are_killed_and_reaped() {
+    let (spawner, _serial) = setup().await;
+    // A daemon in its own session, and a plain child that survives its parent's exit.
+    let mut child = spawn(
+        &spawner,
+        "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $!; sleep 1000 </dev/null >/dev/null 2>&1 & echo $!; read line; exit 0",
+    )
+    .await;
+    let daemon: u32 = read_line(&mut child).await.parse().expect("daemon pid");
+    let plain: u32 = read_line(&mut child).await.parse().expect("child pid");
+    let pid = child.id().expect("pid");
+    assert_ne!(
+        process_tree::all_processes()
+            .iter()
+            .find(|p| p.pid == daemon)
+            .map(|p| p.pgid),
+        Some(pid)
+    );
+    let mut stdin = child.stdin.take().expect("stdin");
+    let exit = watch_exit(child, spawner.known().clone());
+    let send = async move { stdin.write_all(b"shutdown\n").await.is_ok() };
+    let outcome = stop_worker(pid, exit, GRACE, spawner.known(), send).await;
+    assert_eq!(outcome, StopOutcome::Graceful);
+    for leftover in [pid, daemon, plain] {
+        assert!(gone(leftover), "process {leftover} survived the stop");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_runs_in_its_own_process_group() {
+    let (spawner, _serial) = setup().await;
+    let mut child = spawn(&spawner, "echo ready; exec sleep 1000").await;
+    assert_eq!(read_line(&mut child).await, "ready");
+    let pid = child.id().expect("pid");
+    let info = process_tree::all_processes()
+        .into_iter()
+        .find(|p| p.pid == pid)
+        .expect("child in /proc");
+    assert_eq!(info.pgid, pid, "own process group");
+    let me = process_tree::all_processes()
+        .into_iter()
+        .find(|p| p.pid == std::process::id())
+        .expect("self");
+    assert_ne!(info.pgid, me.pgid);
+    let exit = watch_exit(child, spawner.known().clone());
+    stop_worker(pid, exit, GRACE, spawner.known(), async { false }).await;
+    assert!(gone(pid));
+}
