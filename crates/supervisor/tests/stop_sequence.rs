@@ -24,15 +24,23 @@ async fn spawn(spawner: &Spawner, script: &str) -> tokio::process::Child {
     spawner.spawn(command).await.expect("spawn sh")
 }
 
-/// Reads one line the script printed (a pid, or "ready").
-async fn read_line(child: &mut tokio::process::Child) -> String {
-    let stdout = child.stdout.as_mut().expect("stdout piped");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .await
-        .expect("read line");
-    line.trim().to_string()
+/// The lines a stand-in worker prints, read through one buffer (a second buffer would lose what
+/// the first had already read ahead).
+struct Lines(tokio::io::Lines<BufReader<tokio::process::ChildStdout>>);
+
+impl Lines {
+    fn of(child: &mut tokio::process::Child) -> Self {
+        Lines(BufReader::new(child.stdout.take().expect("stdout piped")).lines())
+    }
+
+    /// The next line, failing the test instead of hanging if none comes.
+    async fn next(&mut self) -> String {
+        let line = tokio::time::timeout(Duration::from_secs(10), self.0.next_line())
+            .await
+            .expect("the stand-in worker printed nothing for 10 s")
+            .expect("read stdout");
+        line.expect("stdout closed").trim().to_string()
+    }
 }
 
 fn gone(pid: u32) -> bool {
@@ -57,7 +65,7 @@ async fn setup() -> (Spawner, tokio::sync::MutexGuard<'static, ()>) {
 async fn a_worker_that_obeys_shutdown_stops_gracefully() {
     let (spawner, _serial) = setup().await;
     let mut child = spawn(&spawner, "echo ready; read line; exit 0").await;
-    assert_eq!(read_line(&mut child).await, "ready");
+    assert_eq!(Lines::of(&mut child).next().await, "ready");
     let pid = child.id().expect("pid");
     let mut stdin = child.stdin.take().expect("stdin");
     let exit = watch_exit(child, spawner.known().clone());
@@ -71,7 +79,7 @@ async fn a_worker_that_obeys_shutdown_stops_gracefully() {
 async fn a_worker_that_ignores_shutdown_gets_sigterm() {
     let (spawner, _serial) = setup().await;
     let mut child = spawn(&spawner, "echo ready; exec sleep 1000").await;
-    assert_eq!(read_line(&mut child).await, "ready");
+    assert_eq!(Lines::of(&mut child).next().await, "ready");
     let pid = child.id().expect("pid");
     let exit = watch_exit(child, spawner.known().clone());
     let outcome = stop_worker(pid, exit, GRACE, spawner.known(), async { true }).await;
@@ -87,7 +95,7 @@ async fn a_worker_that_ignores_sigterm_gets_sigkill() {
         "trap '' TERM; echo ready; while :; do sleep 0.05; done",
     )
     .await;
-    assert_eq!(read_line(&mut child).await, "ready");
+    assert_eq!(Lines::of(&mut child).next().await, "ready");
     let pid = child.id().expect("pid");
     let exit = watch_exit(child, spawner.known().clone());
     let outcome = stop_worker(pid, exit, GRACE, spawner.known(), async { false }).await;
@@ -104,16 +112,24 @@ async fn descendants_in_other_sessions_are_killed_and_reaped() {
         "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $!; sleep 1000 </dev/null >/dev/null 2>&1 & echo $!; read line; exit 0",
     )
     .await;
-    let daemon: u32 = read_line(&mut child).await.parse().expect("daemon pid");
-    let plain: u32 = read_line(&mut child).await.parse().expect("child pid");
+    let mut lines = Lines::of(&mut child);
+    let daemon: u32 = lines.next().await.parse().expect("daemon pid");
+    let plain: u32 = lines.next().await.parse().expect("child pid");
     let pid = child.id().expect("pid");
-    assert_ne!(
-        process_tree::all_processes()
-            .iter()
-            .find(|p| p.pid == daemon)
-            .map(|p| p.pgid),
-        Some(pid)
-    );
+    // `$!` is printed right after the fork, possibly before the daemon has called setsid.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while process_tree::all_processes()
+        .iter()
+        .find(|p| p.pid == daemon)
+        .map(|p| p.pgid)
+        != Some(daemon)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "daemon {daemon} never left the worker's session"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut stdin = child.stdin.take().expect("stdin");
     let exit = watch_exit(child, spawner.known().clone());
     let send = async move { stdin.write_all(b"shutdown\n").await.is_ok() };
@@ -128,7 +144,7 @@ async fn descendants_in_other_sessions_are_killed_and_reaped() {
 async fn the_worker_runs_in_its_own_process_group() {
     let (spawner, _serial) = setup().await;
     let mut child = spawn(&spawner, "echo ready; exec sleep 1000").await;
-    assert_eq!(read_line(&mut child).await, "ready");
+    assert_eq!(Lines::of(&mut child).next().await, "ready");
     let pid = child.id().expect("pid");
     let info = process_tree::all_processes()
         .into_iter()
