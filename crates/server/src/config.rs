@@ -90,7 +90,12 @@ pub fn resolve(
                 value: v,
                 allowed: "a whole number of slots, at least 1",
             })?,
-        None => cog.concurrency.and_then(|c| c.max).unwrap_or(1).max(1),
+        None => cog
+            .concurrency
+            .and_then(|c| c.max)
+            .or_else(|| decorator_concurrency(model_dir, &predictor_ref))
+            .unwrap_or(1)
+            .max(1),
     };
     let setup_timeout = match env("COG_SETUP_TIMEOUT").filter(|s| !s.is_empty()) {
         Some(v) => match v.trim().parse::<u64>() {
@@ -155,6 +160,30 @@ pub fn check_predictor_ref(model_dir: &Path, reference: &str) -> Result<(), Serv
         ))),
         _ => Ok(()),
     }
+}
+
+/// The literal `N` of a `@concurrent(max=N)` (or `@cog.concurrent(max=N)`) decorator in the predictor
+/// file, as Cog's build reads it. Only a literal is understood; anything else leaves the default.
+pub fn decorator_concurrency(model_dir: &Path, predictor_ref: &str) -> Option<u32> {
+    let file = predictor_ref.split(':').next()?;
+    let source = std::fs::read_to_string(model_dir.join(file)).ok()?;
+    source
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('@'))
+        .find_map(|line| {
+            let rest = line.split_once("concurrent(")?.1;
+            let args = rest.split(')').next()?;
+            let value = args
+                .split(',')
+                .map(str::trim)
+                .find_map(|a| {
+                    a.strip_prefix("max")
+                        .map(|v| v.trim_start().strip_prefix('=').map(str::trim))
+                })
+                .unwrap_or_else(|| args.split(',').next().map(str::trim))?;
+            value.parse().ok()
+        })
 }
 
 fn contains_identifier(source: &str, name: &str) -> bool {
@@ -263,6 +292,48 @@ mod tests {
         let dir = model("predict: missing.py:Predictor\n", PREDICTOR);
         let err = resolve(dir.path(), Mode::Predict, None, &env(&[])).unwrap_err();
         assert!(err.to_string().contains("missing.py"), "{err}");
+    }
+
+    #[test]
+    fn concurrent_decorator_literal_sets_the_slots_when_nothing_else_does() {
+        let src = "import cog\nclass Predictor:\n    @cog.concurrent(max=3)\n    async def predict(self): ...\n";
+        let dir = model("predict: predict.py:Predictor\n", src);
+        assert_eq!(
+            resolve(dir.path(), Mode::Predict, None, &env(&[]))
+                .expect("resolve")
+                .concurrency,
+            3
+        );
+        let dir = model(
+            "predict: predict.py:Predictor\nconcurrency:\n  max: 2\n",
+            src,
+        );
+        assert_eq!(
+            resolve(dir.path(), Mode::Predict, None, &env(&[]))
+                .expect("resolve")
+                .concurrency,
+            2
+        );
+        let dir = model(
+            "predict: predict.py:Predictor\n",
+            &src.replace("max=3", "5"),
+        );
+        assert_eq!(
+            resolve(dir.path(), Mode::Predict, None, &env(&[]))
+                .expect("resolve")
+                .concurrency,
+            5
+        );
+        let dir = model(
+            "predict: predict.py:Predictor\n",
+            &src.replace("max=3", "max=N"),
+        );
+        assert_eq!(
+            resolve(dir.path(), Mode::Predict, None, &env(&[]))
+                .expect("resolve")
+                .concurrency,
+            1
+        );
     }
 
     #[test]

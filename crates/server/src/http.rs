@@ -1,9 +1,10 @@
 //! The HTTP API: routes, request parsing, and the JSON bodies Cog clients expect.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::response::Collected;
+use crate::schema::{Detail, InputSchema, Kind};
 
 /// Largest request body accepted: 100 MiB, as Cog.
 pub const BODY_LIMIT: usize = 100 * 1024 * 1024;
@@ -21,27 +23,110 @@ pub const BODY_LIMIT: usize = 100 * 1024 * 1024;
 /// Longest prediction id accepted.
 pub const MAX_ID_LEN: usize = 128;
 
+/// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub supervisor: Supervisor,
+    schemas: Arc<Mutex<SchemaCache>>,
+}
+
+/// The compiled input schemas of the schema the worker sent, rebuilt only when a new worker sends a
+/// new one.
+#[derive(Default)]
+struct SchemaCache {
+    source: Option<Arc<Value>>,
+    prediction: Option<Arc<InputSchema>>,
+    training: Option<Arc<InputSchema>>,
+}
+
+impl AppState {
+    pub fn new(supervisor: Supervisor) -> Self {
+        Self {
+            supervisor,
+            schemas: Arc::default(),
+        }
+    }
+
+    /// The compiled input schema for `kind`, or `None` when the model has no usable schema (then
+    /// inputs go to the model unvalidated, as in Cog).
+    fn input_schema(&self, kind: Kind) -> Option<Arc<InputSchema>> {
+        let source = self.supervisor.schema()?;
+        let mut cache = self.schemas.lock().unwrap_or_else(|e| e.into_inner());
+        if !cache
+            .source
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &source))
+        {
+            let compile = |kind| match InputSchema::compile(&source, kind) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "inputs are not validated");
+                    None
+                }
+            };
+            *cache = SchemaCache {
+                prediction: compile(Kind::Prediction),
+                training: compile(Kind::Training),
+                source: Some(source),
+            };
+        }
+        match kind {
+            Kind::Prediction => cache.prediction.clone(),
+            Kind::Training => cache.training.clone(),
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(root))
         .route("/health-check", get(health_check))
+        .route("/openapi.json", get(openapi))
         .route("/predictions", post(create_prediction))
+        .route("/predictions/{id}/cancel", post(cancel))
+        .route("/trainings", post(create_training))
+        .route("/trainings/{id}/cancel", post(cancel))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
-async fn root() -> Json<Value> {
-    Json(json!({
+async fn root(State(state): State<AppState>) -> Json<Value> {
+    let mut doc = json!({
         "cog_version": env!("CARGO_PKG_VERSION"),
         "cogvisor_version": env!("CARGO_PKG_VERSION"),
         "healthcheck_url": "/health-check",
+        "openapi_url": "/openapi.json",
         "predictions_url": "/predictions",
-    }))
+        "predictions_cancel_url": "/predictions/{prediction_id}/cancel",
+    });
+    let has_training = state
+        .supervisor
+        .schema()
+        .is_some_and(|s| s.pointer("/components/schemas/TrainingInput").is_some());
+    if has_training {
+        doc["trainings_url"] = "/trainings".into();
+        doc["trainings_cancel_url"] = "/trainings/{training_id}/cancel".into();
+    }
+    Json(doc)
+}
+
+async fn openapi(State(state): State<AppState>) -> Response {
+    match state.supervisor.schema() {
+        Some(schema) => Json(schema.as_ref().clone()).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "OpenAPI schema not available"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    if state.supervisor.cancel(&id).await {
+        (StatusCode::OK, Json(json!({}))).into_response()
+    } else {
+        (StatusCode::NOT_FOUND, Json(json!({}))).into_response()
+    }
 }
 
 async fn health_check(State(state): State<AppState>) -> Json<Value> {
@@ -212,6 +297,19 @@ async fn create_prediction(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    run(state, Kind::Prediction, headers, body).await
+}
+
+async fn create_training(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run(state, Kind::Training, headers, body).await
+}
+
+/// Validates, admits and runs one prediction or training, answering when it ends.
+async fn run(state: AppState, kind: Kind, headers: HeaderMap, body: Bytes) -> Response {
     let body: PredictionBody = match parse_body(&headers, &body) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -227,11 +325,19 @@ async fn create_prediction(
     };
     let input = match body.input {
         None | Some(Value::Null) => json!({}),
-        Some(v @ Value::Object(_)) => v,
-        Some(_) => {
+        Some(v) => v,
+    };
+    let schema = state.input_schema(kind);
+    let input = match &schema {
+        Some(schema) => match schema.prepare(input) {
+            Ok(input) => input,
+            Err(details) => return unprocessable(&details),
+        },
+        None if !input.is_object() => {
             return ApiError::invalid(&["body", "input"], "input must be a JSON object")
                 .into_response()
         }
+        None => input,
     };
     let started = Instant::now();
     let request = PredictionRequest {
@@ -255,10 +361,22 @@ async fn create_prediction(
         }
     }
     guard.armed = false;
-    tracing::info!(prediction_id = %id, outcome = ?collected.outcome, "prediction finished");
+    let predict_time = started.elapsed().as_secs_f64();
+    tracing::info!(prediction_id = %id, outcome = ?collected.outcome, predict_time, "prediction finished");
+    let output_is_array = schema.is_some_and(|s| s.output_is_array);
     (
         StatusCode::OK,
-        Json(collected.to_body(&id, started.elapsed().as_secs_f64())),
+        Json(collected.to_body(&id, predict_time, output_is_array)),
+    )
+        .into_response()
+}
+
+/// Cog's 422 body for input validation failures.
+fn unprocessable(details: &[Detail]) -> Response {
+    let detail: Vec<Value> = details.iter().map(Detail::to_json).collect();
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({"detail": detail})),
     )
         .into_response()
 }

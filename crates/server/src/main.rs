@@ -1,13 +1,15 @@
 //! `cogvisor`: serves Cog's HTTP API for a model and supervises the Python worker that runs it.
 //!
 //! Modules: [`config`] resolves what to serve, [`embedded`] ships the Python worker inside the binary,
-//! [`http`] is the API, [`response`] builds Cog's response bodies, [`error`] names every start failure.
+//! [`http`] is the API, [`schema`] validates inputs against the model's OpenAPI schema, [`response`]
+//! builds Cog's response bodies, [`error`] names every start failure.
 
 mod config;
 mod embedded;
 mod error;
 mod http;
 mod response;
+mod schema;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -156,9 +158,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     );
     let supervisor = Supervisor::start(config, runtime_dir).await?;
 
-    let app = http::router(http::AppState {
-        supervisor: supervisor.clone(),
-    });
+    let app = http::router(http::AppState::new(supervisor.clone()));
     let drain_supervisor = supervisor.clone();
     let shutdown = async move {
         let signal = shutdown_signal().await;

@@ -19,7 +19,6 @@ pub struct Collected {
     pub logs: String,
     pub outputs: Vec<Value>,
     pub metrics: Map<String, Value>,
-    pub predict_time: Option<f64>,
     pub is_stream: bool,
     pub outcome: Option<Outcome>,
 }
@@ -36,11 +35,7 @@ impl Collected {
             PredictionEvent::Metric { name, value, mode } => {
                 apply_metric(&mut self.metrics, &name, value, mode)
             }
-            PredictionEvent::Succeeded {
-                predict_time,
-                is_stream,
-            } => {
-                self.predict_time = Some(predict_time);
+            PredictionEvent::Succeeded { is_stream, .. } => {
                 self.is_stream = is_stream;
                 self.outcome = Some(Outcome::Succeeded);
                 return true;
@@ -57,28 +52,27 @@ impl Collected {
         false
     }
 
-    /// The output as Cog shows it: an array for streams, else the single value.
-    pub fn output(&self) -> Option<Value> {
-        if self.is_stream {
-            Some(Value::Array(self.outputs.clone()))
+    /// The output as Cog shows it: an array when the worker streamed (list, generator) or the schema
+    /// says the output is an array; else nothing, the one value, or an array of several.
+    pub fn output(&self, output_is_array: bool) -> Value {
+        if self.is_stream || output_is_array || self.outputs.len() > 1 {
+            Value::Array(self.outputs.clone())
         } else {
-            self.outputs.first().cloned()
+            self.outputs.first().cloned().unwrap_or(Value::Null)
         }
     }
 
     /// Cog's sync response body: `id, status, output|error, logs, metrics`.
-    pub fn to_body(&self, id: &str, elapsed: f64) -> Value {
+    /// `predict_time` is measured by the supervisor from admission to the terminal event, as Cog does.
+    pub fn to_body(&self, id: &str, predict_time: f64, output_is_array: bool) -> Value {
         let mut body = Map::new();
         body.insert("id".into(), id.into());
         let mut metrics = self.metrics.clone();
-        metrics.insert(
-            "predict_time".into(),
-            self.predict_time.unwrap_or(elapsed).into(),
-        );
+        metrics.insert("predict_time".into(), predict_time.into());
         match &self.outcome {
             Some(Outcome::Succeeded) => {
                 body.insert("status".into(), "succeeded".into());
-                body.insert("output".into(), self.output().unwrap_or(Value::Null));
+                body.insert("output".into(), self.output(output_is_array));
             }
             Some(Outcome::Failed(error)) => {
                 body.insert("status".into(), "failed".into());
@@ -196,7 +190,7 @@ mod tests {
             is_stream: false
         }));
         assert_eq!(
-            c.to_body("p1", 1.0),
+            c.to_body("p1", 0.5, false),
             json!({"id": "p1", "status": "succeeded", "output": "hello world", "logs": "hi\n", "metrics": {"predict_time": 0.5}})
         );
     }
@@ -210,7 +204,19 @@ mod tests {
             predict_time: 0.1,
             is_stream: true,
         });
-        assert_eq!(c.output(), Some(json!([1, 2])));
+        assert_eq!(c.output(false), json!([1, 2]));
+    }
+
+    #[test]
+    fn outputs_follow_cogs_array_rules() {
+        let mut c = Collected::default();
+        assert_eq!(c.output(false), Value::Null);
+        assert_eq!(c.output(true), json!([]));
+        c.push(PredictionEvent::Output(json!("only")));
+        assert_eq!(c.output(false), json!("only"));
+        assert_eq!(c.output(true), json!(["only"]));
+        c.push(PredictionEvent::Output(json!("two")));
+        assert_eq!(c.output(false), json!(["only", "two"]));
     }
 
     #[test]
@@ -219,7 +225,7 @@ mod tests {
         c.push(PredictionEvent::Failed {
             error: "ValueError: bad".into(),
         });
-        let body = c.to_body("p2", 0.25);
+        let body = c.to_body("p2", 0.25, false);
         assert_eq!(body["status"], "failed");
         assert_eq!(body["error"], "ValueError: bad");
         assert_eq!(body["metrics"]["predict_time"], 0.25);

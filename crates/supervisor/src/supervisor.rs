@@ -37,7 +37,7 @@ struct State {
     generation: Option<Arc<Generation>>,
     python_version: Option<String>,
     sdk_version: Option<String>,
-    schema: Option<serde_json::Value>,
+    schema: Option<Arc<serde_json::Value>>,
     shutting_down: bool,
 }
 
@@ -118,8 +118,9 @@ impl Supervisor {
         self.inner.runtime.path()
     }
 
-    /// The OpenAPI schema the worker sent, once ready.
-    pub fn schema(&self) -> Option<serde_json::Value> {
+    /// The OpenAPI schema the worker sent, once ready. The same `Arc` until a new worker sends one,
+    /// so callers can cache what they derive from it.
+    pub fn schema(&self) -> Option<Arc<serde_json::Value>> {
         self.inner.lock().schema.clone()
     }
 
@@ -347,7 +348,7 @@ impl Supervisor {
                 state.generation = Some(generation.clone());
                 state.python_version = Some(started.ready.python_version.clone());
                 state.sdk_version = Some(started.ready.sdk_version.clone());
-                state.schema = started.ready.schema.clone();
+                state.schema = started.ready.schema.clone().map(Arc::new);
                 state.status = HealthStatus::Ready;
                 state.setup.status = SetupStatus::Succeeded;
                 state.setup.completed_at = Some(now_rfc3339());

@@ -1,0 +1,328 @@
+//! The model's OpenAPI schema as the HTTP layer uses it: input validation with Cog's 422 shape, and
+//! whether the output is an array.
+//!
+//! Cog's rules: unknown input keys are dropped before validation; a missing required field is
+//! `Field required` / `value_error.missing`; any other failure is `value_error` with the validator's
+//! message and `loc = ["body", "input", <path>]` (`__root__` for the top level). Optional nullable
+//! inputs without a default are sent as explicit `null`. Formats (`uri`, `password`) are not checked:
+//! a plain string for a file input reaches the model as a string, as in Cog.
+
+use serde_json::{json, Value};
+
+/// Which request kind a schema is used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Prediction,
+    Training,
+}
+
+/// One entry of Cog's 422 `detail` list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detail {
+    pub loc: Vec<String>,
+    pub msg: String,
+    pub kind: &'static str,
+}
+
+impl Detail {
+    pub fn to_json(&self) -> Value {
+        json!({"loc": self.loc, "msg": self.msg, "type": self.kind})
+    }
+}
+
+/// The input schema of one request kind, compiled.
+pub struct InputSchema {
+    validator: jsonschema::Validator,
+    /// Declared input names; `None` when the schema declares no properties (then nothing is stripped).
+    properties: Option<Vec<String>>,
+    /// Optional nullable inputs without a default: sent as `null` when absent.
+    null_defaults: Vec<String>,
+    /// Whether the output schema is an array.
+    pub output_is_array: bool,
+}
+
+impl std::fmt::Debug for InputSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputSchema")
+            .field("properties", &self.properties)
+            .field("output_is_array", &self.output_is_array)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a schema could not be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SchemaError {
+    #[error("the OpenAPI schema has no components.schemas.{0}")]
+    NoInput(&'static str),
+    #[error("components.schemas.{name} is not a valid JSON Schema: {message}")]
+    Invalid { name: &'static str, message: String },
+}
+
+impl InputSchema {
+    /// Compiles the input schema for `kind` (`TrainingInput`, falling back to `Input`, for trainings).
+    pub fn compile(openapi: &Value, kind: Kind) -> Result<Self, SchemaError> {
+        let schemas = openapi.pointer("/components/schemas");
+        let (name, input) = match kind {
+            Kind::Prediction => ("Input", schemas.and_then(|s| s.get("Input"))),
+            Kind::Training => match schemas.and_then(|s| s.get("TrainingInput")) {
+                Some(s) => ("TrainingInput", Some(s)),
+                None => ("Input", schemas.and_then(|s| s.get("Input"))),
+            },
+        };
+        let input = input.ok_or(SchemaError::NoInput(name))?;
+        // Cog's schemas point at `#/components/schemas/<name>` (enums, nested objects). Hanging the
+        // components on the root document lets the validator resolve those pointers itself,
+        // recursive schemas included.
+        let mut root = input.clone();
+        if let (Value::Object(map), Some(schemas)) = (&mut root, schemas) {
+            map.insert("components".into(), json!({"schemas": schemas}));
+        }
+        let validator = jsonschema::options()
+            .should_validate_formats(false)
+            .build(&root)
+            .map_err(|e| SchemaError::Invalid {
+                name,
+                message: e.to_string(),
+            })?;
+        let props = input.get("properties").and_then(Value::as_object);
+        let required: Vec<&str> = input
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let null_defaults = props
+            .map(|p| {
+                p.iter()
+                    .filter(|(name, prop)| {
+                        prop.get("nullable") == Some(&Value::Bool(true))
+                            && prop.get("default").is_none()
+                            && !required.contains(&name.as_str())
+                    })
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let output_name = match kind {
+            Kind::Prediction => "Output",
+            Kind::Training => "TrainingOutput",
+        };
+        let output_is_array = schemas
+            .and_then(|s| s.get(output_name))
+            .and_then(|o| o.get("type"))
+            .is_some_and(|t| t == "array");
+        Ok(Self {
+            validator,
+            properties: props.map(|p| p.keys().cloned().collect()),
+            null_defaults,
+            output_is_array,
+        })
+    }
+
+    /// Strips unknown keys, validates, and adds `null` for absent optional nullable inputs.
+    pub fn prepare(&self, input: Value) -> Result<Value, Vec<Detail>> {
+        let mut input = match input {
+            Value::Object(map) => map,
+            other => {
+                let errors = self.errors(&other);
+                return Err(if errors.is_empty() {
+                    vec![Detail {
+                        loc: loc(&["__root__"]),
+                        msg: format!("{other} is not of type \"object\""),
+                        kind: "value_error",
+                    }]
+                } else {
+                    errors
+                });
+            }
+        };
+        if let Some(known) = &self.properties {
+            let unknown: Vec<String> = input
+                .keys()
+                .filter(|k| !known.contains(k))
+                .cloned()
+                .collect();
+            for key in unknown {
+                tracing::warn!(input = %key, "dropping an input the model does not declare");
+                input.remove(&key);
+            }
+        }
+        let value = Value::Object(input);
+        let errors = self.errors(&value);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let Value::Object(mut input) = value else {
+            return Ok(value);
+        };
+        for name in &self.null_defaults {
+            input.entry(name.clone()).or_insert(Value::Null);
+        }
+        Ok(Value::Object(input))
+    }
+
+    fn errors(&self, value: &Value) -> Vec<Detail> {
+        self.validator
+            .iter_errors(value)
+            .map(|e| match e.kind() {
+                jsonschema::error::ValidationErrorKind::Required { property } => Detail {
+                    loc: loc(&[property.as_str().unwrap_or_default()]),
+                    msg: "Field required".into(),
+                    kind: "value_error.missing",
+                },
+                _ => {
+                    let path = e.instance_path().to_string();
+                    let segments: Vec<String> = path
+                        .split('/')
+                        .skip(1)
+                        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+                        .collect();
+                    let mut l = loc(&[]);
+                    if segments.is_empty() {
+                        l.push("__root__".into());
+                    } else {
+                        l.extend(segments);
+                    }
+                    Detail {
+                        loc: l,
+                        msg: e.to_string(),
+                        kind: "value_error",
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+fn loc(rest: &[&str]) -> Vec<String> {
+    ["body", "input"]
+        .iter()
+        .chain(rest)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn openapi() -> Value {
+        json!({
+            "openapi": "3.0.2",
+            "components": {"schemas": {
+                "Input": {
+                    "type": "object", "title": "Input",
+                    "properties": {
+                        "s": {"type": "string", "title": "S", "x-order": 0},
+                        "n": {"type": "integer", "title": "N", "maximum": 100, "default": 1, "x-order": 1},
+                        "mode": {"allOf": [{"$ref": "#/components/schemas/mode"}], "default": "a", "x-order": 2},
+                        "opt": {"type": "string", "nullable": true, "x-order": 3},
+                        "file": {"type": "string", "format": "uri", "default": "x", "x-order": 4}
+                    },
+                    "required": ["s"]
+                },
+                "mode": {"title": "mode", "description": "An enumeration.", "enum": ["a", "b", "partial"], "type": "string"},
+                "Output": {"type": "array", "items": {"type": "string"}, "title": "Output"}
+            }}
+        })
+    }
+
+    fn schema() -> InputSchema {
+        InputSchema::compile(&openapi(), Kind::Prediction).expect("compiles")
+    }
+
+    fn details(input: Value) -> Vec<Value> {
+        schema()
+            .prepare(input)
+            .unwrap_err()
+            .iter()
+            .map(Detail::to_json)
+            .collect()
+    }
+
+    #[test]
+    fn missing_required_field_is_field_required() {
+        assert_eq!(
+            details(json!({})),
+            vec![
+                json!({"loc": ["body", "input", "s"], "msg": "Field required", "type": "value_error.missing"})
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_field_with_the_validator_message() {
+        let d = details(json!({"s": 5}));
+        assert_eq!(
+            d,
+            vec![
+                json!({"loc": ["body", "input", "s"], "msg": "5 is not of type \"string\"", "type": "value_error"})
+            ]
+        );
+    }
+
+    #[test]
+    fn out_of_range_and_bad_choice() {
+        let d = details(json!({"s": "x", "n": 1000, "mode": "zzz"}));
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d.iter().any(|e| e["loc"] == json!(["body", "input", "n"])
+            && e["msg"].as_str().is_some_and(|m| m.contains("1000"))));
+        assert!(d
+            .iter()
+            .any(|e| e["loc"] == json!(["body", "input", "mode"])
+                && e["msg"].as_str().is_some_and(|m| m.contains("zzz"))));
+    }
+
+    #[test]
+    fn non_object_input_is_a_root_error() {
+        let d = details(json!([1]));
+        assert_eq!(d[0]["loc"], json!(["body", "input", "__root__"]));
+        assert_eq!(d[0]["type"], "value_error");
+    }
+
+    #[test]
+    fn unknown_keys_are_dropped_and_nullable_optionals_become_null() {
+        let got = schema()
+            .prepare(json!({"s": "x", "surprise": 1}))
+            .expect("valid");
+        assert_eq!(got, json!({"s": "x", "opt": null}));
+    }
+
+    #[test]
+    fn formats_are_not_checked() {
+        assert!(schema()
+            .prepare(json!({"s": "x", "file": "/etc/hostname"}))
+            .is_ok());
+    }
+
+    #[test]
+    fn output_array_is_read_from_the_schema() {
+        assert!(schema().output_is_array);
+        let training =
+            InputSchema::compile(&openapi(), Kind::Training).expect("falls back to Input");
+        assert!(!training.output_is_array, "no TrainingOutput");
+    }
+
+    #[test]
+    fn a_schema_without_input_is_an_error_naming_it() {
+        let err = InputSchema::compile(&json!({"components": {"schemas": {}}}), Kind::Prediction)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the OpenAPI schema has no components.schemas.Input"
+        );
+    }
+
+    #[test]
+    fn self_referencing_schemas_do_not_loop() {
+        let s = json!({"components": {"schemas": {
+            "Input": {"type": "object", "properties": {"n": {"$ref": "#/components/schemas/Node"}}},
+            "Node": {"type": "object", "properties": {"next": {"$ref": "#/components/schemas/Node"}}}
+        }}});
+        let schema = InputSchema::compile(&s, Kind::Prediction).expect("compiles");
+        let err = schema
+            .prepare(json!({"n": {"next": {"next": 5}}}))
+            .unwrap_err();
+        assert_eq!(err[0].loc, ["body", "input", "n", "next", "next"]);
+    }
+}
