@@ -2,19 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
-use cogvisor_supervisor::{AdmitError, PredictionRequest, Supervisor};
+use cogvisor_supervisor::{AdmitError, Supervisor};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::response::Collected;
+use crate::predictions::{CreateError, PredictionService, ServiceSettings};
 use crate::schema::{Detail, InputSchema, Kind};
 
 /// Largest request body accepted: 100 MiB, as Cog.
@@ -27,6 +26,7 @@ pub const MAX_ID_LEN: usize = 128;
 #[derive(Clone)]
 pub struct AppState {
     pub supervisor: Supervisor,
+    pub predictions: Arc<PredictionService>,
     schemas: Arc<Mutex<SchemaCache>>,
 }
 
@@ -40,8 +40,9 @@ struct SchemaCache {
 }
 
 impl AppState {
-    pub fn new(supervisor: Supervisor) -> Self {
+    pub fn new(supervisor: Supervisor, settings: ServiceSettings) -> Self {
         Self {
+            predictions: PredictionService::new(supervisor.clone(), settings),
             supervisor,
             schemas: Arc::default(),
         }
@@ -83,8 +84,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health-check", get(health_check))
         .route("/openapi.json", get(openapi))
         .route("/predictions", post(create_prediction))
+        .route("/predictions/{id}", put(put_prediction).get(get_prediction))
         .route("/predictions/{id}/cancel", post(cancel))
         .route("/trainings", post(create_training))
+        .route("/trainings/{id}", put(put_training).get(get_training))
         .route("/trainings/{id}/cancel", post(cancel))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -97,6 +100,7 @@ async fn root(State(state): State<AppState>) -> Json<Value> {
         "healthcheck_url": "/health-check",
         "openapi_url": "/openapi.json",
         "predictions_url": "/predictions",
+        "predictions_idempotent_url": "/predictions/{prediction_id}",
         "predictions_cancel_url": "/predictions/{prediction_id}/cancel",
     });
     let has_training = state
@@ -105,6 +109,7 @@ async fn root(State(state): State<AppState>) -> Json<Value> {
         .is_some_and(|s| s.pointer("/components/schemas/TrainingInput").is_some());
     if has_training {
         doc["trainings_url"] = "/trainings".into();
+        doc["trainings_idempotent_url"] = "/trainings/{training_id}".into();
         doc["trainings_cancel_url"] = "/trainings/{training_id}/cancel".into();
     }
     Json(doc)
@@ -122,7 +127,7 @@ async fn openapi(State(state): State<AppState>) -> Response {
 }
 
 async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    if state.supervisor.cancel(&id).await {
+    if state.predictions.cancel(&id).await {
         (StatusCode::OK, Json(json!({}))).into_response()
     } else {
         (StatusCode::NOT_FOUND, Json(json!({}))).into_response()
@@ -276,7 +281,7 @@ fn is_json(content_type: &str) -> bool {
 
 /// Cancels the prediction if the client goes away before it ends.
 struct CancelOnDrop {
-    supervisor: Supervisor,
+    predictions: Arc<PredictionService>,
     id: String,
     armed: bool,
 }
@@ -284,10 +289,10 @@ struct CancelOnDrop {
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         if self.armed {
-            let supervisor = self.supervisor.clone();
+            let predictions = self.predictions.clone();
             let id = std::mem::take(&mut self.id);
             tracing::info!(prediction_id = %id, "client disconnected; cancelling the prediction");
-            tokio::spawn(async move { supervisor.cancel(&id).await });
+            tokio::spawn(async move { predictions.cancel(&id).await });
         }
     }
 }
@@ -297,7 +302,7 @@ async fn create_prediction(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    run(state, Kind::Prediction, headers, body).await
+    run(state, Kind::Prediction, None, headers, body).await
 }
 
 async fn create_training(
@@ -305,24 +310,101 @@ async fn create_training(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    run(state, Kind::Training, headers, body).await
+    run(state, Kind::Training, None, headers, body).await
 }
 
-/// Validates, admits and runs one prediction or training, answering when it ends.
-async fn run(state: AppState, kind: Kind, headers: HeaderMap, body: Bytes) -> Response {
+async fn put_prediction(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run(state, Kind::Prediction, Some(id), headers, body).await
+}
+
+async fn put_training(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run(state, Kind::Training, Some(id), headers, body).await
+}
+
+async fn get_prediction(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    find(&state, Kind::Prediction, &id)
+}
+
+async fn get_training(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    find(&state, Kind::Training, &id)
+}
+
+fn find(state: &AppState, kind: Kind, id: &str) -> Response {
+    match state.predictions.get(id).filter(|p| p.kind == kind) {
+        Some(p) => Json(p.snapshot()).into_response(),
+        None => not_found(kind),
+    }
+}
+
+fn not_found(kind: Kind) -> Response {
+    let what = match kind {
+        Kind::Prediction => "Prediction not found",
+        Kind::Training => "Training not found",
+    };
+    (StatusCode::NOT_FOUND, Json(json!({"error": what}))).into_response()
+}
+
+/// `Prefer: respond-async` (exactly, as Cog) asks for a 202 and a prediction that runs on its own.
+fn wants_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.trim() == "respond-async"))
+}
+
+/// Validates, admits and runs one prediction or training. Sync requests are answered when it ends;
+/// async ones at once with 202. A `PUT` for an id that exists answers with that prediction instead of
+/// running the model again.
+async fn run(
+    state: AppState,
+    kind: Kind,
+    path_id: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let body: PredictionBody = match parse_body(&headers, &body) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let id = match body.id {
-        Some(id) => {
-            if let Err(msg) = validate_id(&id) {
-                return ApiError::invalid(&["body", "id"], msg).into_response();
-            }
-            id
+    let is_put = path_id.is_some();
+    let id = match (path_id, body.id) {
+        (Some(path), Some(body)) if path != body => {
+            let what = match kind {
+                Kind::Prediction => "prediction",
+                Kind::Training => "training",
+            };
+            return ApiError::invalid(
+                &["body", "id"],
+                format!("{what} ID must match the ID supplied in the URL"),
+            )
+            .into_response();
         }
-        None => format!("pred_{}", uuid::Uuid::new_v4().simple()),
+        (Some(id), _) | (None, Some(id)) => id,
+        (None, None) => format!("pred_{}", uuid::Uuid::new_v4().simple()),
     };
+    if let Err(msg) = validate_id(&id) {
+        return ApiError::invalid(&["body", "id"], msg).into_response();
+    }
+    if let Some(existing) = state.predictions.get(&id).filter(|p| p.kind == kind) {
+        if !existing.status().is_terminal() {
+            // Already running (a retried PUT, or a POST reusing an id): never a second run.
+            return (StatusCode::ACCEPTED, Json(existing.snapshot())).into_response();
+        }
+        if is_put {
+            // A PUT is idempotent: a finished prediction answers with its result.
+            return (StatusCode::OK, Json(existing.snapshot())).into_response();
+        }
+    }
     let input = match body.input {
         None | Some(Value::Null) => json!({}),
         Some(v) => v,
@@ -339,36 +421,33 @@ async fn run(state: AppState, kind: Kind, headers: HeaderMap, body: Bytes) -> Re
         }
         None => input,
     };
-    let started = Instant::now();
-    let request = PredictionRequest {
-        id: id.clone(),
-        input,
-        context: body.context,
+    let output_is_array = schema.is_some_and(|s| s.output_is_array);
+    let prediction = match state
+        .predictions
+        .create(kind, id.clone(), input, body.context, output_is_array)
+        .await
+    {
+        Ok(p) => p,
+        Err(CreateError::Admit(e)) => return admit_error(&id, e),
+        Err(e @ CreateError::Running(_)) => {
+            return (
+                StatusCode::CONFLICT,
+                Json(json!({"id": id, "error": e.to_string(), "status": "failed"})),
+            )
+                .into_response()
+        }
     };
-    let mut stream = match state.supervisor.predict(request).await {
-        Ok(stream) => stream,
-        Err(e) => return admit_error(&id, e),
-    };
+    if wants_async(&headers) {
+        return (StatusCode::ACCEPTED, Json(prediction.snapshot())).into_response();
+    }
     let mut guard = CancelOnDrop {
-        supervisor: state.supervisor.clone(),
+        predictions: state.predictions.clone(),
         id: id.clone(),
         armed: true,
     };
-    let mut collected = Collected::default();
-    while let Some(event) = stream.next().await {
-        if collected.push(event) {
-            break;
-        }
-    }
+    prediction.finished().await;
     guard.armed = false;
-    let predict_time = started.elapsed().as_secs_f64();
-    tracing::info!(prediction_id = %id, outcome = ?collected.outcome, predict_time, "prediction finished");
-    let output_is_array = schema.is_some_and(|s| s.output_is_array);
-    (
-        StatusCode::OK,
-        Json(collected.to_body(&id, predict_time, output_is_array)),
-    )
-        .into_response()
+    (StatusCode::OK, Json(prediction.sync_body())).into_response()
 }
 
 /// Cog's 422 body for input validation failures.

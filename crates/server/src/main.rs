@@ -8,6 +8,8 @@ mod config;
 mod embedded;
 mod error;
 mod http;
+mod logs;
+mod predictions;
 mod response;
 mod schema;
 
@@ -158,7 +160,10 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     );
     let supervisor = Supervisor::start(config, runtime_dir).await?;
 
-    let app = http::router(http::AppState::new(supervisor.clone()));
+    let app = http::router(http::AppState::new(
+        supervisor.clone(),
+        predictions::ServiceSettings::default(),
+    ));
     let drain_supervisor = supervisor.clone();
     let shutdown = async move {
         let signal = shutdown_signal().await;

@@ -1,0 +1,491 @@
+//! Predictions as the server tracks them: created by a request, run in a supervisor slot, and kept for
+//! a retention window after they end, independent of the HTTP connection that created them. So an
+//! async prediction can be polled (`GET /predictions/{id}`), a repeated `PUT` returns the result
+//! instead of running the model again, and a sync client that disconnects cancels its prediction.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use cogvisor_supervisor::{
+    AdmitError, PredictionEvent, PredictionRequest, PredictionStream, Supervisor,
+};
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+use crate::logs::BoundedLog;
+use crate::response::{apply_metric, file_to_data_url};
+use crate::schema::Kind;
+
+/// Cog's prediction statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Starting,
+    Processing,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Processing => "processing",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Canceled => "canceled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed | Status::Canceled)
+    }
+}
+
+/// Settings of the prediction service.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Log bytes kept per prediction.
+    pub log_limit: usize,
+    /// How long a finished prediction stays answerable by id.
+    pub retention: Duration,
+    /// How many finished predictions are kept at most.
+    pub max_retained: usize,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            log_limit: crate::logs::DEFAULT_LOG_LIMIT,
+            retention: Duration::from_secs(600),
+            max_retained: 1000,
+        }
+    }
+}
+
+/// What the model has produced so far.
+#[derive(Debug)]
+struct State {
+    status: Status,
+    started_at: Option<String>,
+    completed_at: Option<String>,
+    logs: BoundedLog,
+    outputs: Vec<Value>,
+    metrics: Map<String, Value>,
+    error: Option<String>,
+    is_stream: bool,
+    predict_time: Option<f64>,
+}
+
+/// One prediction (or training).
+#[derive(Debug)]
+pub struct Prediction {
+    pub id: String,
+    pub kind: Kind,
+    input: Value,
+    created_at: String,
+    output_is_array: bool,
+    state: Mutex<State>,
+    done: watch::Sender<bool>,
+}
+
+impl Prediction {
+    fn new(id: String, kind: Kind, input: Value, output_is_array: bool, log_limit: usize) -> Self {
+        Self {
+            id,
+            kind,
+            input,
+            created_at: now(),
+            output_is_array,
+            state: Mutex::new(State {
+                status: Status::Starting,
+                started_at: None,
+                completed_at: None,
+                logs: BoundedLog::new(log_limit),
+                outputs: Vec::new(),
+                metrics: Map::new(),
+                error: None,
+                is_stream: false,
+                predict_time: None,
+            }),
+            done: watch::channel(false).0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update is a plain field write, so the state is consistent even after a panic elsewhere.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn status(&self) -> Status {
+        self.lock().status
+    }
+
+    /// Resolves once the prediction has ended.
+    pub async fn finished(&self) {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    fn output(&self, state: &State) -> Value {
+        if state.is_stream || self.output_is_array || state.outputs.len() > 1 {
+            Value::Array(state.outputs.clone())
+        } else {
+            state.outputs.first().cloned().unwrap_or(Value::Null)
+        }
+    }
+
+    /// The full state: what async responses, polling and webhooks show.
+    pub fn snapshot(&self) -> Value {
+        let state = self.lock();
+        let mut body = Map::new();
+        body.insert("id".into(), self.id.clone().into());
+        body.insert("status".into(), state.status.as_str().into());
+        body.insert("input".into(), self.input.clone());
+        if state.status == Status::Succeeded || !state.outputs.is_empty() {
+            body.insert("output".into(), self.output(&state));
+        }
+        if let Some(error) = &state.error {
+            body.insert("error".into(), error.clone().into());
+        }
+        body.insert("logs".into(), state.logs.render().into());
+        body.insert("metrics".into(), Value::Object(metrics_with_time(&state)));
+        body.insert("created_at".into(), self.created_at.clone().into());
+        if let Some(t) = &state.started_at {
+            body.insert("started_at".into(), t.clone().into());
+        }
+        if let Some(t) = &state.completed_at {
+            body.insert("completed_at".into(), t.clone().into());
+        }
+        Value::Object(body)
+    }
+
+    /// Cog's sync response body: `id, status, output|error, logs, metrics`.
+    pub fn sync_body(&self) -> Value {
+        let state = self.lock();
+        let mut body = Map::new();
+        body.insert("id".into(), self.id.clone().into());
+        body.insert("status".into(), state.status.as_str().into());
+        match state.status {
+            Status::Succeeded => {
+                body.insert("output".into(), self.output(&state));
+            }
+            _ => {
+                if let Some(error) = &state.error {
+                    body.insert("error".into(), error.clone().into());
+                }
+            }
+        }
+        body.insert("logs".into(), state.logs.render().into());
+        body.insert("metrics".into(), Value::Object(metrics_with_time(&state)));
+        Value::Object(body)
+    }
+
+    /// Folds one event in; true when it ended the prediction.
+    fn apply(&self, event: PredictionEvent) -> bool {
+        let mut state = self.lock();
+        match event {
+            PredictionEvent::Log { data, .. } => state.logs.push(&data),
+            PredictionEvent::Output(v) => state.outputs.push(v),
+            PredictionEvent::File { path, mime_type } => {
+                let value = file_to_data_url(&path, mime_type.as_deref());
+                state.outputs.push(value);
+            }
+            PredictionEvent::Metric { name, value, mode } => {
+                apply_metric(&mut state.metrics, &name, value, mode)
+            }
+            PredictionEvent::Succeeded { is_stream, .. } => {
+                state.is_stream = is_stream;
+                state.status = Status::Succeeded;
+            }
+            PredictionEvent::Failed { error } => {
+                state.error = Some(error);
+                state.status = Status::Failed;
+            }
+            PredictionEvent::Canceled => state.status = Status::Canceled,
+        }
+        state.status.is_terminal()
+    }
+
+    fn finish(&self, predict_time: f64) {
+        {
+            let mut state = self.lock();
+            if !state.status.is_terminal() {
+                state.status = Status::Failed;
+                state.error = Some("the prediction ended without a result".into());
+            }
+            state.predict_time = Some(predict_time);
+            state.completed_at = Some(now());
+        }
+        self.done.send_replace(true);
+    }
+}
+
+fn metrics_with_time(state: &State) -> Map<String, Value> {
+    let mut metrics = state.metrics.clone();
+    if let Some(t) = state.predict_time {
+        metrics.insert("predict_time".into(), t.into());
+    }
+    metrics
+}
+
+fn now() -> String {
+    cogvisor_supervisor::supervisor::now_rfc3339()
+}
+
+/// Running and recently finished predictions, by id.
+#[derive(Debug, Default)]
+struct Registry {
+    by_id: HashMap<String, Arc<Prediction>>,
+    /// Finished predictions, oldest first, with when they finished.
+    finished: VecDeque<(Instant, String)>,
+}
+
+/// Why a prediction was not created.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    Admit(#[from] AdmitError),
+    #[error("a prediction with id {0:?} is already running")]
+    Running(String),
+}
+
+/// Creates, runs, finds and cancels predictions.
+#[derive(Debug)]
+pub struct PredictionService {
+    supervisor: Supervisor,
+    settings: ServiceSettings,
+    registry: Mutex<Registry>,
+}
+
+impl PredictionService {
+    pub fn new(supervisor: Supervisor, settings: ServiceSettings) -> Arc<Self> {
+        Arc::new(Self {
+            supervisor,
+            settings,
+            registry: Mutex::default(),
+        })
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A running or recently finished prediction.
+    pub fn get(&self, id: &str) -> Option<Arc<Prediction>> {
+        let mut registry = self.registry();
+        self.prune(&mut registry);
+        registry.by_id.get(id).cloned()
+    }
+
+    /// Admits a prediction into a slot and starts running it in the background.
+    pub async fn create(
+        self: &Arc<Self>,
+        kind: Kind,
+        id: String,
+        input: Value,
+        context: std::collections::BTreeMap<String, String>,
+        output_is_array: bool,
+    ) -> Result<Arc<Prediction>, CreateError> {
+        if self.get(&id).is_some_and(|p| !p.status().is_terminal()) {
+            return Err(CreateError::Running(id));
+        }
+        let prediction = Arc::new(Prediction::new(
+            id.clone(),
+            kind,
+            input.clone(),
+            output_is_array,
+            self.settings.log_limit,
+        ));
+        let started = Instant::now();
+        let stream = self
+            .supervisor
+            .predict(PredictionRequest {
+                id: id.clone(),
+                input,
+                context,
+            })
+            .await?;
+        {
+            let mut state = prediction.lock();
+            state.status = Status::Processing;
+            state.started_at = Some(now());
+        }
+        {
+            let mut registry = self.registry();
+            registry.finished.retain(|(_, finished)| finished != &id);
+            registry.by_id.insert(id, prediction.clone());
+        }
+        tokio::spawn(self.clone().drive(prediction.clone(), stream, started));
+        Ok(prediction)
+    }
+
+    /// Applies the worker's events until the terminal one, then files the prediction as finished.
+    async fn drive(
+        self: Arc<Self>,
+        prediction: Arc<Prediction>,
+        mut stream: PredictionStream,
+        started: Instant,
+    ) {
+        while let Some(event) = stream.next().await {
+            if prediction.apply(event) {
+                break;
+            }
+        }
+        prediction.finish(started.elapsed().as_secs_f64());
+        let dropped = prediction.lock().logs.dropped();
+        if dropped > 0 {
+            tracing::warn!(prediction_id = %prediction.id, dropped_bytes = dropped, "log output over the per-prediction limit was dropped");
+        }
+        tracing::info!(
+            prediction_id = %prediction.id,
+            status = prediction.status().as_str(),
+            predict_time = started.elapsed().as_secs_f64(),
+            "prediction finished"
+        );
+        // The stream (and so the prediction's output directory) goes only now: file outputs were
+        // read while applying their events.
+        drop(stream);
+        let mut registry = self.registry();
+        registry
+            .finished
+            .push_back((Instant::now(), prediction.id.clone()));
+        self.prune(&mut registry);
+    }
+
+    /// Drops finished predictions past the retention window or the count limit.
+    fn prune(&self, registry: &mut Registry) {
+        let now = Instant::now();
+        while let Some((at, id)) = registry.finished.front() {
+            let expired = now.duration_since(*at) > self.settings.retention;
+            if !expired && registry.finished.len() <= self.settings.max_retained {
+                break;
+            }
+            let id = id.clone();
+            registry.finished.pop_front();
+            if registry
+                .by_id
+                .get(&id)
+                .is_some_and(|p| p.status().is_terminal())
+            {
+                registry.by_id.remove(&id);
+            }
+        }
+    }
+
+    /// Cancels a running prediction. False when no running prediction has that id.
+    pub async fn cancel(&self, id: &str) -> bool {
+        match self.get(id) {
+            Some(p) if !p.status().is_terminal() => self.supervisor.cancel(id).await,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn prediction(output_is_array: bool) -> Prediction {
+        Prediction::new(
+            "p1".into(),
+            Kind::Prediction,
+            json!({"text": "x"}),
+            output_is_array,
+            1024,
+        )
+    }
+
+    #[test]
+    fn a_new_prediction_is_starting_with_its_input_and_creation_time() {
+        let p = prediction(false);
+        let s = p.snapshot();
+        assert_eq!(s["status"], "starting");
+        assert_eq!(s["input"], json!({"text": "x"}));
+        assert!(s["created_at"].is_string());
+        assert!(s.get("output").is_none());
+        assert!(s.get("completed_at").is_none());
+    }
+
+    #[test]
+    fn success_has_cogs_sync_shape_and_a_full_snapshot() {
+        let p = prediction(false);
+        p.apply(PredictionEvent::Log {
+            source: cogvisor_protocol::LogSource::Stdout,
+            data: "hi\n".into(),
+        });
+        p.apply(PredictionEvent::Output(json!("hello")));
+        assert!(p.apply(PredictionEvent::Succeeded {
+            predict_time: 0.1,
+            is_stream: false
+        }));
+        p.finish(0.5);
+        assert_eq!(
+            p.sync_body(),
+            json!({"id": "p1", "status": "succeeded", "output": "hello", "logs": "hi\n", "metrics": {"predict_time": 0.5}})
+        );
+        let s = p.snapshot();
+        assert!(s["completed_at"].is_string());
+        assert_eq!(s["input"], json!({"text": "x"}));
+    }
+
+    #[test]
+    fn failures_keep_their_logs_and_metrics() {
+        let p = prediction(false);
+        p.apply(PredictionEvent::Log {
+            source: cogvisor_protocol::LogSource::Stderr,
+            data: "Traceback\n".into(),
+        });
+        p.apply(PredictionEvent::Metric {
+            name: "steps".into(),
+            value: json!(2),
+            mode: cogvisor_protocol::MetricMode::Replace,
+        });
+        p.apply(PredictionEvent::Failed {
+            error: "ValueError: x".into(),
+        });
+        p.finish(0.2);
+        let body = p.sync_body();
+        assert_eq!(body["status"], "failed");
+        assert_eq!(body["error"], "ValueError: x");
+        assert_eq!(body["logs"], "Traceback\n");
+        assert_eq!(body["metrics"]["steps"], 2);
+    }
+
+    #[test]
+    fn a_stream_that_ends_without_a_result_fails() {
+        let p = prediction(false);
+        p.finish(0.1);
+        assert_eq!(p.status(), Status::Failed);
+    }
+
+    #[test]
+    fn outputs_follow_cogs_array_rules() {
+        let output = |array: bool, items: &[Value], stream: bool| {
+            let p = prediction(array);
+            for item in items {
+                p.apply(PredictionEvent::Output(item.clone()));
+            }
+            p.apply(PredictionEvent::Succeeded {
+                predict_time: 0.0,
+                is_stream: stream,
+            });
+            p.sync_body()["output"].clone()
+        };
+        assert_eq!(output(false, &[], false), Value::Null);
+        assert_eq!(output(true, &[], false), json!([]));
+        assert_eq!(output(false, &[json!("only")], false), json!("only"));
+        assert_eq!(output(true, &[json!("only")], false), json!(["only"]));
+        assert_eq!(output(false, &[json!("only")], true), json!(["only"]));
+        assert_eq!(output(false, &[json!(1), json!(2)], false), json!([1, 2]));
+    }
+
+    #[test]
+    fn partial_outputs_show_in_snapshots_as_an_array_when_the_schema_says_so() {
+        let p = prediction(true);
+        p.apply(PredictionEvent::Output(json!("a")));
+        assert_eq!(p.snapshot()["output"], json!(["a"]));
+    }
+}
