@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::predictions::{CreateError, PredictionService, ServiceSettings};
 use crate::schema::{Detail, InputSchema, Kind};
+use crate::sse;
 
 /// Largest request body accepted: 100 MiB, as Cog.
 pub const BODY_LIMIT: usize = 100 * 1024 * 1024;
@@ -354,6 +355,35 @@ fn not_found(kind: Kind) -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"error": what}))).into_response()
 }
 
+/// An `Accept` element whose media type is exactly `text/event-stream` asks for SSE (it wins over
+/// `Prefer`, as in Cog).
+fn wants_sse(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',').any(|element| {
+                element.split(';').next().unwrap_or("").trim() == "text/event-stream"
+            })
+        })
+    })
+}
+
+/// Why SSE is refused for this request, if it is.
+fn sse_refusal(state: &AppState, kind: Kind) -> Option<Response> {
+    let refuse = |message: &str| {
+        Some((StatusCode::NOT_ACCEPTABLE, Json(json!({"error": message}))).into_response())
+    };
+    if kind == Kind::Training {
+        return refuse("Training endpoints do not support streaming responses.");
+    }
+    let streaming = state.supervisor.schema().is_some_and(|s| {
+        s.pointer("/paths/~1predictions/post/x-cog-streaming") == Some(&Value::Bool(true))
+    });
+    if !streaming {
+        return refuse("This model does not support streaming responses. Add @cog.streaming to predict() to enable SSE.");
+    }
+    None
+}
+
 /// `Prefer: respond-async` (exactly, as Cog) asks for a 202 and a prediction that runs on its own.
 fn wants_async(headers: &HeaderMap) -> bool {
     headers
@@ -395,7 +425,16 @@ async fn run(
     if let Err(msg) = validate_id(&id) {
         return ApiError::invalid(&["body", "id"], msg).into_response();
     }
+    let sse = wants_sse(&headers);
+    if sse {
+        if let Some(refusal) = sse_refusal(&state, kind) {
+            return refusal;
+        }
+    }
     if let Some(existing) = state.predictions.get(&id).filter(|p| p.kind == kind) {
+        if sse && (!existing.status().is_terminal() || is_put) {
+            return sse::respond(state.predictions.clone(), existing);
+        }
         if !existing.status().is_terminal() {
             // Already running (a retried PUT, or a POST reusing an id): never a second run.
             return (StatusCode::ACCEPTED, Json(existing.snapshot())).into_response();
@@ -437,6 +476,12 @@ async fn run(
                 .into_response()
         }
     };
+    if sse {
+        prediction
+            .cancel_when_unwatched
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        return sse::respond(state.predictions.clone(), prediction);
+    }
     if wants_async(&headers) {
         return (StatusCode::ACCEPTED, Json(prediction.snapshot())).into_response();
     }

@@ -12,6 +12,7 @@ mod logs;
 mod predictions;
 mod response;
 mod schema;
+mod sse;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

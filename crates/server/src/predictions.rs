@@ -4,14 +4,15 @@
 //! instead of running the model again, and a sync client that disconnects cancels its prediction.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use cogvisor_supervisor::{
     AdmitError, PredictionEvent, PredictionRequest, PredictionStream, Supervisor,
 };
-use serde_json::{Map, Value};
-use tokio::sync::watch;
+use serde_json::{json, Map, Value};
+use tokio::sync::{broadcast, watch};
 
 use crate::logs::BoundedLog;
 use crate::response::{apply_metric, file_to_data_url};
@@ -52,6 +53,8 @@ pub struct ServiceSettings {
     pub retention: Duration,
     /// How many finished predictions are kept at most.
     pub max_retained: usize,
+    /// SSE events kept per prediction for late subscribers (COG_STREAM_HISTORY_CAPACITY; 0: none).
+    pub history_capacity: usize,
 }
 
 impl Default for ServiceSettings {
@@ -60,6 +63,7 @@ impl Default for ServiceSettings {
             log_limit: crate::logs::DEFAULT_LOG_LIMIT,
             retention: Duration::from_secs(600),
             max_retained: 1000,
+            history_capacity: 1024,
         }
     }
 }
@@ -76,6 +80,26 @@ struct State {
     error: Option<String>,
     is_stream: bool,
     predict_time: Option<f64>,
+    /// Recent SSE events, for subscribers that arrive late.
+    history: VecDeque<StreamEvent>,
+    /// Events pushed out of `history`.
+    evicted: u64,
+}
+
+/// One server-sent event: its name and JSON data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEvent {
+    pub name: &'static str,
+    pub data: Value,
+}
+
+/// What a new SSE subscriber gets: the history so far, then live events.
+#[derive(Debug)]
+pub struct Subscription {
+    pub replay: Vec<StreamEvent>,
+    /// Events the history had to drop; a subscriber that missed any gets an error instead of a replay.
+    pub evicted: u64,
+    pub live: broadcast::Receiver<StreamEvent>,
 }
 
 /// One prediction (or training).
@@ -88,10 +112,23 @@ pub struct Prediction {
     output_is_array: bool,
     state: Mutex<State>,
     done: watch::Sender<bool>,
+    events: broadcast::Sender<StreamEvent>,
+    history_capacity: usize,
+    /// Open SSE streams on this prediction.
+    subscribers: AtomicUsize,
+    /// Created by an SSE request: cancelled when its last subscriber leaves before it ends.
+    pub cancel_when_unwatched: AtomicBool,
 }
 
 impl Prediction {
-    fn new(id: String, kind: Kind, input: Value, output_is_array: bool, log_limit: usize) -> Self {
+    fn with_history(
+        id: String,
+        kind: Kind,
+        input: Value,
+        output_is_array: bool,
+        log_limit: usize,
+        history_capacity: usize,
+    ) -> Self {
         Self {
             id,
             kind,
@@ -108,9 +145,55 @@ impl Prediction {
                 error: None,
                 is_stream: false,
                 predict_time: None,
+                history: VecDeque::new(),
+                evicted: 0,
             }),
             done: watch::channel(false).0,
+            events: broadcast::channel(1024).0,
+            history_capacity,
+            subscribers: AtomicUsize::new(0),
+            cancel_when_unwatched: AtomicBool::new(false),
         }
+    }
+
+    /// Records an SSE event and sends it to live subscribers. Called with the state locked, so a
+    /// subscriber's history snapshot and its live receiver never miss or repeat an event.
+    fn record(&self, state: &mut State, name: &'static str, data: Value) {
+        let event = StreamEvent { name, data };
+        if self.history_capacity > 0 {
+            if state.history.len() == self.history_capacity {
+                state.history.pop_front();
+                state.evicted += 1;
+            }
+            state.history.push_back(event.clone());
+        } else {
+            state.evicted += 1;
+        }
+        let _ = self.events.send(event);
+    }
+
+    /// Subscribes to this prediction's events.
+    pub fn subscribe(&self) -> Subscription {
+        let state = self.lock();
+        Subscription {
+            replay: state.history.iter().cloned().collect(),
+            evicted: if self.history_capacity == 0 {
+                0
+            } else {
+                state.evicted
+            },
+            live: self.events.subscribe(),
+        }
+    }
+
+    /// Counts an SSE stream in; the returned count is the number open now.
+    pub fn watch(&self) -> usize {
+        self.subscribers.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Counts an SSE stream out; true when it was the last one.
+    pub fn unwatch(&self) -> bool {
+        self.subscribers.fetch_sub(1, Ordering::SeqCst) == 1
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -184,15 +267,33 @@ impl Prediction {
 
     /// Folds one event in; true when it ended the prediction.
     fn apply(&self, event: PredictionEvent) -> bool {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         match event {
-            PredictionEvent::Log { data, .. } => state.logs.push(&data),
-            PredictionEvent::Output(v) => state.outputs.push(v),
+            PredictionEvent::Log { data, source } => {
+                state.logs.push(&data);
+                let source = match source {
+                    cogvisor_protocol::LogSource::Stdout => "stdout",
+                    cogvisor_protocol::LogSource::Stderr => "stderr",
+                };
+                self.record(state, "log", json!({"data": data, "source": source}));
+            }
+            PredictionEvent::Output(v) => self.push_output(state, v),
             PredictionEvent::File { path, mime_type } => {
                 let value = file_to_data_url(&path, mime_type.as_deref());
-                state.outputs.push(value);
+                self.push_output(state, value);
             }
             PredictionEvent::Metric { name, value, mode } => {
+                let mode_name = match mode {
+                    cogvisor_protocol::MetricMode::Replace => "replace",
+                    cogvisor_protocol::MetricMode::Increment => "increment",
+                    cogvisor_protocol::MetricMode::Append => "append",
+                };
+                self.record(
+                    state,
+                    "metric",
+                    json!({"mode": mode_name, "name": name, "value": value}),
+                );
                 apply_metric(&mut state.metrics, &name, value, mode)
             }
             PredictionEvent::Succeeded { is_stream, .. } => {
@@ -208,6 +309,29 @@ impl Prediction {
         state.status.is_terminal()
     }
 
+    fn push_output(&self, state: &mut State, value: Value) {
+        let index = state.outputs.len();
+        self.record(
+            state,
+            "output",
+            json!({"chunk": value.clone(), "index": index}),
+        );
+        state.outputs.push(value);
+    }
+
+    /// Marks the prediction as processing and announces it.
+    fn start(&self) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        state.status = Status::Processing;
+        state.started_at = Some(now());
+        self.record(
+            state,
+            "start",
+            json!({"id": self.id, "status": "processing"}),
+        );
+    }
+
     fn finish(&self, predict_time: f64) {
         {
             let mut state = self.lock();
@@ -218,6 +342,10 @@ impl Prediction {
             state.predict_time = Some(predict_time);
             state.completed_at = Some(now());
         }
+        let body = self.sync_body();
+        let mut guard = self.lock();
+        self.record(&mut guard, "completed", body);
+        drop(guard);
         self.done.send_replace(true);
     }
 }
@@ -291,12 +419,13 @@ impl PredictionService {
         if self.get(&id).is_some_and(|p| !p.status().is_terminal()) {
             return Err(CreateError::Running(id));
         }
-        let prediction = Arc::new(Prediction::new(
+        let prediction = Arc::new(Prediction::with_history(
             id.clone(),
             kind,
             input.clone(),
             output_is_array,
             self.settings.log_limit,
+            self.settings.history_capacity,
         ));
         let started = Instant::now();
         let stream = self
@@ -307,11 +436,7 @@ impl PredictionService {
                 context,
             })
             .await?;
-        {
-            let mut state = prediction.lock();
-            state.status = Status::Processing;
-            state.started_at = Some(now());
-        }
+        prediction.start();
         {
             let mut registry = self.registry();
             registry.finished.retain(|(_, finished)| finished != &id);
@@ -389,11 +514,12 @@ mod tests {
     use serde_json::json;
 
     fn prediction(output_is_array: bool) -> Prediction {
-        Prediction::new(
+        Prediction::with_history(
             "p1".into(),
             Kind::Prediction,
             json!({"text": "x"}),
             output_is_array,
+            1024,
             1024,
         )
     }
@@ -452,6 +578,51 @@ mod tests {
         assert_eq!(body["error"], "ValueError: x");
         assert_eq!(body["logs"], "Traceback\n");
         assert_eq!(body["metrics"]["steps"], 2);
+    }
+
+    #[test]
+    fn sse_events_are_recorded_in_order_with_output_indexes() {
+        let p = prediction(false);
+        p.start();
+        p.apply(PredictionEvent::Log {
+            source: cogvisor_protocol::LogSource::Stdout,
+            data: "a\n".into(),
+        });
+        p.apply(PredictionEvent::Output(json!("x")));
+        p.apply(PredictionEvent::Output(json!("y")));
+        p.apply(PredictionEvent::Succeeded {
+            predict_time: 0.0,
+            is_stream: true,
+        });
+        p.finish(0.1);
+        let sub = p.subscribe();
+        let names: Vec<&str> = sub.replay.iter().map(|e| e.name).collect();
+        assert_eq!(names, ["start", "log", "output", "output", "completed"]);
+        assert_eq!(sub.replay[3].data, json!({"chunk": "y", "index": 1}));
+        assert_eq!(sub.replay[4].data["output"], json!(["x", "y"]));
+        assert_eq!(sub.evicted, 0);
+    }
+
+    #[test]
+    fn a_full_history_counts_what_it_evicted() {
+        let p = Prediction::with_history("p".into(), Kind::Prediction, json!({}), false, 1024, 2);
+        for i in 0..5 {
+            p.apply(PredictionEvent::Output(json!(i)));
+        }
+        let sub = p.subscribe();
+        assert_eq!(sub.replay.len(), 2);
+        assert_eq!(sub.evicted, 3);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_gets_live_events_after_its_replay() {
+        let p = prediction(false);
+        p.start();
+        let mut sub = p.subscribe();
+        assert_eq!(sub.replay.len(), 1);
+        p.apply(PredictionEvent::Output(json!("live")));
+        let event = sub.live.recv().await.expect("live event");
+        assert_eq!(event.name, "output");
     }
 
     #[test]
