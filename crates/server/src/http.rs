@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::predictions::{CreateError, PredictionService, ServiceSettings};
 use crate::schema::{Detail, InputSchema, Kind};
+use crate::shutdown::ShutdownTrigger;
 use crate::sse;
 
 /// Largest request body accepted: 100 MiB, as Cog.
@@ -28,6 +30,7 @@ pub const MAX_ID_LEN: usize = 128;
 pub struct AppState {
     pub supervisor: Supervisor,
     pub predictions: Arc<PredictionService>,
+    shutdown: ShutdownTrigger,
     schemas: Arc<Mutex<SchemaCache>>,
 }
 
@@ -41,10 +44,15 @@ struct SchemaCache {
 }
 
 impl AppState {
-    pub fn new(supervisor: Supervisor, settings: ServiceSettings) -> Self {
+    pub fn new(
+        supervisor: Supervisor,
+        settings: ServiceSettings,
+        shutdown: ShutdownTrigger,
+    ) -> Self {
         Self {
             predictions: PredictionService::new(supervisor.clone(), settings),
             supervisor,
+            shutdown,
             schemas: Arc::default(),
         }
     }
@@ -84,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(root))
         .route("/health-check", get(health_check))
         .route("/openapi.json", get(openapi))
+        .route("/shutdown", post(shutdown))
         .route("/predictions", post(create_prediction))
         .route("/predictions/{id}", put(put_prediction).get(get_prediction))
         .route("/predictions/{id}/cancel", post(cancel))
@@ -103,6 +112,7 @@ async fn root(State(state): State<AppState>) -> Json<Value> {
         "predictions_url": "/predictions",
         "predictions_idempotent_url": "/predictions/{prediction_id}",
         "predictions_cancel_url": "/predictions/{prediction_id}/cancel",
+        "shutdown_url": "/shutdown",
     });
     let has_training = state
         .supervisor
@@ -125,6 +135,11 @@ async fn openapi(State(state): State<AppState>) -> Response {
         )
             .into_response(),
     }
+}
+
+async fn shutdown(State(state): State<AppState>) -> Json<Value> {
+    state.shutdown.trigger("POST /shutdown");
+    Json(json!({}))
 }
 
 async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Response {
@@ -170,6 +185,9 @@ pub enum ApiError {
     /// 400 `{"error": ...}`: the body is not JSON, or not an object.
     #[error("{0}")]
     BadRequest(String),
+    /// 413 `{"error": ...}`: the body is over the limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// 415 `{"error": ...}`: a body with a content type other than JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -197,6 +215,9 @@ impl IntoResponse for ApiError {
         match self {
             ApiError::BadRequest(msg) => {
                 (StatusCode::BAD_REQUEST, Json(json!({"error": msg}))).into_response()
+            }
+            ApiError::TooLarge(msg) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, Json(json!({"error": msg}))).into_response()
             }
             ApiError::UnsupportedMediaType(msg) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -242,8 +263,22 @@ pub fn validate_id(id: &str) -> Result<(), String> {
 /// No body and no content type means `{}`, as in Cog.
 fn parse_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
-    body: &Bytes,
+    body: &Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::TooLarge(format!(
+                "request body is larger than the {} MiB limit",
+                BODY_LIMIT / (1024 * 1024)
+            )))
+        }
+        Err(rejection) => {
+            return Err(ApiError::BadRequest(format!(
+                "cannot read the request body: {rejection}"
+            )))
+        }
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -301,7 +336,7 @@ impl Drop for CancelOnDrop {
 async fn create_prediction(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     run(state, Kind::Prediction, None, headers, body).await
 }
@@ -309,7 +344,7 @@ async fn create_prediction(
 async fn create_training(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     run(state, Kind::Training, None, headers, body).await
 }
@@ -318,7 +353,7 @@ async fn put_prediction(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     run(state, Kind::Prediction, Some(id), headers, body).await
 }
@@ -327,7 +362,7 @@ async fn put_training(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     run(state, Kind::Training, Some(id), headers, body).await
 }
@@ -400,7 +435,7 @@ async fn run(
     kind: Kind,
     path_id: Option<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body: PredictionBody = match parse_body(&headers, &body) {
         Ok(b) => b,
@@ -550,7 +585,7 @@ mod tests {
         );
         let status = |h: &HeaderMap, b: &'static str| match parse_body::<PredictionBody>(
             h,
-            &Bytes::from_static(b.as_bytes()),
+            &Ok(Bytes::from_static(b.as_bytes())),
         ) {
             Ok(_) => StatusCode::OK,
             Err(e) => e.into_response().status(),

@@ -12,6 +12,7 @@ mod logs;
 mod predictions;
 mod response;
 mod schema;
+mod shutdown;
 mod sse;
 
 use std::path::PathBuf;
@@ -69,6 +70,10 @@ struct ServeArgs {
     /// Run `predict()`/`run()` or `train()`.
     #[arg(long, value_enum, default_value = "predict")]
     mode: ModeArg,
+    /// Ignore SIGTERM: only `POST /shutdown` or SIGINT stop the server. Takes an optional boolean
+    /// (`--await-explicit-shutdown false` leaves it off).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
+    await_explicit_shutdown: bool,
 }
 
 fn main() -> ExitCode {
@@ -161,50 +166,46 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     );
     let supervisor = Supervisor::start(config, runtime_dir).await?;
 
-    let app = http::router(http::AppState::new(
+    let trigger = shutdown::ShutdownTrigger::default();
+    tokio::spawn(shutdown::listen_for_signals(
+        trigger.clone(),
+        args.await_explicit_shutdown,
+    ));
+    let state = http::AppState::new(
         supervisor.clone(),
         predictions::ServiceSettings::default(),
-    ));
-    let drain_supervisor = supervisor.clone();
-    let shutdown = async move {
-        let signal = shutdown_signal().await;
-        tracing::info!(
-            signal,
-            "shutting down: no new connections, waiting for running requests"
-        );
-        // Requests still running after the drain deadline are ended by stopping the worker.
-        tokio::spawn(async move {
-            tokio::time::sleep(DRAIN_DEADLINE).await;
-            tracing::warn!("drain deadline passed; stopping the worker");
-            drain_supervisor.shutdown().await;
-        });
+        trigger.clone(),
+    );
+    let predictions = state.predictions.clone();
+    let app = http::router(state);
+    let drain = {
+        let predictions = predictions.clone();
+        let supervisor = supervisor.clone();
+        async move {
+            let reason = trigger.triggered().await;
+            tracing::info!(
+                reason,
+                "shutting down: admitting nothing new, draining running predictions"
+            );
+            predictions.drain(DRAIN_DEADLINE, CANCEL_GRACE).await;
+            predictions.wait_deliveries(DELIVERY_DEADLINE).await;
+            // Whatever still runs is ended by stopping the worker, so no HTTP request waits forever.
+            supervisor.shutdown().await;
+        }
     };
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(drain)
         .await
         .map_err(ServeError::Http)?;
-    supervisor.shutdown().await;
+    // Terminal webhooks of predictions the worker stop ended.
+    predictions.wait_deliveries(Duration::from_secs(10)).await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// How long running requests may finish after SIGTERM before the worker is stopped under them.
+/// How long running predictions may finish after a shutdown starts before they are cancelled.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Resolves on SIGTERM or SIGINT, naming which.
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        _ => {
-            tracing::warn!("cannot install signal handlers; only Ctrl-C stops the server");
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
-        }
-    }
-}
+/// How long a cancelled prediction may take to end before the worker is stopped under it.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+/// How long terminal webhooks may take to deliver during shutdown.
+const DELIVERY_DEADLINE: Duration = Duration::from_secs(30);

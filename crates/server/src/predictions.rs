@@ -13,6 +13,7 @@ use cogvisor_supervisor::{
 };
 use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, watch};
+use tokio_util::task::TaskTracker;
 
 use crate::logs::BoundedLog;
 use crate::response::{apply_metric, file_to_data_url};
@@ -385,6 +386,10 @@ pub struct PredictionService {
     supervisor: Supervisor,
     settings: ServiceSettings,
     registry: Mutex<Registry>,
+    /// Set once shutdown begins: no new predictions.
+    draining: AtomicBool,
+    /// What is sent after predictions end (terminal webhooks), so shutdown can wait for delivery.
+    deliveries: TaskTracker,
 }
 
 impl PredictionService {
@@ -393,6 +398,8 @@ impl PredictionService {
             supervisor,
             settings,
             registry: Mutex::default(),
+            draining: AtomicBool::new(false),
+            deliveries: TaskTracker::new(),
         })
     }
 
@@ -416,6 +423,9 @@ impl PredictionService {
         context: std::collections::BTreeMap<String, String>,
         output_is_array: bool,
     ) -> Result<Arc<Prediction>, CreateError> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(CreateError::Admit(AdmitError::ShuttingDown));
+        }
         if self.get(&id).is_some_and(|p| !p.status().is_terminal()) {
             return Err(CreateError::Running(id));
         }
@@ -496,6 +506,80 @@ impl PredictionService {
             {
                 registry.by_id.remove(&id);
             }
+        }
+    }
+
+    /// Predictions that have not ended.
+    pub fn running(&self) -> Vec<Arc<Prediction>> {
+        self.registry()
+            .by_id
+            .values()
+            .filter(|p| !p.status().is_terminal())
+            .cloned()
+            .collect()
+    }
+
+    /// Shutdown, first part: stop admitting, give running predictions (async ones too) `deadline` to
+    /// finish, then cancel the rest and give them `cancel_grace` to end. Returns how many were
+    /// cancelled. What is still running after that ends when the worker is stopped.
+    pub async fn drain(&self, deadline: Duration, cancel_grace: Duration) -> usize {
+        self.draining.store(true, Ordering::SeqCst);
+        let running = self.running();
+        if !running.is_empty() {
+            tracing::info!(
+                running = running.len(),
+                ?deadline,
+                "draining: waiting for running predictions"
+            );
+        }
+        let all_finished = |ps: &[Arc<Prediction>]| {
+            let waits: Vec<_> = ps
+                .iter()
+                .map(|p| {
+                    let p = p.clone();
+                    async move { p.finished().await }
+                })
+                .collect();
+            futures::future::join_all(waits)
+        };
+        let mut cancelled = 0;
+        if tokio::time::timeout(deadline, all_finished(&running))
+            .await
+            .is_err()
+        {
+            let left = self.running();
+            tracing::warn!(
+                left = left.len(),
+                "drain deadline passed; cancelling the predictions still running"
+            );
+            for p in &left {
+                if self.supervisor.cancel(&p.id).await {
+                    cancelled += 1;
+                }
+            }
+            if tokio::time::timeout(cancel_grace, all_finished(&left))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "predictions still running after the cancel grace; the worker stop ends them"
+                );
+            }
+        }
+        cancelled
+    }
+
+    /// Shutdown, last part: waits up to `limit` for terminal webhooks still being delivered.
+    pub async fn wait_deliveries(&self, limit: Duration) {
+        self.deliveries.close();
+        if tokio::time::timeout(limit, self.deliveries.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                pending = self.deliveries.len(),
+                "webhook deliveries still pending at exit"
+            );
         }
     }
 
