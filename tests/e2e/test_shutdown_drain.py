@@ -1,0 +1,55 @@
+"""Shutdown drains: running predictions (async too) finish before the worker stops."""
+
+import json
+import signal
+
+from helpers import is_alive, live_in_group, wait_for
+
+
+def test_sigterm_lets_a_running_async_prediction_finish(serve):
+    server = serve("slow")
+    worker = server.health()["worker"]["pid"]
+    r = server.request(
+        "POST",
+        "/predictions",
+        body=json.dumps({"id": "d1", "input": {"seconds": 1.0}}).encode(),
+        headers={"Content-Type": "application/json", "Prefer": "respond-async"},
+    )
+    assert r.status == 202
+    server.signal(signal.SIGTERM)
+    # Still answering while it drains; new work is refused.
+    status, body = server.predict({"seconds": 0.1})
+    assert status == 503, body
+    # The server exits right after the drain, so the outcome is read from its log.
+    assert server.wait_exit(timeout=30) == 0
+    finished = [
+        json.loads(line)
+        for line in server.stderr_text().splitlines()
+        if '"prediction finished"' in line and '"d1"' in line
+    ]
+    assert finished and finished[0]["status"] == "succeeded", server.stderr_tail()
+    wait_for(lambda: not is_alive(worker) and not live_in_group(worker), timeout=10, what="the worker to be gone")
+
+
+def test_post_shutdown_stops_the_server(serve):
+    server = serve("hello")
+    status, body = server.post_json("/shutdown", {})
+    assert (status, body) == (200, {})
+    assert server.wait_exit(timeout=30) == 0
+
+
+def test_await_explicit_shutdown_ignores_sigterm(serve):
+    server = serve("hello", extra_args=("--await-explicit-shutdown", "true"))
+    server.signal(signal.SIGTERM)
+    # It keeps serving: a prediction still succeeds after the signal.
+    status, body = server.predict({"text": "still here"})
+    assert status == 200 and body["status"] == "succeeded", body
+    assert server.wait_exit(timeout=0.5) is None
+    server.post_json("/shutdown", {})
+    assert server.wait_exit(timeout=30) == 0
+
+
+def test_await_explicit_shutdown_false_is_off(serve):
+    server = serve("hello", extra_args=("--await-explicit-shutdown", "false"))
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(timeout=30) == 0
