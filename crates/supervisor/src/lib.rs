@@ -8,19 +8,23 @@
 //! * [`spawn`]: the long-lived spawner thread (so `PR_SET_PDEATHSIG` is tied to a thread that lives as
 //!   long as the supervisor) and the worker command line.
 //! * [`process_tree`]: `/proc` scanning, killing a whole process tree, reaping reparented orphans.
+//! * [`restart_budget`]: how often a crashed worker may be restarted, and the backoff.
 //! * [`stop`]: shutdown message → grace → SIGTERM to the group → grace → SIGKILL → reap everything.
 //! * [`slots`]: the slot pool: idle, busy, poisoned, and who runs where.
 //! * [`worker`]: one worker generation: spawn, init/ready handshake, control and slot readers.
 //! * [`prediction`]: what a caller sends and receives for one prediction.
 //! * [`health`]: the health status names and the snapshot `/health-check` shows.
+//! * [`health_machine`]: the health state machine, one pure function.
 //! * [`supervisor`]: the handle tying it together.
 //! * [`error`]: every failure, as enums.
 
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod health_machine;
 pub mod prediction;
 pub mod process_tree;
+pub mod restart_budget;
 pub mod runtime_dir;
 pub mod slots;
 pub mod spawn;
