@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,19 @@ from . import protocol
 if TYPE_CHECKING:
     from .worker import Worker
 
-HEALTHCHECK_TIMEOUT = 5.0
+
+
+def _timeout_from_env(default: float = 5.0) -> float:
+    """The supervisor's ``health.timeout`` (COGVISOR_HEALTHCHECK_TIMEOUT, seconds), else Cog's 5 s."""
+    raw = os.environ.get("COGVISOR_HEALTHCHECK_TIMEOUT", "")
+    try:
+        value = float(raw)
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+HEALTHCHECK_TIMEOUT = _timeout_from_env()
 
 
 class _Timeout(Exception):

@@ -52,6 +52,9 @@ pub enum ServeError {
     },
 
     #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
+
+    #[error(transparent)]
     Supervisor(#[from] cogvisor_supervisor::SupervisorError),
 
     #[error("HTTP server failed: {0}")]

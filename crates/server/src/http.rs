@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::predictions::{CreateError, PredictionService, ServiceSettings};
 use crate::schema::{Detail, InputSchema, Kind};
 use crate::shutdown::ShutdownTrigger;
-use crate::sse;
+use crate::{health_routes, sse};
 
 /// Largest request body accepted: 100 MiB, as Cog.
 pub const BODY_LIMIT: usize = 100 * 1024 * 1024;
@@ -32,6 +32,8 @@ pub struct AppState {
     pub predictions: Arc<PredictionService>,
     shutdown: ShutdownTrigger,
     schemas: Arc<Mutex<SchemaCache>>,
+    /// `COGVISOR_ADMIN_TOKEN`: enables `POST /recycle` for bearers of it.
+    pub admin_token: Option<String>,
 }
 
 /// The compiled input schemas of the schema the worker sent, rebuilt only when a new worker sends a
@@ -54,6 +56,7 @@ impl AppState {
             supervisor,
             shutdown,
             schemas: Arc::default(),
+            admin_token: None,
         }
     }
 
@@ -90,7 +93,10 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(root))
-        .route("/health-check", get(health_check))
+        .route("/health-check", get(health_routes::health_check))
+        .route("/readyz", get(health_routes::readyz))
+        .route("/livez", get(health_routes::livez))
+        .route("/recycle", post(health_routes::recycle))
         .route("/openapi.json", get(openapi))
         .route("/shutdown", post(shutdown))
         .route("/predictions", post(create_prediction))
@@ -148,25 +154,6 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Respon
     } else {
         (StatusCode::NOT_FOUND, Json(json!({}))).into_response()
     }
-}
-
-async fn health_check(State(state): State<AppState>) -> Json<Value> {
-    let h = state.supervisor.health();
-    let mut version = serde_json::Map::new();
-    version.insert("cogvisor".into(), env!("CARGO_PKG_VERSION").into());
-    if let Some(sdk) = &h.sdk_version {
-        version.insert("python_sdk".into(), sdk.clone().into());
-    }
-    if let Some(python) = &h.python_version {
-        version.insert("python".into(), python.clone().into());
-    }
-    Json(json!({
-        "status": h.status,
-        "setup": h.setup,
-        "version": version,
-        "worker": h.worker,
-        "slots": h.slots,
-    }))
 }
 
 /// The body of `POST /predictions`.
@@ -542,14 +529,27 @@ fn unprocessable(details: &[Detail]) -> Response {
 
 fn admit_error(id: &str, e: AdmitError) -> Response {
     let status = match e {
-        AdmitError::NotReady(_) | AdmitError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        AdmitError::NotReady(_) | AdmitError::Recycling(_) | AdmitError::ShuttingDown => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         AdmitError::AtCapacity | AdmitError::DuplicateId(_) => StatusCode::CONFLICT,
     };
-    (
+    let mut response = (
         status,
         Json(json!({"id": id, "error": e.to_string(), "status": "failed"})),
     )
-        .into_response()
+        .into_response();
+    // A recycle or a start ends by itself: tell the client when to come back.
+    if matches!(
+        e,
+        AdmitError::Recycling(_)
+            | AdmitError::NotReady(cogvisor_supervisor::HealthStatus::Starting)
+    ) {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    response
 }
 
 #[cfg(test)]

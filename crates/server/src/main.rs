@@ -7,11 +7,14 @@
 mod config;
 mod embedded;
 mod error;
+mod health_routes;
 mod http;
 mod logs;
 mod predictions;
 mod response;
+mod ready_file;
 mod schema;
+mod settings;
 mod shutdown;
 mod sse;
 
@@ -19,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use cogvisor_protocol::Mode;
 use cogvisor_supervisor::runtime_dir::RuntimeDir;
 use cogvisor_supervisor::{Supervisor, SupervisorConfig};
@@ -42,6 +45,18 @@ struct Cli {
 enum Command {
     /// Serve the model in MODEL_DIR (default: the current directory).
     Serve(ServeArgs),
+    /// Print the effective configuration for MODEL_DIR and where each value came from.
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// The model directory.
+    #[arg(default_value = ".")]
+    model_dir: PathBuf,
+    /// The settings file [default: MODEL_DIR/cogvisor.yaml].
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -74,10 +89,27 @@ struct ServeArgs {
     /// (`--await-explicit-shutdown false` leaves it off).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     await_explicit_shutdown: bool,
+    /// The settings file [default: MODEL_DIR/cogvisor.yaml].
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command()
+        .mut_subcommand("serve", |c| c.args(settings::flag_args()))
+        .mut_subcommand("config", |c| c.args(settings::flag_args()))
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let flags = matches
+        .subcommand()
+        .map(|(_, m)| settings::flags_from(m))
+        .unwrap_or_default();
+    if let Command::Config(args) = &cli.command {
+        return print_config(args, &flags);
+    }
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -90,7 +122,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(args, flags)),
+        Command::Config(_) => return ExitCode::SUCCESS,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,13 +158,69 @@ fn init_logging() {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+/// Reads flags, environment and the settings file into [`settings::Settings`].
+fn load_settings(
+    model_dir: &std::path::Path,
+    config_file: Option<&std::path::Path>,
+    flags: &std::collections::BTreeMap<&'static str, String>,
+) -> Result<(settings::Layers, settings::Settings), ServeError> {
+    let env = |name: &str| std::env::var(name).ok();
+    let path = config_file
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| env("COGVISOR_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| model_dir.join("cogvisor.yaml"));
+    let explicit = config_file.is_some();
+    let file = match settings::read_file(&path)? {
+        Some(map) => Some(map),
+        None if explicit => {
+            return Err(ServeError::Settings(settings::SettingsError::Read {
+                path,
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }))
+        }
+        None => None,
+    };
+    let layers = settings::Layers::resolve(flags, &env, file.map(|m| (path.as_path(), m)));
+    let parsed = settings::Settings::from_layers(&layers)?;
+    Ok((layers, parsed))
+}
+
+fn print_config(
+    args: &ConfigArgs,
+    flags: &std::collections::BTreeMap<&'static str, String>,
+) -> ExitCode {
+    match load_settings(&args.model_dir, args.config.as_deref(), flags) {
+        Ok((layers, _)) => {
+            for (key, value, source) in layers.describe() {
+                println!("{:<32} {:<28} # {source}", key.name, value);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cogvisor: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(
+    args: ServeArgs,
+    flags: std::collections::BTreeMap<&'static str, String>,
+) -> Result<(), ServeError> {
     let mode = match args.mode {
         ModeArg::Predict => Mode::Predict,
         ModeArg::Train => Mode::Train,
     };
     let env = |name: &str| std::env::var(name).ok();
-    let resolved = config::resolve(&args.model_dir, mode, args.port, &env)?;
+    let (_, settings) = load_settings(&args.model_dir, args.config.as_deref(), &flags)?;
+    let mut resolved = config::resolve(&args.model_dir, mode, args.port, &env)?;
+    // cogvisor's own keys sit above Cog's sources (COG_MAX_CONCURRENCY, COG_SETUP_TIMEOUT, cog.yaml).
+    if let Some(n) = settings.concurrency {
+        resolved.concurrency = n;
+    }
+    if let Some(timeout) = settings.setup_timeout {
+        resolved.setup_timeout = timeout;
+    }
     let model_dir = resolved
         .model_dir
         .canonicalize()
@@ -156,6 +245,17 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     config.python_path = vec![python_path];
     config.concurrency = resolved.concurrency;
     config.setup_timeout = resolved.setup_timeout;
+    config.stop_grace = settings.stop_grace;
+    config.health = settings.health;
+    config.health_timeout = settings.health_timeout;
+    config.health_period = settings.health_period;
+    config.health_command = settings.health_command.clone();
+    config.restart_budget = settings.restart_budget;
+    config.recycle_drain_timeout = settings.recycle_drain_timeout;
+    config.max_predictions = settings.max_predictions;
+    config.max_predictions_jitter = settings.max_predictions_jitter;
+    config.predict_timeout = settings.predict_timeout;
+    config.cancel_grace = settings.cancel_grace;
     tracing::info!(
         model_dir = %model_dir.display(),
         predictor = %resolved.predictor_ref,
@@ -171,11 +271,20 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         trigger.clone(),
         args.await_explicit_shutdown,
     ));
-    let state = http::AppState::new(
-        supervisor.clone(),
-        predictions::ServiceSettings::default(),
-        trigger.clone(),
-    );
+    if ready_file::enabled(&env) {
+        tokio::spawn(ready_file::follow(
+            supervisor.watch_status(),
+            std::path::PathBuf::from(ready_file::READY_FILE),
+        ));
+    }
+    let service_settings = predictions::ServiceSettings {
+        log_limit: settings.logs_max_per_prediction,
+        ..predictions::ServiceSettings::default()
+    };
+    let mut state = http::AppState::new(supervisor.clone(), service_settings, trigger.clone());
+    state.admin_token = env("COGVISOR_ADMIN_TOKEN").filter(|t| !t.is_empty());
+    let drain_deadline = settings.shutdown_drain_timeout;
+    let cancel_grace = settings.cancel_grace;
     let predictions = state.predictions.clone();
     let app = http::router(state);
     let drain = {
@@ -187,7 +296,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
                 reason,
                 "shutting down: admitting nothing new, draining running predictions"
             );
-            predictions.drain(DRAIN_DEADLINE, CANCEL_GRACE).await;
+            predictions.drain(drain_deadline, cancel_grace).await;
             predictions.wait_deliveries(DELIVERY_DEADLINE).await;
             // Whatever still runs is ended by stopping the worker, so no HTTP request waits forever.
             supervisor.shutdown().await;
@@ -203,9 +312,5 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// How long running predictions may finish after a shutdown starts before they are cancelled.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
-/// How long a cancelled prediction may take to end before the worker is stopped under it.
-const CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// How long terminal webhooks may take to deliver during shutdown.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(30);

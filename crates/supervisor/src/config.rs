@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use cogvisor_protocol::Mode;
 
+use crate::health_machine::HealthConfig;
+use crate::restart_budget::BudgetConfig;
+
 /// Everything the supervisor needs; the server crate builds it from flags, environment and files.
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
@@ -25,6 +28,25 @@ pub struct SupervisorConfig {
     pub stop_grace: Duration,
     /// Where the private runtime directory is created (default: the system temp dir).
     pub runtime_parent: Option<PathBuf>,
+    /// Thresholds and the failure policy of the health machine.
+    pub health: HealthConfig,
+    /// Bound on one check (user healthcheck and monitor command).
+    pub health_timeout: Duration,
+    /// Background checks every period; `None`: only when `/health-check` is hit.
+    pub health_period: Option<Duration>,
+    /// An external check command (argv); exit status 0 is healthy.
+    pub health_command: Option<Vec<String>>,
+    /// How many unexpected worker exits are restarted, and the backoff.
+    pub restart_budget: BudgetConfig,
+    /// How long a recycle lets in-flight predictions finish before cancelling them.
+    pub recycle_drain_timeout: Duration,
+    /// Recycle after this many predictions per worker (plus up to `max_predictions_jitter`).
+    pub max_predictions: Option<u64>,
+    pub max_predictions_jitter: u64,
+    /// A prediction running longer than this is cancelled.
+    pub predict_timeout: Option<Duration>,
+    /// A cancelled prediction still running after this poisons its slot.
+    pub cancel_grace: Duration,
 }
 
 impl SupervisorConfig {
@@ -40,6 +62,16 @@ impl SupervisorConfig {
             setup_timeout: None,
             stop_grace: Duration::from_secs(5),
             runtime_parent: None,
+            health: HealthConfig::default(),
+            health_timeout: Duration::from_secs(5),
+            health_period: None,
+            health_command: None,
+            restart_budget: BudgetConfig::default(),
+            recycle_drain_timeout: Duration::from_secs(30),
+            max_predictions: None,
+            max_predictions_jitter: 0,
+            predict_timeout: None,
+            cancel_grace: Duration::from_secs(5),
         }
     }
 }

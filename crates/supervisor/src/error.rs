@@ -44,6 +44,10 @@ pub enum AdmitError {
     )]
     NotReady(HealthStatus),
 
+    /// The worker is being replaced; retry shortly.
+    #[error("the worker is being recycled ({0}); retry shortly")]
+    Recycling(String),
+
     /// Every usable slot is running a prediction.
     #[error("At capacity - all prediction slots busy")]
     AtCapacity,

@@ -72,6 +72,24 @@ pub struct WorkerRecord {
     /// Why the worker is gone, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit: Option<String>,
+    /// The most recent recycle, once there has been one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_recycle: Option<RecycleRecord>,
+}
+
+/// One finished (or failed) recycle, as `/health-check` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecycleRecord {
+    /// What asked for it: `model`, `admin`, `max_predictions`, `liveness`, `all_slots_poisoned`,
+    /// `worker_exit`.
+    pub trigger: &'static str,
+    pub reason: String,
+    /// When it started (RFC 3339).
+    pub at: String,
+    /// From the request to READY again (or to the failure), in seconds.
+    pub duration_seconds: f64,
+    /// False when the replacement could not be set up.
+    pub succeeded: bool,
 }
 
 /// A poisoned slot and why.
@@ -99,4 +117,8 @@ pub struct HealthSnapshot {
     pub slots: SlotsRecord,
     pub python_version: Option<String>,
     pub sdk_version: Option<String>,
+    /// Why the machine is in its state (a failed check, a recycle, a setup error), when it says.
+    pub reason: Option<String>,
+    /// The last user healthcheck / monitor failure text, Cog's `user_healthcheck_error`.
+    pub user_healthcheck_error: Option<String>,
 }

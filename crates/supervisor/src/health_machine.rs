@@ -72,6 +72,20 @@ pub enum RecycleTrigger {
     WorkerExit,
 }
 
+impl RecycleTrigger {
+    /// The name shown in `/health-check` and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecycleTrigger::Model => "model",
+            RecycleTrigger::Admin => "admin",
+            RecycleTrigger::MaxPredictions => "max_predictions",
+            RecycleTrigger::Liveness => "liveness",
+            RecycleTrigger::AllSlotsPoisoned => "all_slots_poisoned",
+            RecycleTrigger::WorkerExit => "worker_exit",
+        }
+    }
+}
+
 /// Something that happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

@@ -15,13 +15,17 @@
 //! * [`prediction`]: what a caller sends and receives for one prediction.
 //! * [`health`]: the health status names and the snapshot `/health-check` shows.
 //! * [`health_machine`]: the health state machine, one pure function.
+//! * [`checks`]: the user healthcheck and `health.command`, coalesced, and the background monitor.
+//! * [`lifecycle`]: the one task that starts, serves, recycles and restarts worker generations.
 //! * [`supervisor`]: the handle tying it together.
 //! * [`error`]: every failure, as enums.
 
+pub mod checks;
 pub mod config;
 pub mod error;
 pub mod health;
 pub mod health_machine;
+pub mod lifecycle;
 pub mod prediction;
 pub mod process_tree;
 pub mod restart_budget;
@@ -34,6 +38,8 @@ pub mod worker;
 
 pub use config::SupervisorConfig;
 pub use error::{AdmitError, SupervisorError};
-pub use health::{HealthSnapshot, HealthStatus, SetupStatus};
+pub use health::{HealthSnapshot, HealthStatus, RecycleRecord, SetupStatus};
+pub use health_machine::{HealthConfig, OnFailure, RecycleTrigger};
+pub use restart_budget::BudgetConfig;
 pub use prediction::{PredictionEvent, PredictionRequest, PredictionStream};
 pub use supervisor::Supervisor;

@@ -111,6 +111,35 @@ impl SlotPool {
             .map(|i| SlotId(i as u32))
     }
 
+    /// True when no slot can take work again (every slot poisoned). An empty pool is not.
+    pub fn all_poisoned(&self) -> bool {
+        !self.slots.is_empty()
+            && self
+                .slots
+                .iter()
+                .all(|s| matches!(s, SlotState::Poisoned { .. }))
+    }
+
+    /// How many slots run a prediction.
+    pub fn busy_count(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s, SlotState::Busy(_)))
+            .count()
+    }
+
+    /// The ids and slots of every running prediction.
+    pub fn running_ids(&self) -> Vec<(SlotId, String)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                SlotState::Busy(r) => Some((SlotId(i as u32), r.id.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn idle_count(&self) -> usize {
         self.slots
             .iter()

@@ -4,18 +4,20 @@
 use std::sync::{Arc, Mutex as StdMutex};
 
 use cogvisor_protocol::{
-    spill, ControlRequest, ControlResponse, FileOutputKind, SetupMode, SlotId, SlotRequest,
+    spill, ControlRequest, ControlResponse, FileOutputKind, SlotId, SlotRequest,
     SlotResponse,
 };
 use futures::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::health::{HealthSnapshot, HealthStatus, SetupRecord, SetupStatus, WorkerRecord};
+use crate::health_machine::{transition, Action, Event, Machine, RecycleTrigger};
+use crate::lifecycle::Command;
 use crate::prediction::OutputDir;
 use crate::runtime_dir::RuntimeDir;
 use crate::slots::{Running, SlotPool};
 use crate::spawn::{KnownChildren, Spawner};
-use crate::worker::{self, ControlReader, Generation, SetupLog, SlotReader, WorkerExit};
+use crate::worker::{ControlReader, Generation, SetupLog, SlotReader};
 use crate::{
     AdmitError, PredictionEvent, PredictionRequest, PredictionStream, SupervisorConfig,
     SupervisorError,
@@ -28,38 +30,81 @@ pub fn now_rfc3339() -> String {
 
 /// Mutable state behind one lock. Kept small: no I/O happens while it is held.
 #[derive(Debug)]
-struct State {
-    /// The stored status (never BUSY: that is derived).
-    status: HealthStatus,
-    setup: SetupRecord,
-    worker: WorkerRecord,
-    pool: SlotPool,
-    generation: Option<Arc<Generation>>,
-    python_version: Option<String>,
-    sdk_version: Option<String>,
-    schema: Option<Arc<serde_json::Value>>,
-    shutting_down: bool,
+pub(crate) struct State {
+    /// The health machine (its state is never BUSY: that is derived).
+    pub(crate) machine: Machine,
+    pub(crate) setup: SetupRecord,
+    pub(crate) worker: WorkerRecord,
+    pub(crate) pool: SlotPool,
+    pub(crate) generation: Option<Arc<Generation>>,
+    pub(crate) python_version: Option<String>,
+    pub(crate) sdk_version: Option<String>,
+    pub(crate) schema: Option<Arc<serde_json::Value>>,
+    pub(crate) shutting_down: bool,
+    /// The current worker's model defines `healthcheck()`.
+    pub(crate) has_healthcheck: bool,
+    /// Predictions finished by the current worker, for `recycle.max_predictions`.
+    pub(crate) predictions_served: u64,
+    /// This worker's planned-recycle point (max_predictions plus its jitter).
+    pub(crate) prediction_limit: Option<u64>,
+    /// The last failed check's text (Cog's `user_healthcheck_error`); cleared by a good check.
+    pub(crate) user_healthcheck_error: Option<String>,
+    /// Predictions cancelled for running past `predict_timeout`: they end `failed`, not `canceled`.
+    pub(crate) timed_out: std::collections::HashSet<String>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    config: SupervisorConfig,
-    runtime: RuntimeDir,
-    spawner: Spawner,
-    state: StdMutex<State>,
+pub(crate) struct Inner {
+    pub(crate) config: SupervisorConfig,
+    pub(crate) runtime: RuntimeDir,
+    pub(crate) spawner: Spawner,
+    pub(crate) state: StdMutex<State>,
+    /// Commands for the lifecycle loop (recycle requests from model code, checks, slots, admin).
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    /// Set once at shutdown; the lifecycle loop stops the worker and ends.
+    pub(crate) shutdown_tx: watch::Sender<bool>,
+    /// The lifecycle loop, awaited by [`Supervisor::shutdown`].
+    pub(crate) lifecycle: StdMutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Woken whenever a slot stops running a prediction (a recycle's drain waits on it).
+    pub(crate) slot_freed: tokio::sync::Notify,
+    /// The health machine's state, for whoever follows it (the Kubernetes ready file).
+    pub(crate) status_tx: watch::Sender<HealthStatus>,
+    /// Checks in flight and the worker's healthcheck answers.
+    pub(crate) checks: crate::checks::Checks,
 }
 
 /// The handle the HTTP layer uses. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Supervisor {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The state stays consistent across a panic in another task (every update is a plain field
         // assignment), so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Feeds `event` to the health machine, logs a transition once, and returns the actions.
+    pub(crate) fn apply(&self, event: Event) -> Vec<Action> {
+        let mut state = self.lock();
+        let (next, actions) = transition(&state.machine, &event, &self.config.health);
+        if next.state != state.machine.state {
+            tracing::info!(
+                from = %state.machine.state,
+                to = %next.state,
+                reason = next.reason.as_deref().unwrap_or(""),
+                "health transition"
+            );
+        }
+        state.machine = next;
+        self.status_tx.send_if_modified(|s| {
+            let changed = *s != state.machine.state;
+            *s = state.machine.state;
+            changed
+        });
+        actions
     }
 }
 
@@ -80,9 +125,16 @@ impl Supervisor {
         let known = KnownChildren::default();
         let spawner = Spawner::start(known.clone())?;
         spawn_orphan_reaper(known);
+        let (commands, commands_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
+            commands,
+            shutdown_tx: watch::channel(false).0,
+            lifecycle: StdMutex::new(None),
+            slot_freed: tokio::sync::Notify::new(),
+            status_tx: watch::channel(HealthStatus::Starting).0,
+            checks: crate::checks::Checks::default(),
             state: StdMutex::new(State {
-                status: HealthStatus::Starting,
+                machine: Machine::starting(),
                 setup: SetupRecord {
                     started_at: now_rfc3339(),
                     completed_at: None,
@@ -95,6 +147,7 @@ impl Supervisor {
                     started_at: None,
                     restarts: 0,
                     exit: None,
+                    last_recycle: None,
                 },
                 pool: SlotPool::new(config.concurrency),
                 generation: None,
@@ -102,14 +155,25 @@ impl Supervisor {
                 sdk_version: None,
                 schema: None,
                 shutting_down: false,
+                has_healthcheck: false,
+                predictions_served: 0,
+                prediction_limit: None,
+                user_healthcheck_error: None,
+                timed_out: Default::default(),
             }),
             config,
             runtime,
             spawner,
         });
         let supervisor = Supervisor { inner };
-        let starter = supervisor.clone();
-        tokio::spawn(async move { starter.run_generation(1, SetupMode::Full).await });
+        let lifecycle = supervisor.clone();
+        let handle = tokio::spawn(async move { lifecycle.lifecycle(commands_rx).await });
+        *supervisor
+            .inner
+            .lifecycle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        supervisor.spawn_monitor();
         Ok(supervisor)
     }
 
@@ -127,7 +191,7 @@ impl Supervisor {
     /// Health as `/health-check` shows it, BUSY derived.
     pub fn health(&self) -> HealthSnapshot {
         let state = self.inner.lock();
-        let status = match state.status {
+        let status = match state.machine.state {
             HealthStatus::Ready if !state.pool.is_empty() && state.pool.idle_count() == 0 => {
                 HealthStatus::Busy
             }
@@ -140,6 +204,8 @@ impl Supervisor {
             slots: state.pool.record(),
             python_version: state.python_version.clone(),
             sdk_version: state.sdk_version.clone(),
+            reason: state.machine.reason.clone(),
+            user_healthcheck_error: state.user_healthcheck_error.clone(),
         }
     }
 
@@ -154,9 +220,14 @@ impl Supervisor {
             if state.shutting_down {
                 return Err(AdmitError::ShuttingDown);
             }
-            let generation = match (&state.status, &state.generation) {
+            let generation = match (state.machine.state, &state.generation) {
                 (HealthStatus::Ready | HealthStatus::Unhealthy, Some(g)) => g.clone(),
-                (status, _) => return Err(AdmitError::NotReady(*status)),
+                (HealthStatus::Recycling, _) => {
+                    return Err(AdmitError::Recycling(
+                        state.machine.reason.clone().unwrap_or_default(),
+                    ))
+                }
+                (status, _) => return Err(AdmitError::NotReady(status)),
             };
             if state.pool.find(&request.id).is_some() {
                 return Err(AdmitError::DuplicateId(request.id));
@@ -181,11 +252,13 @@ impl Supervisor {
             events: rx,
             output_dir,
         };
-        if let Err(error) = self
+        let id = request.id.clone();
+        match self
             .dispatch(&generation, slot, request, stream.output_dir())
             .await
         {
-            self.poison_slot(&generation, slot, &error);
+            Ok(()) => self.watch_deadline(generation, slot, id),
+            Err(error) => self.poison_slot(&generation, slot, &error),
         }
         Ok(stream)
     }
@@ -247,29 +320,123 @@ impl Supervisor {
                 id: id.to_string(),
             })
             .await;
+        self.watch_cancel(generation, slot, id.to_string());
         true
+    }
+
+    /// A cancelled prediction that still runs after `cancel_grace` is stuck (in C code, say): its slot
+    /// is poisoned, which fails the prediction and frees the client.
+    fn watch_cancel(&self, generation: Arc<Generation>, slot: SlotId, id: String) {
+        let this = self.clone();
+        let grace = self.inner.config.cancel_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let stuck = {
+                let state = this.inner.lock();
+                is_current(&state, &generation) && state.pool.find(&id) == Some(slot)
+            };
+            if stuck {
+                // The client asked for a cancel and gets one; the slot, whose thread may still be
+                // stuck in the model's code, takes no more work.
+                let ending = if this.inner.lock().timed_out.remove(&id) {
+                    PredictionEvent::Failed {
+                        error: "prediction timed out (predict_timeout) and did not stop when cancelled"
+                            .into(),
+                    }
+                } else {
+                    PredictionEvent::Canceled
+                };
+                this.poison_slot_ending(
+                    &generation,
+                    slot,
+                    &format!(
+                        "prediction {id} did not stop within {:.1}s of being cancelled",
+                        grace.as_secs_f64()
+                    ),
+                    ending,
+                );
+            }
+        });
+    }
+
+    /// Cancels prediction `id` when it runs past `predict_timeout`; it then ends `failed` with an error
+    /// naming the timeout.
+    fn watch_deadline(&self, generation: Arc<Generation>, slot: SlotId, id: String) {
+        let Some(timeout) = self.inner.config.predict_timeout else {
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let overdue = {
+                let mut state = this.inner.lock();
+                let overdue =
+                    is_current(&state, &generation) && state.pool.find(&id) == Some(slot);
+                if overdue {
+                    state.timed_out.insert(id.clone());
+                }
+                overdue
+            };
+            if overdue {
+                tracing::warn!(prediction_id = %id, ?timeout, "prediction timed out; cancelling it");
+                this.cancel(&id).await;
+            }
+        });
     }
 
     /// Stops admitting, stops the worker (shutdown message → grace → SIGTERM → grace → SIGKILL) and
     /// reaps every process it left. Running predictions fail with a shutdown error.
     pub async fn shutdown(&self) {
-        let generation = {
-            let mut state = self.inner.lock();
-            state.shutting_down = true;
-            state.generation.clone()
-        };
-        if let Some(generation) = generation {
-            self.stop_generation(&generation).await;
-            let running = self.inner.lock().pool.drain("server shut down");
-            for r in running {
-                let _ = r.events.send(PredictionEvent::Failed {
-                    error: "the server shut down before the prediction finished".into(),
-                });
+        self.inner.lock().shutting_down = true;
+        self.inner.shutdown_tx.send_replace(true);
+        let handle = self
+            .inner
+            .lifecycle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            if let Err(e) = handle.await {
+                tracing::error!(error = %e, "the worker lifecycle task failed");
             }
+        }
+        // The lifecycle may have ended earlier (SETUP_FAILED, DEFUNCT): nothing may stay pending.
+        let running = self.inner.lock().pool.drain("server shut down");
+        for r in running {
+            let _ = r.events.send(PredictionEvent::Failed {
+                error: "prediction failed: the server shut down before the prediction finished".into(),
+            });
         }
     }
 
-    async fn stop_generation(&self, generation: &Generation) {
+    /// Follows the health machine's state (never BUSY).
+    pub fn watch_status(&self) -> watch::Receiver<HealthStatus> {
+        self.inner.status_tx.subscribe()
+    }
+
+    /// Asks for a recycle of the current worker (`POST /recycle`). False when no worker is serving.
+    pub fn request_recycle(&self, trigger: RecycleTrigger, reason: &str) -> bool {
+        let state = self.inner.lock();
+        let serving = matches!(
+            state.machine.state,
+            HealthStatus::Ready | HealthStatus::Unhealthy
+        );
+        match (&state.generation, serving) {
+            (Some(g), true) => self
+                .inner
+                .commands
+                .send(Command::Recycle {
+                    generation: g.number,
+                    trigger,
+                    reason: reason.to_string(),
+                    rerun_setup: false,
+                })
+                .is_ok(),
+            _ => false,
+        }
+    }
+
+    pub(crate) async fn stop_generation(&self, generation: &Generation) {
         let outcome = crate::stop::stop_worker(
             generation.pid,
             generation.exit.clone(),
@@ -286,146 +453,47 @@ impl Supervisor {
         );
     }
 
-    /// Spawns generation `number`, runs its setup, and serves it until it exits.
-    async fn run_generation(&self, number: u64, setup: SetupMode) {
-        let inner = &self.inner;
-        {
-            let mut state = inner.lock();
-            state.status = HealthStatus::Starting;
-            state.worker.generation = number;
-        }
-        let started = worker::start(
-            &inner.config,
-            &inner.runtime,
-            &inner.spawner,
-            number,
-            setup,
-            inner.as_ref(),
-            |pid, started_at| {
-                let mut state = inner.lock();
-                state.worker.pid = Some(pid);
-                state.worker.started_at = Some(started_at.to_string());
-            },
-        )
-        .await;
-        let started = match started {
-            Ok(started) => started,
-            Err(failed) => {
-                let message = failed.error.to_string();
-                tracing::error!(generation = number, "{message}");
-                // Report first: health must say SETUP_FAILED at once, not after the stop's graces.
-                {
-                    let mut state = inner.lock();
-                    state.status = HealthStatus::SetupFailed;
-                    state.setup.status = SetupStatus::Failed;
-                    state.setup.completed_at = Some(now_rfc3339());
-                    if !state.setup.logs.is_empty() && !state.setup.logs.ends_with('\n') {
-                        state.setup.logs.push('\n');
-                    }
-                    state.setup.logs.push_str(&message);
-                    state.worker.pid = None;
-                }
-                if let (Some(pid), Some(exit)) = (failed.pid, failed.exit) {
-                    // A worker still inside setup() does not read its control channel, so a
-                    // shutdown message would only wait out the grace: go straight to SIGTERM.
-                    crate::stop::stop_worker(
-                        pid,
-                        exit,
-                        inner.config.stop_grace,
-                        inner.spawner.known(),
-                        async { false },
-                    )
-                    .await;
-                }
-                return;
-            }
-        };
-        let generation = started.generation.clone();
-        let shutting_down = {
-            let mut state = inner.lock();
-            if !state.shutting_down {
-                state.pool = SlotPool::new(inner.config.concurrency);
-                state.generation = Some(generation.clone());
-                state.python_version = Some(started.ready.python_version.clone());
-                state.sdk_version = Some(started.ready.sdk_version.clone());
-                state.schema = started.ready.schema.clone().map(Arc::new);
-                state.status = HealthStatus::Ready;
-                state.setup.status = SetupStatus::Succeeded;
-                state.setup.completed_at = Some(now_rfc3339());
-            }
-            state.shutting_down
-        };
-        if shutting_down {
-            self.stop_generation(&generation).await;
-            return;
-        }
-        tracing::info!(generation = number, pid = generation.pid, "worker ready");
-        for (i, reader) in started.slot_readers.into_iter().enumerate() {
-            let this = self.clone();
-            let generation = generation.clone();
-            tokio::spawn(async move { this.read_slot(generation, SlotId(i as u32), reader).await });
-        }
-        let this = self.clone();
-        let control_generation = generation.clone();
-        tokio::spawn(async move {
-            this.read_control(control_generation, started.control_reader)
-                .await
-        });
-
-        // Serve until the worker exits.
-        let mut exit = generation.exit.clone();
-        let waited = exit.wait_for(Option::is_some).await.map(|e| e.clone());
-        let exit = match waited {
-            Ok(e) => e.unwrap_or(WorkerExit::Unknown("no status".into())),
-            Err(_) => WorkerExit::Unknown("exit watcher ended".into()),
-        };
-        self.on_worker_exit(&generation, exit).await;
-    }
-
-    /// The worker is gone: fail what it was running, clean up its tree, and record why.
-    async fn on_worker_exit(&self, generation: &Generation, exit: WorkerExit) {
-        let (running, expected) = {
-            let mut state = self.inner.lock();
-            let expected = state.shutting_down;
-            let reason = format!("worker exited unexpectedly ({exit})");
-            let running = state.pool.drain(&reason);
-            if !expected {
-                state.status = HealthStatus::Defunct;
-                state.worker.exit = Some(reason);
-                state.worker.pid = None;
-            }
-            (running, expected)
-        };
-        for r in running {
-            let _ = r.events.send(PredictionEvent::Failed {
-                error: format!("prediction failed: the worker exited unexpectedly ({exit})"),
-            });
-        }
-        if !expected {
-            tracing::error!(generation = generation.number, pid = generation.pid, %exit, "worker exited unexpectedly");
-            crate::stop::sweep(generation.pid, self.inner.spawner.known()).await;
-        }
-    }
-
     /// Poisons `slot` and fails the prediction it was running with `reason`.
     fn poison_slot(&self, generation: &Generation, slot: SlotId, reason: &str) {
-        let running = {
+        let failed = PredictionEvent::Failed {
+            error: format!("prediction failed: {reason}"),
+        };
+        self.poison_slot_ending(generation, slot, reason, failed);
+    }
+
+    /// Poisons `slot`; the prediction it was running ends with `ending`.
+    fn poison_slot_ending(
+        &self,
+        generation: &Generation,
+        slot: SlotId,
+        reason: &str,
+        ending: PredictionEvent,
+    ) {
+        let (running, all_poisoned) = {
             let mut state = self.inner.lock();
             if !is_current(&state, generation) {
                 return;
             }
-            state.pool.poison(slot, reason)
+            let running = state.pool.poison(slot, reason);
+            (running, state.pool.all_poisoned())
         };
+        self.inner.slot_freed.notify_waiters();
         tracing::warn!(slot = slot.0, reason, "slot poisoned");
-        if let Some(r) = running {
-            let _ = r.events.send(PredictionEvent::Failed {
-                error: format!("prediction failed: {reason}"),
+        if all_poisoned {
+            let _ = self.inner.commands.send(Command::Recycle {
+                generation: generation.number,
+                trigger: RecycleTrigger::AllSlotsPoisoned,
+                reason: format!("every slot is poisoned (the last: {reason})"),
+                rerun_setup: true,
             });
+        }
+        if let Some(r) = running {
+            let _ = r.events.send(ending);
         }
     }
 
     /// Routes what the worker sends on one slot socket to the prediction running there.
-    async fn read_slot(&self, generation: Arc<Generation>, slot: SlotId, mut reader: SlotReader) {
+    pub(crate) async fn read_slot(&self, generation: Arc<Generation>, slot: SlotId, mut reader: SlotReader) {
         loop {
             let message = match reader.next().await {
                 Some(Ok(m)) => m,
@@ -519,14 +587,40 @@ impl Supervisor {
 
     /// A terminal message: free the slot first, then tell the prediction, so its response can never
     /// reach the client before the slot is free again.
-    fn finish(&self, generation: &Generation, slot: SlotId, id: &str, event: PredictionEvent) {
-        let running = {
+    fn finish(&self, generation: &Generation, slot: SlotId, id: &str, mut event: PredictionEvent) {
+        let (running, limit_reached) = {
             let mut state = self.inner.lock();
             if !is_current(&state, generation) {
                 return;
             }
-            state.pool.release(slot, id)
+            let running = state.pool.release(slot, id);
+            if state.timed_out.remove(id) {
+                if let (Some(timeout), PredictionEvent::Canceled) =
+                    (self.inner.config.predict_timeout, &event)
+                {
+                    event = PredictionEvent::Failed {
+                        error: format!(
+                            "prediction timed out after {:.1}s (predict_timeout) and was cancelled",
+                            timeout.as_secs_f64()
+                        ),
+                    };
+                }
+            }
+            state.predictions_served += 1;
+            let limit_reached = state
+                .prediction_limit
+                .filter(|limit| state.predictions_served == *limit);
+            (running, limit_reached)
         };
+        self.inner.slot_freed.notify_waiters();
+        if let Some(limit) = limit_reached {
+            let _ = self.inner.commands.send(Command::Recycle {
+                generation: generation.number,
+                trigger: RecycleTrigger::MaxPredictions,
+                reason: format!("the worker has served {limit} predictions"),
+                rerun_setup: false,
+            });
+        }
         match running {
             Some(r) => {
                 let _ = r.events.send(event);
@@ -540,7 +634,7 @@ impl Supervisor {
     }
 
     /// Handles control messages after `ready`.
-    async fn read_control(&self, generation: Arc<Generation>, mut reader: ControlReader) {
+    pub(crate) async fn read_control(&self, generation: Arc<Generation>, mut reader: ControlReader) {
         while let Some(frame) = reader.next().await {
             let message = match frame {
                 Ok(m) => m,
@@ -580,7 +674,7 @@ impl Supervisor {
                     tracing::warn!(count, interval_millis, "worker dropped log messages")
                 }
                 ControlResponse::HealthcheckResult { id, status, error } => {
-                    tracing::debug!(id, ?status, ?error, "healthcheck result")
+                    self.inner.checks.answer(&id, status, error)
                 }
                 ControlResponse::ShuttingDown => {
                     tracing::info!(generation = generation.number, "worker shutting down")
@@ -589,7 +683,13 @@ impl Supervisor {
                     reason,
                     rerun_setup,
                 } => {
-                    tracing::warn!(reason, rerun_setup, "model asked for a worker recycle")
+                    tracing::info!(generation = generation.number, reason, rerun_setup, "model asked for a worker recycle");
+                    let _ = self.inner.commands.send(Command::Recycle {
+                        generation: generation.number,
+                        trigger: RecycleTrigger::Model,
+                        reason,
+                        rerun_setup,
+                    });
                 }
                 ControlResponse::Ready { .. } | ControlResponse::SetupFailed { .. } => {
                     tracing::warn!(
@@ -602,7 +702,7 @@ impl Supervisor {
     }
 }
 
-fn is_current(state: &State, generation: &Generation) -> bool {
+pub(crate) fn is_current(state: &State, generation: &Generation) -> bool {
     state
         .generation
         .as_ref()

@@ -200,7 +200,11 @@ pub async fn start(
         .stderr(Stdio::inherit())
         .env("PYTHONPATH", python_path(config))
         .env("PYTHONUNBUFFERED", "1")
-        .env("COGVISOR_GENERATION", number.to_string());
+        .env("COGVISOR_GENERATION", number.to_string())
+        .env(
+            "COGVISOR_HEALTHCHECK_TIMEOUT",
+            config.health_timeout.as_secs_f64().to_string(),
+        );
     let mut child = spawner.spawn(command).await.map_err(|e| {
         fail(StartError::Spawn {
             python: config.python.clone(),

@@ -1,0 +1,347 @@
+//! Health checks: the model's `healthcheck()` (asked of the worker with `healthcheck` /
+//! `healthcheck_result`) and the optional `health.command`, coalesced so that concurrent callers share
+//! one check in flight, and run in the background every `health.period` when set.
+//!
+//! Every result feeds the health machine; its actions (a recycle for the liveness threshold, a stop for
+//! `on_failure: exit`) go to the lifecycle loop as commands.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex as StdMutex;
+use std::time::Duration;
+
+use cogvisor_protocol::{ControlRequest, HealthcheckStatus};
+use tokio::sync::{oneshot, watch};
+
+use crate::health_machine::{Action, Event};
+use crate::lifecycle::Command;
+use crate::{HealthStatus, Supervisor};
+
+/// Cog's text when the worker cannot answer.
+const CHANNEL_CLOSED: &str = "Healthcheck error: protocol error: healthcheck channel closed";
+
+/// The state shared by checks: the one in flight and the worker's pending answers.
+#[derive(Debug, Default)]
+pub(crate) struct Checks {
+    /// Set while a check runs; callers that arrive meanwhile wait for it to become `true`.
+    in_flight: StdMutex<Option<watch::Receiver<bool>>>,
+    /// `healthcheck` ids sent to the worker, waiting for their `healthcheck_result`.
+    waiters: StdMutex<HashMap<String, oneshot::Sender<(HealthcheckStatus, Option<String>)>>>,
+    counter: AtomicU64,
+}
+
+impl Checks {
+    /// Delivers the worker's answer to the check that asked. An answer nobody waits for (it timed out)
+    /// is dropped.
+    pub(crate) fn answer(&self, id: &str, status: HealthcheckStatus, error: Option<String>) {
+        let waiter = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        match waiter {
+            Some(tx) => {
+                let _ = tx.send((status, error));
+            }
+            None => tracing::debug!(id, "late healthcheck result dropped"),
+        }
+    }
+
+    fn register(&self) -> (String, oneshot::Receiver<(HealthcheckStatus, Option<String>)>) {
+        let id = format!("hc_{}", self.counter.fetch_add(1, Ordering::Relaxed) + 1);
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), tx);
+        (id, rx)
+    }
+
+    fn forget(&self, id: &str) {
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+}
+
+/// One check's outcome: `None` healthy, else the failure text shown as `user_healthcheck_error`.
+pub(crate) type CheckOutcome = Option<String>;
+
+impl Supervisor {
+    /// Runs a health check now, or waits for the one already running, and feeds the result to the
+    /// health machine. Does nothing unless a worker is serving (READY or UNHEALTHY). The check runs in its
+    /// own task, so a caller that goes away does not cut it short.
+    pub async fn check_health(&self) {
+        let mut done = {
+            let mut in_flight = self
+                .inner
+                .checks
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match in_flight.as_ref() {
+                Some(rx) => rx.clone(),
+                None => {
+                    let (tx, rx) = watch::channel(false);
+                    *in_flight = Some(rx.clone());
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        this.run_check().await;
+                        *this
+                            .inner
+                            .checks
+                            .in_flight
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = None;
+                        let _ = tx.send(true);
+                    });
+                    rx
+                }
+            }
+        };
+        let _ = done.wait_for(|d| *d).await;
+    }
+
+    /// Starts the background monitor when `health.period` is set.
+    pub(crate) fn spawn_monitor(&self) {
+        let Some(period) = self.inner.config.health_period else {
+            return;
+        };
+        let this = self.clone();
+        let mut shutdown = self.inner.shutdown_tx.subscribe();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+                let state = this.inner.lock().machine.state;
+                match state {
+                    HealthStatus::SetupFailed | HealthStatus::Defunct => return,
+                    HealthStatus::Ready | HealthStatus::Unhealthy => this.check_health().await,
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    async fn run_check(&self) {
+        let (generation, has_healthcheck) = {
+            let state = self.inner.lock();
+            if !matches!(
+                state.machine.state,
+                HealthStatus::Ready | HealthStatus::Unhealthy
+            ) {
+                return;
+            }
+            match &state.generation {
+                Some(g) => (g.clone(), state.has_healthcheck),
+                None => return,
+            }
+        };
+        let started = std::time::Instant::now();
+        let mut outcome = if has_healthcheck {
+            self.user_healthcheck(&generation).await
+        } else {
+            None
+        };
+        if outcome.is_none() {
+            if let Some(argv) = &self.inner.config.health_command {
+                outcome = run_command(argv, self.inner.config.health_timeout).await;
+            }
+        }
+        tracing::debug!(elapsed = ?started.elapsed(), ?outcome, "health check done");
+        let actions = {
+            // A result for a worker that has since been replaced says nothing about the new one.
+            let current = self
+                .inner
+                .lock()
+                .generation
+                .as_ref()
+                .is_some_and(|g| g.number == generation.number);
+            if !current {
+                return;
+            }
+            self.inner.lock().user_healthcheck_error = outcome.clone();
+            let event = match outcome {
+                None => Event::CheckPassed,
+                Some(reason) => Event::CheckFailed { reason },
+            };
+            self.inner.apply(event)
+        };
+        for action in actions {
+            match action {
+                Action::Recycle {
+                    trigger, reason, ..
+                } => {
+                    let _ = self.inner.commands.send(Command::Recycle {
+                        generation: generation.number,
+                        trigger,
+                        reason,
+                        rerun_setup: false,
+                    });
+                }
+                Action::StopWorker => {
+                    let _ = self.inner.commands.send(Command::GiveUp {
+                        generation: generation.number,
+                        reason: "health checks kept failing (on_failure: exit)".into(),
+                    });
+                }
+                Action::LogPersistentFailure { failures, reason } => {
+                    // Once at the threshold, then every hundredth: a platform polling every second
+                    // must not fill the log.
+                    let threshold = self.inner.config.health.liveness_threshold;
+                    if failures == threshold || (failures - threshold) % 100 == 0 {
+                        tracing::error!(failures, reason, "health checks keep failing (on_failure: log)")
+                    }
+                }
+                Action::RunAfterHealthyHook | Action::FailInFlight { .. } => {}
+            }
+        }
+    }
+
+    /// Asks the worker to run the model's `healthcheck()`. The worker bounds it by `health.timeout`
+    /// itself; this side allows one second more for the answer to arrive.
+    async fn user_healthcheck(&self, generation: &crate::worker::Generation) -> CheckOutcome {
+        let checks = &self.inner.checks;
+        let (id, answer) = checks.register();
+        if !generation
+            .send_control(ControlRequest::Healthcheck { id: id.clone() })
+            .await
+        {
+            checks.forget(&id);
+            return Some(CHANNEL_CLOSED.into());
+        }
+        let timeout = self.inner.config.health_timeout;
+        match tokio::time::timeout(timeout + Duration::from_secs(1), answer).await {
+            Ok(Ok((HealthcheckStatus::Healthy, _))) => None,
+            Ok(Ok((HealthcheckStatus::Unhealthy, error))) => Some(format!(
+                "Healthcheck failed: {}",
+                error.unwrap_or_else(|| "user-defined healthcheck failed".into())
+            )),
+            Ok(Err(_)) => Some(CHANNEL_CLOSED.into()),
+            Err(_) => {
+                checks.forget(&id);
+                Some(format!(
+                    "Healthcheck failed: user-defined healthcheck timed out after {:.1} seconds",
+                    timeout.as_secs_f64()
+                ))
+            }
+        }
+    }
+}
+
+/// Runs `health.command`: exit 0 is healthy. It runs in its own process group, killed whole at the
+/// timeout.
+pub(crate) async fn run_command(argv: &[String], timeout: Duration) -> CheckOutcome {
+    let Some((program, args)) = argv.split_first() else {
+        return Some("Healthcheck failed: health.command is empty".into());
+    };
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => return Some(format!("Healthcheck failed: cannot run {program:?}: {e}")),
+    };
+    let pid = child.id();
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(output)) if output.status.success() => None,
+        Ok(Ok(output)) => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: String = stderr.trim().chars().rev().take(500).collect::<Vec<_>>().into_iter().rev().collect();
+            Some(format!(
+                "Healthcheck failed: health command {program:?} {}{}",
+                describe_status(output.status),
+                if tail.is_empty() { String::new() } else { format!(": {tail}") }
+            ))
+        }
+        Ok(Err(e)) => Some(format!("Healthcheck failed: waiting for {program:?}: {e}")),
+        Err(_) => {
+            if let Some(pid) = pid {
+                crate::process_tree::kill_tree(pid);
+            }
+            Some(format!(
+                "Healthcheck failed: health command {program:?} timed out after {:.1} seconds",
+                timeout.as_secs_f64()
+            ))
+        }
+    }
+}
+
+fn describe_status(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        _ => "ended with an unknown status".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &[&str]) -> Vec<String> {
+        s.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_command_that_exits_zero_is_healthy() {
+        assert_eq!(run_command(&argv(&["true"]), Duration::from_secs(5)).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_failing_command_names_its_exit_code_and_stderr() {
+        let out = run_command(
+            &argv(&["sh", "-c", "echo disk full >&2; exit 3"]),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("unhealthy");
+        assert!(out.contains("exited with code 3"), "{out}");
+        assert!(out.contains("disk full"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn a_hanging_command_is_killed_at_the_timeout() {
+        let started = std::time::Instant::now();
+        let out = run_command(&argv(&["sleep", "30"]), Duration::from_millis(200))
+            .await
+            .expect("unhealthy");
+        assert!(out.contains("timed out"), "{out}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_named() {
+        let out = run_command(&argv(&["/nonexistent/check"]), Duration::from_secs(5))
+            .await
+            .expect("unhealthy");
+        assert!(out.contains("/nonexistent/check"), "{out}");
+    }
+
+    #[test]
+    fn answers_reach_the_check_that_asked_and_late_ones_are_dropped() {
+        let checks = Checks::default();
+        let (id, mut rx) = checks.register();
+        assert_eq!(id, "hc_1");
+        checks.answer("hc_99", HealthcheckStatus::Healthy, None);
+        assert!(rx.try_recv().is_err());
+        checks.answer(&id, HealthcheckStatus::Unhealthy, Some("boom".into()));
+        assert_eq!(
+            rx.try_recv().expect("answer"),
+            (HealthcheckStatus::Unhealthy, Some("boom".into()))
+        );
+    }
+}
