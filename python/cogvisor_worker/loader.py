@@ -94,11 +94,16 @@ def _fix_input_defaults(fn: Callable[..., Any]) -> tuple[set[str], dict[str, Fie
         sig = inspect.signature(func)
     except (TypeError, ValueError):
         return required, fields
+    # The declarations are kept on the function: a second load of the same function sees values.
+    fields.update(getattr(func, "__cogvisor_fields__", {}))
     for p in sig.parameters.values():
         if isinstance(p.default, FieldInfo):
             fields[p.name] = p.default
-            if p.default.default is MISSING:
-                required.add(p.name)
+    required = {name for name, info in fields.items() if info.default is MISSING}
+    try:
+        func.__cogvisor_fields__ = dict(fields)
+    except (AttributeError, TypeError):
+        pass
 
     def value(d: Any) -> Any:
         if isinstance(d, FieldInfo):

@@ -295,7 +295,7 @@ def output_schema(fn: Callable[..., Any], schema_name: str = "Output") -> dict[s
         out = {"type": "array", "items": {}, "x-cog-array-type": "iterator"}
     else:
         out = json_type(tp, where)
-    return {"title": schema_name, **out}
+    return {**out, "title": schema_name}
 
 
 def _status() -> dict[str, Any]:

@@ -327,6 +327,7 @@ class Slot:
         with self.lock:
             pred.finished = True
             self.current = None
+        pred.downloader.cleanup()  # downloaded inputs are gone when the supervisor hears the end
         if outcome[0] == "done":
             terminal = protocol.done(pred.id, predict_time, bool(outcome[1]))
         elif outcome[0] == "cancelled":
