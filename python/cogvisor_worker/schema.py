@@ -393,7 +393,8 @@ def build(fn: Callable[..., Any], defaults: dict[str, FieldInfo], mode: str, ver
             "PredictionResponse",
             "predictions",
         )
-    components[input_name] = input_schema(fn, defaults, components, input_name)
+    extra: dict[str, Any] = {}  # enum schemas of choices, nested definitions
+    components[input_name] = input_schema(fn, defaults, extra, input_name)
     components[output_name] = output_schema(fn, output_name)
     components[request] = _request(request, input_name)
     components[response] = _response(response, input_name, output_name)
@@ -405,6 +406,8 @@ def build(fn: Callable[..., Any], defaults: dict[str, FieldInfo], mode: str, ver
         "type": "string",
     }
     components.update(_validation_components())
+    for name, value in extra.items():
+        components.setdefault(name, value)
     func = getattr(fn, "__func__", fn)
     singular = route[:-1]
     create = _operation(f"Create {singular.capitalize()}", f"{route}_create", request, response)
