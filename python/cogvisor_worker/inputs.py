@@ -19,6 +19,7 @@ import io
 import os
 import shutil
 import tempfile
+import threading
 import types
 import typing
 import urllib.error
@@ -131,16 +132,19 @@ class Downloader:
         self.max_bytes = max_bytes if max_bytes is not None else _env_int("COGVISOR_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_BYTES)
         self._open = opener or urllib.request.urlopen
         self.dir: str | None = None
+        self._lock = threading.Lock()
 
     def _tempdir(self) -> str:
-        if self.dir is None:
-            self.dir = tempfile.mkdtemp(prefix="cogvisor-inputs-")
-        return self.dir
+        with self._lock:  # parallel downloads share one directory
+            if self.dir is None:
+                self.dir = tempfile.mkdtemp(prefix="cogvisor-inputs-")
+            return self.dir
 
     def cleanup(self) -> None:
-        if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
+        with self._lock:
+            if self.dir is not None:
+                shutil.rmtree(self.dir, ignore_errors=True)
+                self.dir = None
 
     def _target(self, url: str) -> tuple[int, str]:
         return tempfile.mkstemp(suffix=url_filename(url), dir=self._tempdir())

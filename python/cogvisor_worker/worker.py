@@ -171,6 +171,10 @@ class Worker:
                 schema = loader.build_schema(model, cog.__version__)
             except SchemaError as e:
                 self.setup_failed(f"cannot build the OpenAPI schema of {init['predictor_ref']}: {e}")
+            except Exception:  # noqa: BLE001 - a signature we did not foresee: say so, do not crash
+                self.setup_failed(
+                    f"cannot build the OpenAPI schema of {init['predictor_ref']}:\n{traceback.format_exc()}"
+                )
         self.slots = [Slot(self, index, sock) for index, sock in socks]
         for slot in self.slots:
             slot.thread.start()

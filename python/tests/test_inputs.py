@@ -105,6 +105,7 @@ def test_downloads_run_in_parallel(server: str) -> None:
     got = d.download_all([f"{server}/slow{i}" for i in range(6)])
     elapsed = time.monotonic() - start
     assert len(got) == 6
+    assert {os.path.dirname(p) for p in got.values()} == {d.dir}, "one directory per prediction"
     assert elapsed < 6 * 0.4, f"six 0.4 s downloads took {elapsed:.2f} s: not parallel"
     d.cleanup()
 
