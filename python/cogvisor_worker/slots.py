@@ -158,17 +158,21 @@ class Slot:
     def _predict(self, pred: Prediction, msg: protocol.Message) -> None:
         model = self.worker.model
         assert model is not None
+        with self.lock:
+            self.current = pred  # a cancel during input downloads is remembered
+        start = time.monotonic()
         try:
             kwargs = self._kwargs(msg, pred)
         except inputs.InputError as e:
-            self._finish(pred, ("failed", str(e), None), 0.0)
+            self._finish(pred, ("cancelled",) if pred.cancelled else ("failed", str(e), None), 0.0)
             return
         except Exception as e:
-            self._finish(pred, ("failed", f"{type(e).__name__}: {e}", None), 0.0)
+            outcome = ("cancelled",) if pred.cancelled else ("failed", f"{type(e).__name__}: {e}", None)
+            self._finish(pred, outcome, 0.0)
             return
-        with self.lock:
-            self.current = pred
-        start = time.monotonic()
+        if pred.cancelled:
+            self._finish(pred, ("cancelled",), time.monotonic() - start)
+            return
         try:
             if model.is_async:
                 outcome = self._run_async(pred, kwargs)

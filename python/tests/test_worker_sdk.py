@@ -29,8 +29,15 @@ def start() -> Iterator[Any]:
         sup.close()
 
 
+RELEASE = threading.Event()
+REQUESTED = threading.Event()
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/hang.txt":
+            REQUESTED.set()
+            RELEASE.wait(30)
         if self.path == "/missing.txt":
             self.send_error(404, "File not found")
             return
@@ -96,6 +103,18 @@ def test_undownloadable_url_fails_with_url_and_status(start: Any, server: str) -
     assert msgs[-1] == p.slot_failed("m", f"Input validation error: 404 Client Error: File not found for url: {url}")
     sup.predict(0, "ok", {"p": f"{server}/a.txt"})
     assert sup.until_terminal(0)[-1]["type"] == "done", "the worker lives on"
+
+
+def test_cancel_during_input_download_ends_cancelled_without_running_the_model(start: Any, server: str) -> None:
+    sup = start({"predict.py": FILES})
+    RELEASE.clear()
+    REQUESTED.clear()
+    sup.predict(0, "dl", {"p": f"{server}/hang.txt"})
+    assert REQUESTED.wait(30), "the download started"
+    sup.send(p.cancel(0, "dl"))
+    assert sup.expect_type("cancelled") == {"type": "cancelled", "slot": 0, "id": "dl"}
+    RELEASE.set()
+    assert sup.until_terminal(0) == [p.slot_cancelled("dl")], "the model never ran (it would have printed)"
 
 
 def test_unencodable_output_fails_naming_the_type_and_worker_lives_on(start: Any) -> None:
