@@ -110,10 +110,7 @@ def json_type(tp: Any, where: str, defs: dict[str, Any] | None = None) -> dict[s
     args = typing.get_args(tp)
     if tp in (list, tuple, set, frozenset) or origin in (list, tuple, set, frozenset, collections.abc.Sequence):
         out: dict[str, Any] = {"type": "array"}
-        if args and not (origin is tuple and len(args) == 2 and args[1] is Ellipsis):
-            if len(args) == 1 or origin is not tuple:
-                out["items"] = json_type(args[0], where, defs)
-        elif args:
+        if args:  # tuple[X, ...] and tuple[X, Y]: the first item type
             out["items"] = json_type(args[0], where, defs)
         return out
     if tp is dict or origin in (dict, collections.abc.Mapping):
@@ -363,8 +360,17 @@ def _response(name: str, input_name: str, output_name: str) -> dict[str, Any]:
     }
 
 
+def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
 def _operation(summary: str, op_id: str, request: str | None, response: str | None) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "operationId": op_id, "responses": {"200": {"description": "Successful Response", "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{response}"} if response else {"title": "Response"}}}}}}
+    body = {"$ref": f"#/components/schemas/{response}"} if response else {"title": "Response"}
+    op: dict[str, Any] = {
+        "summary": summary,
+        "operationId": op_id,
+        "responses": {"200": {"description": "Successful Response", "content": _json_content(body)}},
+    }
     if request is not None:
         op["requestBody"] = {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{request}"}}}}
         op["responses"]["422"] = {
