@@ -30,6 +30,8 @@ from typing import Any, Callable
 import cog
 from cog.types import url_filename
 
+from . import schema
+
 DOWNLOAD_WORKERS = 8
 DEFAULT_TIMEOUT = 10.0  # seconds without progress on one connection
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024 * 1024  # 10 GiB per file
@@ -88,10 +90,7 @@ def coercion_for(tp: Any) -> Coercion | None:
 
 def coercions(fn: Callable[..., Any]) -> dict[str, Coercion]:
     """Parameter name -> coercion, for the parameters that need one."""
-    try:
-        hints = typing.get_type_hints(getattr(fn, "__func__", fn), include_extras=True)
-    except Exception:  # noqa: BLE001 - the schema builder reports unresolvable annotations
-        return {}
+    hints, _ = schema.resolve_hints(fn)  # the schema builder reports unresolvable annotations
     out: dict[str, Coercion] = {}
     for name, hint in hints.items():
         if name == "return":

@@ -185,12 +185,12 @@ def setup_callable(model: Model, setup_mode: str) -> Callable[[], Any] | None:
     return fn
 
 
-def build_schema(model: Model, version: str) -> Any:
+def build_schema(model: Model, version: str, warn: Callable[[str], None] | None = None) -> Any:
     """The OpenAPI document built from the model's signature; None for a ``**kwargs`` signature (which
-    has no fixed inputs). Raises schema.SchemaError naming an input or output type it cannot express."""
+    has no fixed inputs). Raises schema.SchemaError naming an input type it cannot express."""
     if model.accepts_var_kwargs:
         return None
-    return schema.build(model.method, model.fields, model.mode, version)
+    return schema.build(model.method, model.fields, model.mode, version, warn)
 
 
 def read_schema(model_dir: str = ".") -> Any:

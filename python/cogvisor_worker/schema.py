@@ -182,13 +182,31 @@ def _json_default(value: Any) -> Any:
     raise SchemaError(f"default {value!r} is not JSON")
 
 
-def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+def resolve_hints(fn: Callable[..., Any]) -> tuple[dict[str, Any], list[str]]:
+    """The type hints of ``fn`` and the annotations that could not be resolved (those count as
+    unannotated, i.e. any JSON, rather than failing the model: Cog's build-time analysis reads
+    source and does not need them to resolve)."""
     func = getattr(fn, "__func__", fn)
     try:
-        return typing.get_type_hints(func, include_extras=True)
-    except Exception as e:  # noqa: BLE001
-        name = getattr(func, "__qualname__", repr(func))
-        raise SchemaError(f"cannot resolve the type annotations of {name}: {e}") from e
+        return typing.get_type_hints(func, include_extras=True), []
+    except Exception:  # noqa: BLE001 - resolved one by one below
+        pass
+    hints: dict[str, Any] = {}
+    problems: list[str] = []
+    namespace = dict(getattr(func, "__globals__", {}))
+    for name, ann in dict(getattr(func, "__annotations__", {})).items():
+        if isinstance(ann, str):
+            try:
+                ann = eval(ann, namespace)  # noqa: S307 - how typing resolves string annotations
+            except Exception as e:  # noqa: BLE001
+                problems.append(f"{name}: {ann!r} ({type(e).__name__}: {e})")
+                continue
+        hints[name] = ann
+    return hints, problems
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    return resolve_hints(fn)[0]
 
 
 def input_schema(
@@ -380,8 +398,19 @@ def _operation(summary: str, op_id: str, request: str | None, response: str | No
     return op
 
 
-def build(fn: Callable[..., Any], defaults: dict[str, FieldInfo], mode: str, version: str) -> dict[str, Any]:
-    """The whole OpenAPI document for ``fn`` (run/predict in predict mode, train in train mode)."""
+def build(
+    fn: Callable[..., Any],
+    defaults: dict[str, FieldInfo],
+    mode: str,
+    version: str,
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The whole OpenAPI document for ``fn`` (run/predict in predict mode, train in train mode).
+    ``warn`` hears what was left imprecise (unresolvable annotations, an unknown return type)."""
+    _, problems = resolve_hints(fn)
+    for problem in problems:
+        if warn is not None:
+            warn(f"annotation not resolved, treated as any JSON: {problem}")
     components: dict[str, Any] = {}
     if mode == "train":
         input_name, output_name, request, response, route = (
@@ -401,7 +430,14 @@ def build(fn: Callable[..., Any], defaults: dict[str, FieldInfo], mode: str, ver
         )
     extra: dict[str, Any] = {}  # enum schemas of choices, nested definitions
     components[input_name] = input_schema(fn, defaults, extra, input_name)
-    components[output_name] = output_schema(fn, output_name)
+    try:
+        components[output_name] = output_schema(fn, output_name)
+    except SchemaError as e:
+        # Outputs are encoded by value at run time; an unknown return annotation only costs the
+        # schema its precision.
+        if warn is not None:
+            warn(f"{output_name} schema left open: {e}")
+        components[output_name] = {"title": output_name}
     components[request] = _request(request, input_name)
     components[response] = _response(response, input_name, output_name)
     components["Status"] = _status()

@@ -168,7 +168,11 @@ class Worker:
         schema = loader.read_schema()
         if schema is None:
             try:
-                schema = loader.build_schema(model, cog.__version__)
+                schema = loader.build_schema(
+                    model,
+                    cog.__version__,
+                    lambda text: self.control.try_send(protocol.worker_log("warning", text)),
+                )
             except SchemaError as e:
                 self.setup_failed(f"cannot build the OpenAPI schema of {init['predictor_ref']}: {e}")
             except Exception:  # noqa: BLE001 - a signature we did not foresee: say so, do not crash

@@ -209,3 +209,33 @@ def test_var_kwargs_models_have_no_schema(tmp_path: Any, monkeypatch: pytest.Mon
     monkeypatch.chdir(tmp_path)
     model = loader.load("predict.py:Predictor", "predict")
     assert loader.build_schema(model, "0") is None
+
+
+def test_unknown_return_type_leaves_the_output_open_with_a_warning() -> None:
+    class Tensor:
+        pass
+
+    def run(x: int) -> Tensor: ...
+
+    warnings: list[str] = []
+    _, fields = loader._fix_input_defaults(run)
+    doc = schema.build(run, fields, "predict", "0", warnings.append)
+    assert doc["components"]["schemas"]["Output"] == {"title": "Output"}
+    assert warnings == ["Output schema left open: return type: unsupported type Tensor"]
+
+
+def test_unresolvable_annotations_count_as_any_json() -> None:
+    ns: dict[str, Any] = {}
+    exec(  # noqa: S102 - a function whose annotation names a type that does not exist at run time
+        "from cog import Path\ndef run(x: 'Missing', p: 'Path') -> str: ...\n", ns
+    )
+    run = ns["run"]
+    warnings: list[str] = []
+    doc = schema.build(run, {}, "predict", "0", warnings.append)
+    props = doc["components"]["schemas"]["Input"]["properties"]
+    assert props["x"] == {"title": "X", "x-order": 0}
+    assert props["p"]["format"] == "uri"
+    assert len(warnings) == 1 and "x: 'Missing'" in warnings[0] and "NameError" in warnings[0]
+    from cogvisor_worker import inputs
+
+    assert inputs.coercions(run) == {"p": inputs.Coercion("path")}, "the resolvable ones still coerce"
