@@ -6,12 +6,12 @@ import importlib.util
 import inspect
 import os
 import sys
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import cog
 from cog.types import MISSING, FieldInfo
+
+from . import inputs, schema
 
 
 class LoadError(Exception):
@@ -24,8 +24,11 @@ class Model:
     method: Callable[..., Any]
     is_async: bool
     required_inputs: set[str] = field(default_factory=set)
-    # Parameter name -> the SDK type its raw JSON input is converted to (cog.Path, cog.Secret).
-    conversions: dict[str, type] = field(default_factory=dict)
+    # Parameter name -> how its raw JSON input becomes the argument (downloads, Secret, ...).
+    coercions: dict[str, inputs.Coercion] = field(default_factory=dict)
+    # Parameter name -> its ``Input(...)`` declaration, as written (for the schema).
+    fields: dict[str, FieldInfo] = field(default_factory=dict)
+    mode: str = "predict"
     accepts_var_kwargs: bool = False
     parameters: set[str] = field(default_factory=set)
 
@@ -81,17 +84,26 @@ def _pick_method(obj: Any, mode: str) -> Callable[..., Any]:
     return getattr(obj, "run" if has_run else "predict")
 
 
-def _fix_input_defaults(fn: Callable[..., Any]) -> set[str]:
-    """Replace ``Input(...)`` defaults by their values; return the names of required inputs."""
+def _fix_input_defaults(fn: Callable[..., Any]) -> tuple[set[str], dict[str, FieldInfo]]:
+    """Replace ``Input(...)`` defaults by their values; return the names of required inputs and the
+    ``Input(...)`` declarations."""
     func = getattr(fn, "__func__", fn)
     required: set[str] = set()
+    fields: dict[str, FieldInfo] = {}
     try:
         sig = inspect.signature(func)
     except (TypeError, ValueError):
-        return required
+        return required, fields
+    # The declarations are kept on the function: a second load of the same function sees values.
+    fields.update(getattr(func, "__cogvisor_fields__", {}))
     for p in sig.parameters.values():
-        if isinstance(p.default, FieldInfo) and p.default.default is MISSING:
-            required.add(p.name)
+        if isinstance(p.default, FieldInfo):
+            fields[p.name] = p.default
+    required = {name for name, info in fields.items() if info.default is MISSING}
+    try:
+        func.__cogvisor_fields__ = dict(fields)
+    except (AttributeError, TypeError):
+        pass
 
     def value(d: Any) -> Any:
         if isinstance(d, FieldInfo):
@@ -104,25 +116,7 @@ def _fix_input_defaults(fn: Callable[..., Any]) -> set[str]:
     kwdefaults = getattr(func, "__kwdefaults__", None)
     if kwdefaults:
         func.__kwdefaults__ = {k: value(v) for k, v in kwdefaults.items()}
-    return required
-
-
-def _conversions(fn: Callable[..., Any]) -> dict[str, type]:
-    try:
-        hints = typing.get_type_hints(getattr(fn, "__func__", fn))
-    except Exception:
-        return {}
-    out: dict[str, type] = {}
-    for name, hint in hints.items():
-        if name == "return":
-            continue
-        if hint is cog.Path or hint is cog.Secret:
-            out[name] = hint
-        else:
-            args = [a for a in typing.get_args(hint) if a is not type(None)]
-            if typing.get_origin(hint) is typing.Union and len(args) == 1 and args[0] in (cog.Path, cog.Secret):
-                out[name] = args[0]
-    return out
+    return required, fields
 
 
 def load(predictor_ref: str, mode: str) -> Model:
@@ -148,7 +142,7 @@ def load(predictor_ref: str, mode: str) -> Model:
     else:
         raise LoadError(f"{predictor_ref} is neither a class nor a function")
     method = _pick_method(obj, mode)
-    required = _fix_input_defaults(method)
+    required, fields = _fix_input_defaults(method)
     fn = getattr(method, "__func__", method)
     is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
     try:
@@ -160,7 +154,9 @@ def load(predictor_ref: str, mode: str) -> Model:
         method=method,
         is_async=is_async,
         required_inputs=required,
-        conversions=_conversions(method),
+        coercions=inputs.coercions(method),
+        fields=fields,
+        mode=mode,
         accepts_var_kwargs=any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()),
         parameters={p.name for p in params.values()},
     )
@@ -187,6 +183,14 @@ def setup_callable(model: Model, setup_mode: str) -> Callable[[], Any] | None:
         weights = os.environ.get("COG_WEIGHTS")
         return lambda: setup_fn(weights=weights)
     return fn
+
+
+def build_schema(model: Model, version: str, warn: Callable[[str], None] | None = None) -> Any:
+    """The OpenAPI document built from the model's signature; None for a ``**kwargs`` signature (which
+    has no fixed inputs). Raises schema.SchemaError naming an input type it cannot express."""
+    if model.accepts_var_kwargs:
+        return None
+    return schema.build(model.method, model.fields, model.mode, version, warn)
 
 
 def read_schema(model_dir: str = ".") -> Any:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import datetime
 import enum
+import io
+import itertools
 import mimetypes
 import os
 import pathlib
@@ -24,34 +28,71 @@ def is_stream(value: Any) -> bool:
     return isinstance(value, (Iterator, AsyncIterator))
 
 
-def to_json(value: Any) -> Any:
-    """A JSON-compatible copy of ``value``. Paths nested in containers become their path string."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        if isinstance(value, enum.Enum):
-            return to_json(value.value)
+def _at(where: str) -> str:
+    return "" if where == "output" else f" (at {where})"
+
+
+def data_url(data: bytes, name: str) -> str:
+    mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _file_to_data_url(value: Any) -> str:
+    if isinstance(value, pathlib.PurePath):
+        try:
+            with open(value, "rb") as f:
+                return data_url(f.read(), str(value))
+        except OSError as e:
+            raise TypeError(f"cannot read output file {value}: {e.strerror or e}") from e
+    data = value.read()
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return data_url(bytes(data), str(getattr(value, "name", "") or "file.bin"))
+
+
+def to_json(value: Any, files: bool = False, where: str = "output") -> Any:
+    """A JSON-compatible copy of ``value`` by Cog's rules. With ``files``, paths and file objects
+    (anywhere in the value) become ``data:`` URLs; without, paths become their path string."""
+    if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, enum.Enum):
-        return to_json(value.value)
+        return to_json(value.value, files, where)
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+            raise TypeError(f"Out of range float value {value} is not JSON compliant{_at(where)}")
+        return value
     if isinstance(value, dict):
-        return {str(to_json(k)) if not isinstance(k, str) else k: to_json(v) for k, v in value.items()}
+        return {
+            (k if isinstance(k, str) else str(to_json(k, files, where))): to_json(v, files, f"{where}[{k!r}]")
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_json(v) for v in value]
+        return [to_json(v, files, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, pathlib.PurePath):
-        return str(value)
+        return _file_to_data_url(value) if files else str(value)
+    if isinstance(value, io.IOBase) and files:
+        return _file_to_data_url(value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    for name in ("model_dump", "dict"):
-        dump = getattr(value, name, None)
-        if callable(dump) and not isinstance(value, type):
-            return to_json(dump())
-    # numpy scalars and arrays, without importing numpy
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        return to_json(tolist())
-    item = getattr(value, "item", None)
-    if callable(item):
-        return to_json(item())
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+        return {f.name: to_json(getattr(value, f.name), files, f"{where}.{f.name}") for f in dataclasses.fields(value)}
+    if not isinstance(value, type):
+        for name in ("model_dump", "dict"):
+            dump = getattr(value, name, None)
+            if callable(dump) and not isinstance(value, type):
+                try:
+                    dumped = dump()
+                except TypeError:
+                    continue
+                return to_json(dumped, files, where)
+        # numpy scalars and arrays, without importing numpy
+        tolist = getattr(value, "tolist", None)
+        if callable(tolist):
+            return to_json(tolist(), files, where)
+        item = getattr(value, "item", None)
+        if callable(item):
+            return to_json(item(), files, where)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable{_at(where)}")
 
 
 def _keep_file(path: pathlib.PurePath, output_dir: str) -> str:
@@ -71,13 +112,37 @@ def _keep_file(path: pathlib.PurePath, output_dir: str) -> str:
     return dest
 
 
+_file_counter = itertools.count()
+
+
+def _write_file_object(value: Any, output_dir: str) -> str:
+    """Write a file object's bytes to ``output_dir/<n>.<ext>`` (extension from its name, else bin)."""
+    name = str(getattr(value, "name", "") or "")
+    ext = os.path.splitext(name)[1] or ".bin"
+    os.makedirs(output_dir, exist_ok=True)
+    dest = os.path.join(os.path.abspath(output_dir), f"{uuid.uuid4().hex[:8]}-{next(_file_counter)}{ext}")
+    data = value.read()
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    with open(dest, "wb") as f:
+        f.write(data)
+    return dest
+
+
 def output_message(value: Any, output_dir: str, runtime_dir: str) -> protocol.Message:
-    """The slot message carrying one output value: ``output``, or ``file_output`` (file or spill)."""
+    """The slot message carrying one output value: ``output``, or ``file_output`` (file or spill).
+
+    A file at the top level (a path or a file object) travels as ``file_output`` so the supervisor
+    can turn it into a data URL or an upload; files nested in containers become data URLs here."""
     if isinstance(value, pathlib.PurePath):
         filename = _keep_file(value, output_dir)
         mime, _ = mimetypes.guess_type(filename)
         return protocol.file_output(filename, "file", mime)
-    encoded = to_json(value)
+    if isinstance(value, io.IOBase):
+        filename = _write_file_object(value, output_dir)
+        mime, _ = mimetypes.guess_type(filename)
+        return protocol.file_output(filename, "file", mime)
+    encoded = to_json(value, files=True)
     payload = protocol.dumps(encoded).encode("utf-8")
     if len(payload) > protocol.MAX_INLINE_PAYLOAD:
         path = protocol.write_spill(protocol.spill_dir(runtime_dir), payload)

@@ -14,14 +14,13 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Callable
 
 import cog
+from cog._runtime import Scope
 
-from . import outputs, protocol
+from . import inputs, outputs, protocol
 from .channel import ChannelError, SocketChannel
 
 if TYPE_CHECKING:
     from .worker import Worker
-
-METRIC_MODES = {"replace": "replace", "incr": "increment", "increment": "increment", "append": "append"}
 
 
 class SlotBroken(Exception):
@@ -47,6 +46,8 @@ class Prediction:
         self.interruptible = False
         self.thread_id: int | None = None
         self.task: asyncio.Task[Any] | None = None
+        self.scope = Scope(self._send_metric, context)
+        self.downloader = inputs.Downloader()
 
     # -- log target ---------------------------------------------------------------------------------
     def log(self, source: str, data: str) -> bool:
@@ -66,14 +67,11 @@ class Prediction:
             self.slot.send(msg)
 
     # -- scope ------------------------------------------------------------------------------------
-    def record_metric(self, name: str, value: Any, mode: str = "replace") -> None:
-        if mode not in METRIC_MODES:
-            raise ValueError(f"invalid metric mode {mode!r}: expected replace, incr, increment or append")
-        if not isinstance(name, str) or not name:
-            raise ValueError("metric name must be a non-empty string")
+    def _send_metric(self, name: str, value: Any, mode: str) -> None:
+        """The sink of this prediction's MetricRecorder (values were checked there; None deletes)."""
         if self.finished:
             return
-        self.emit(protocol.metric(name, outputs.to_json(value), METRIC_MODES[mode]))
+        self.emit(protocol.metric(name, outputs.to_json(value), mode))
 
 
 class Slot:
@@ -153,13 +151,28 @@ class Slot:
         assert model is not None
         pred = Prediction(self, pid, output_dir, {str(k): str(v) for k, v in context.items()}, model.is_async)
         try:
-            kwargs = self._kwargs(msg)
-        except Exception as e:
-            self._finish(pred, ("failed", f"{type(e).__name__}: {e}", None), 0.0)
-            return
+            self._predict(pred, msg)
+        finally:
+            pred.downloader.cleanup()
+
+    def _predict(self, pred: Prediction, msg: protocol.Message) -> None:
+        model = self.worker.model
+        assert model is not None
         with self.lock:
-            self.current = pred
+            self.current = pred  # a cancel during input downloads is remembered
         start = time.monotonic()
+        try:
+            kwargs = self._kwargs(msg, pred)
+        except inputs.InputError as e:
+            self._finish(pred, ("cancelled",) if pred.cancelled else ("failed", str(e), None), 0.0)
+            return
+        except Exception as e:
+            outcome = ("cancelled",) if pred.cancelled else ("failed", f"{type(e).__name__}: {e}", None)
+            self._finish(pred, outcome, 0.0)
+            return
+        if pred.cancelled:
+            self._finish(pred, ("cancelled",), time.monotonic() - start)
+            return
         try:
             if model.is_async:
                 outcome = self._run_async(pred, kwargs)
@@ -174,7 +187,7 @@ class Slot:
             raise
         self._finish(pred, outcome, time.monotonic() - start)
 
-    def _kwargs(self, msg: protocol.Message) -> dict[str, Any]:
+    def _kwargs(self, msg: protocol.Message, pred: Prediction) -> dict[str, Any]:
         model = self.worker.model
         assert model is not None
         if msg.get("input_file") is not None:
@@ -185,16 +198,10 @@ class Slot:
             value = {}
         if not isinstance(value, dict):
             raise TypeError(f"prediction input must be a JSON object, got {type(value).__name__}")
-        kwargs: dict[str, Any] = {}
-        for name, raw in value.items():
-            conv = model.conversions.get(name)
-            if conv is not None and isinstance(raw, str):
-                raw = conv(raw)
-            kwargs[name] = raw
-        missing = sorted(model.required_inputs - kwargs.keys())
+        missing = sorted(model.required_inputs - value.keys())
         if missing:
             raise ValueError(f"missing required input: {', '.join(missing)}")
-        return kwargs
+        return inputs.prepare(value, model.coercions, pred.downloader)
 
     def _send_output(self, pred: Prediction, value: Any) -> None:
         msg = outputs.output_message(value, pred.output_dir, self.worker.runtime_dir)
@@ -324,6 +331,7 @@ class Slot:
         with self.lock:
             pred.finished = True
             self.current = None
+        pred.downloader.cleanup()  # downloaded inputs are gone when the supervisor hears the end
         if outcome[0] == "done":
             terminal = protocol.done(pred.id, predict_time, bool(outcome[1]))
         elif outcome[0] == "cancelled":

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from . import fdio, healthcheck, loader, protocol
 from .channel import FdChannel
+from .schema import SchemaError
 
 # Process exit codes.
 EXIT_OK = 0  # shutdown, or the control channel closed
@@ -60,8 +61,8 @@ class Worker:
             def current_scope(self) -> Any:
                 target = worker.router.python_target()
                 if target is not None and not getattr(target, "finished", True):
-                    return target
-                return _runtime._NULL_SCOPE
+                    return target.scope
+                return _runtime.null_scope()
 
             def recycle_worker(self, reason: str, rerun_setup: bool) -> None:
                 worker.control.send(protocol.recycle_requested(reason, rerun_setup))
@@ -153,19 +154,34 @@ class Worker:
             model = loader.load(init["predictor_ref"], init["mode"])
             if len(socks) > 1 and not model.is_async:
                 raise loader.LoadError(
-                    f"concurrency {len(socks)} > 1 requires an async run() or predict() method"
+                    f"COG_MAX_CONCURRENCY > 1 requires an async run() or predict() method "
+                    f"(concurrency is {len(socks)})"
                 )
             setup = loader.setup_callable(model, init["setup"])
             if setup is not None:
                 self.run_blocking(setup())
         except BaseException:  # noqa: BLE001 - SystemExit in setup is a setup failure too
             self.setup_failed(traceback.format_exc())
+        import cog
+
         self.model = model
         schema = loader.read_schema()
+        if schema is None:
+            try:
+                schema = loader.build_schema(
+                    model,
+                    cog.__version__,
+                    lambda text: self.control.try_send(protocol.worker_log("warning", text)),
+                )
+            except SchemaError as e:
+                self.setup_failed(f"cannot build the OpenAPI schema of {init['predictor_ref']}: {e}")
+            except Exception:  # noqa: BLE001 - a signature we did not foresee: say so, do not crash
+                self.setup_failed(
+                    f"cannot build the OpenAPI schema of {init['predictor_ref']}:\n{traceback.format_exc()}"
+                )
         self.slots = [Slot(self, index, sock) for index, sock in socks]
         for slot in self.slots:
             slot.thread.start()
-        import cog
 
         self.flush_logs()
         try:

@@ -143,12 +143,20 @@ class Supervisor:
         return "".join(m["data"] for m in self.control_seen if m["type"] == "log")
 
     # -- slots ------------------------------------------------------------------------------------
-    def predict(self, slot: int, id: str, input: Any = None, input_file: str | None = None) -> str:
+    def predict(
+        self,
+        slot: int,
+        id: str,
+        input: Any = None,
+        input_file: str | None = None,
+        context: dict[str, str] | None = None,
+    ) -> str:
         output_dir = os.path.join(self.runtime_dir, "outputs", id)
         os.makedirs(output_dir)
         if input is None and input_file is None:
             input = {}
-        self.slots[slot].sendall(p.encode_frame(p.predict(id, output_dir, input=input, input_file=input_file)))
+        msg = p.predict(id, output_dir, input=input, input_file=input_file, context=context)
+        self.slots[slot].sendall(p.encode_frame(msg))
         return output_dir
 
     def next_slot(self, slot: int, timeout: float = DEADLINE) -> Message | None:

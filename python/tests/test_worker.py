@@ -61,7 +61,14 @@ def test_ready_and_predict_with_logs(start: Any) -> None:
     assert ready["type"] == "ready"
     assert ready["sdk_version"] == "0.1.0"
     assert ready["has_healthcheck"] is False
-    assert "schema" not in ready
+    # No .cog/openapi_schema.json: the schema is built from the signature.
+    assert ready["schema"]["components"]["schemas"]["Input"]["properties"]["text"] == {
+        "title": "Text",
+        "type": "string",
+        "default": "world",
+        "description": "who",
+        "x-order": 0,
+    }
     assert list(ready)[:4] == ["type", "python_version", "sdk_version", "has_healthcheck"]
     assert "setting up\n" in sup.control_logs()
 
@@ -216,7 +223,7 @@ def test_sync_predictor_with_two_slots_fails_setup(start: Any) -> None:
     sup = start({"predict.py": ECHO}, slots=2)
     msg = sup.ready()
     assert msg["type"] == "setup_failed"
-    assert "concurrency 2 > 1 requires an async run() or predict() method" in msg["error"]
+    assert "COG_MAX_CONCURRENCY > 1 requires an async run() or predict() method (concurrency is 2)" in msg["error"]
     assert sup.wait_exit() == 1
 
 

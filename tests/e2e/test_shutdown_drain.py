@@ -17,9 +17,14 @@ def test_sigterm_lets_a_running_async_prediction_finish(serve):
     )
     assert r.status == 202
     server.signal(signal.SIGTERM)
-    # Still answering while it drains; new work is refused.
-    status, body = server.predict({"seconds": 0.1})
-    assert status == 503, body
+    # Still answering while it drains; new work is refused. The signal is handled asynchronously, so
+    # until the server has seen it a request meets the busy slot (409); poll for the refusal.
+    def refused():
+        status, body = server.predict({"seconds": 0.1})
+        assert status in (409, 503), (status, body)
+        return status == 503
+
+    wait_for(refused, timeout=10, what="new predictions to be refused with 503 while draining")
     # The server exits right after the drain, so the outcome is read from its log.
     assert server.wait_exit(timeout=30) == 0
     finished = [
