@@ -18,6 +18,7 @@ use crate::predictions::{CreateError, PredictionService, ServiceSettings};
 use crate::schema::{Detail, InputSchema, Kind};
 use crate::shutdown::ShutdownTrigger;
 use crate::sse;
+use crate::webhook::Webhook;
 
 /// Largest request body accepted: 100 MiB, as Cog.
 pub const BODY_LIMIT: usize = 100 * 1024 * 1024;
@@ -177,6 +178,12 @@ struct PredictionBody {
     input: Option<Value>,
     #[serde(default)]
     context: BTreeMap<String, String>,
+    /// Where to `POST` the prediction's state as it changes (an empty string means none).
+    #[serde(default)]
+    webhook: Option<String>,
+    /// Which webhook events to send (default: all).
+    #[serde(default)]
+    webhook_events_filter: Option<Vec<String>>,
 }
 
 /// A request the API refuses, with the status and body Cog clients expect.
@@ -460,6 +467,21 @@ async fn run(
     if let Err(msg) = validate_id(&id) {
         return ApiError::invalid(&["body", "id"], msg).into_response();
     }
+    let webhook = match Webhook::from_request(
+        body.webhook.as_deref().filter(|w| !w.is_empty()),
+        body.webhook_events_filter.as_deref(),
+        &headers,
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            return ApiError::Validation {
+                loc: e.loc(),
+                msg: e.to_string(),
+                kind: "value_error",
+            }
+            .into_response()
+        }
+    };
     let sse = wants_sse(&headers);
     if sse {
         if let Some(refusal) = sse_refusal(&state, kind) {
@@ -498,7 +520,14 @@ async fn run(
     let output_is_array = schema.is_some_and(|s| s.output_is_array);
     let prediction = match state
         .predictions
-        .create(kind, id.clone(), input, body.context, output_is_array)
+        .create(
+            kind,
+            id.clone(),
+            input,
+            body.context,
+            output_is_array,
+            webhook,
+        )
         .await
     {
         Ok(p) => p,

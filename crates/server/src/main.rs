@@ -14,6 +14,8 @@ mod response;
 mod schema;
 mod shutdown;
 mod sse;
+mod upload;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,6 +76,10 @@ struct ServeArgs {
     /// (`--await-explicit-shutdown false` leaves it off).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "false", value_parser = clap::builder::BoolishValueParser::new())]
     await_explicit_shutdown: bool,
+    /// Upload file outputs with `PUT` to this URL (plus a file name) instead of returning `data:`
+    /// URLs.
+    #[arg(long, value_parser = upload::parse_upload_url)]
+    upload_url: Option<reqwest::Url>,
 }
 
 fn main() -> ExitCode {
@@ -132,6 +138,12 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     };
     let env = |name: &str| std::env::var(name).ok();
     let resolved = config::resolve(&args.model_dir, mode, args.port, &env)?;
+    let settings = predictions::ServiceSettings {
+        webhook: webhook::WebhookSettings::from_env(&env).map_err(ServeError::Webhook)?,
+        upload_url: args.upload_url.clone(),
+        ..Default::default()
+    };
+    settings.http.get().map_err(ServeError::HttpClient)?;
     let model_dir = resolved
         .model_dir
         .canonicalize()
@@ -171,11 +183,7 @@ async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         trigger.clone(),
         args.await_explicit_shutdown,
     ));
-    let state = http::AppState::new(
-        supervisor.clone(),
-        predictions::ServiceSettings::default(),
-        trigger.clone(),
-    );
+    let state = http::AppState::new(supervisor.clone(), settings, trigger.clone());
     let predictions = state.predictions.clone();
     let app = http::router(state);
     let drain = {
