@@ -205,3 +205,29 @@ def test_sigterm_during_an_async_prediction_still_delivers_completed(serve, rece
     hooks = receiver.webhooks()
     assert hooks[-1]["status"] == "succeeded", hooks
     assert hooks[-1]["output"] == "done"
+
+
+def test_a_flood_of_logs_sends_few_webhooks(serve, receiver):
+    # coglet-under-faults scenario 10: coglet builds a webhook per printed line (hundreds of sends,
+    # gigabytes for 20 MB of prints). Here sends are bounded by the throttle interval.
+    server = serve("chatty")
+    post(
+        server,
+        {"id": "flood", "input": {"lines": 100000}, "webhook": receiver.url},
+        {"Prefer": "respond-async"},
+    )
+    hooks = receiver.wait_terminal(timeout=120)
+    requests = receiver.got("POST")
+    span = requests[-1].at - requests[0].at
+    assert hooks[-1]["logs"].count("\n") == 100000
+    # start + one per 0.5 s + terminal, with slack for the time a send itself takes.
+    assert len(hooks) <= span / 0.5 + 4, (len(hooks), span)
+
+
+def test_a_bad_throttle_interval_stops_the_server_at_start():
+    from helpers import MODELS, last_line, run_to_exit
+
+    r = run_to_exit(["serve", str(MODELS / "chatty")], env={"COG_THROTTLE_RESPONSE_INTERVAL": "soon"})
+    assert r.returncode != 0
+    line = last_line(r.stderr)
+    assert "COG_THROTTLE_RESPONSE_INTERVAL" in line and "soon" in line, line
