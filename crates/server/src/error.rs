@@ -57,6 +57,12 @@ pub enum ServeError {
     #[error(transparent)]
     Supervisor(#[from] cogvisor_supervisor::SupervisorError),
 
+    #[error(transparent)]
+    Webhook(#[from] crate::webhook::SettingError),
+
+    #[error(transparent)]
+    HttpClient(#[from] crate::webhook::ClientError),
+
     #[error("HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
 }

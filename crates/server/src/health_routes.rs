@@ -88,7 +88,11 @@ fn probe(ok: bool, h: &HealthSnapshot) -> Response {
 /// `POST /recycle` with `Authorization: Bearer $COGVISOR_ADMIN_TOKEN`: replaces the worker as
 /// `cog.recycle_worker()` would. 404 when no token is configured (the route does not exist then), 403
 /// without the right token, 409 when no worker is serving, 202 when the recycle has started.
-pub async fn recycle(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn recycle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let Some(token) = state.admin_token.as_deref() else {
         return (
             StatusCode::NOT_FOUND,

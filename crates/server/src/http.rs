@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::predictions::{CreateError, PredictionService, ServiceSettings};
 use crate::schema::{Detail, InputSchema, Kind};
 use crate::shutdown::ShutdownTrigger;
+use crate::webhook::Webhook;
 use crate::{health_routes, sse};
 
 /// Largest request body accepted: 100 MiB, as Cog.
@@ -164,6 +165,12 @@ struct PredictionBody {
     input: Option<Value>,
     #[serde(default)]
     context: BTreeMap<String, String>,
+    /// Where to `POST` the prediction's state as it changes (an empty string means none).
+    #[serde(default)]
+    webhook: Option<String>,
+    /// Which webhook events to send (default: all).
+    #[serde(default)]
+    webhook_events_filter: Option<Vec<String>>,
 }
 
 /// A request the API refuses, with the status and body Cog clients expect.
@@ -447,6 +454,21 @@ async fn run(
     if let Err(msg) = validate_id(&id) {
         return ApiError::invalid(&["body", "id"], msg).into_response();
     }
+    let webhook = match Webhook::from_request(
+        body.webhook.as_deref().filter(|w| !w.is_empty()),
+        body.webhook_events_filter.as_deref(),
+        &headers,
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            return ApiError::Validation {
+                loc: e.loc(),
+                msg: e.to_string(),
+                kind: "value_error",
+            }
+            .into_response()
+        }
+    };
     let sse = wants_sse(&headers);
     if sse {
         if let Some(refusal) = sse_refusal(&state, kind) {
@@ -485,7 +507,14 @@ async fn run(
     let output_is_array = schema.is_some_and(|s| s.output_is_array);
     let prediction = match state
         .predictions
-        .create(kind, id.clone(), input, body.context, output_is_array)
+        .create(
+            kind,
+            id.clone(),
+            input,
+            body.context,
+            output_is_array,
+            webhook,
+        )
         .await
     {
         Ok(p) => p,

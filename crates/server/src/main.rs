@@ -11,12 +11,14 @@ mod health_routes;
 mod http;
 mod logs;
 mod predictions;
-mod response;
 mod ready_file;
+mod response;
 mod schema;
 mod settings;
 mod shutdown;
 mod sse;
+mod upload;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,6 +94,10 @@ struct ServeArgs {
     /// The settings file [default: MODEL_DIR/cogvisor.yaml].
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Upload file outputs with `PUT` to this URL (plus a file name) instead of returning `data:`
+    /// URLs.
+    #[arg(long, value_parser = upload::parse_upload_url)]
+    upload_url: Option<reqwest::Url>,
 }
 
 fn main() -> ExitCode {
@@ -167,7 +173,11 @@ fn load_settings(
     let env = |name: &str| std::env::var(name).ok();
     let path = config_file
         .map(std::path::Path::to_path_buf)
-        .or_else(|| env("COGVISOR_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(|| {
+            env("COGVISOR_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
         .unwrap_or_else(|| model_dir.join("cogvisor.yaml"));
     let explicit = config_file.is_some();
     let file = match settings::read_file(&path)? {
@@ -221,6 +231,16 @@ async fn serve(
     if let Some(timeout) = settings.setup_timeout {
         resolved.setup_timeout = timeout;
     }
+    let service_settings = predictions::ServiceSettings {
+        webhook: webhook::WebhookSettings::from_env(&env).map_err(ServeError::Webhook)?,
+        upload_url: args.upload_url.clone(),
+        log_limit: settings.logs_max_per_prediction,
+        ..Default::default()
+    };
+    service_settings
+        .http
+        .get()
+        .map_err(ServeError::HttpClient)?;
     let model_dir = resolved
         .model_dir
         .canonicalize()
@@ -277,10 +297,6 @@ async fn serve(
             std::path::PathBuf::from(ready_file::READY_FILE),
         ));
     }
-    let service_settings = predictions::ServiceSettings {
-        log_limit: settings.logs_max_per_prediction,
-        ..predictions::ServiceSettings::default()
-    };
     let mut state = http::AppState::new(supervisor.clone(), service_settings, trigger.clone());
     state.admin_token = env("COGVISOR_ADMIN_TOKEN").filter(|t| !t.is_empty());
     let drain_deadline = settings.shutdown_drain_timeout;

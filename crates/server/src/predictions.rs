@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use cogvisor_supervisor::{
@@ -18,6 +18,8 @@ use tokio_util::task::TaskTracker;
 use crate::logs::BoundedLog;
 use crate::response::{apply_metric, file_to_data_url};
 use crate::schema::Kind;
+use crate::upload::{UniqueNames, Uploader};
+use crate::webhook::{self, HttpClient, HttpTransport, Notifier, Webhook, WebhookSettings};
 
 /// Cog's prediction statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +58,12 @@ pub struct ServiceSettings {
     pub max_retained: usize,
     /// SSE events kept per prediction for late subscribers (COG_STREAM_HISTORY_CAPACITY; 0: none).
     pub history_capacity: usize,
+    /// Webhook token, throttle and retries.
+    pub webhook: WebhookSettings,
+    /// `--upload-url`: where file outputs are put (none: `data:` URLs).
+    pub upload_url: Option<reqwest::Url>,
+    /// The client webhooks and uploads use.
+    pub http: HttpClient,
 }
 
 impl Default for ServiceSettings {
@@ -65,6 +73,9 @@ impl Default for ServiceSettings {
             retention: Duration::from_secs(600),
             max_retained: 1000,
             history_capacity: 1024,
+            webhook: WebhookSettings::default(),
+            upload_url: None,
+            http: HttpClient::default(),
         }
     }
 }
@@ -119,10 +130,12 @@ pub struct Prediction {
     subscribers: AtomicUsize,
     /// Created by an SSE request: cancelled when its last subscriber leaves before it ends.
     pub cancel_when_unwatched: AtomicBool,
+    /// Tells the webhook sender what happened, when the request named a webhook.
+    webhook: OnceLock<Arc<Notifier>>,
 }
 
 impl Prediction {
-    fn with_history(
+    pub(crate) fn with_history(
         id: String,
         kind: Kind,
         input: Value,
@@ -154,6 +167,18 @@ impl Prediction {
             history_capacity,
             subscribers: AtomicUsize::new(0),
             cancel_when_unwatched: AtomicBool::new(false),
+            webhook: OnceLock::new(),
+        }
+    }
+
+    /// Connects the prediction to its webhook sender (once, before it starts).
+    pub(crate) fn set_webhook(&self, notifier: Arc<Notifier>) {
+        let _ = self.webhook.set(notifier);
+    }
+
+    fn fire(&self, event: webhook::Event) {
+        if let Some(notifier) = self.webhook.get() {
+            notifier.fire(event);
         }
     }
 
@@ -227,7 +252,10 @@ impl Prediction {
         body.insert("id".into(), self.id.clone().into());
         body.insert("status".into(), state.status.as_str().into());
         body.insert("input".into(), self.input.clone());
-        if state.status == Status::Succeeded || !state.outputs.is_empty() {
+        if !state.status.is_terminal() && !state.outputs.is_empty() {
+            // While running: the items so far, always as an array (as Cog's webhooks).
+            body.insert("output".into(), Value::Array(state.outputs.clone()));
+        } else if state.status == Status::Succeeded || !state.outputs.is_empty() {
             body.insert("output".into(), self.output(&state));
         }
         if let Some(error) = &state.error {
@@ -267,7 +295,7 @@ impl Prediction {
     }
 
     /// Folds one event in; true when it ended the prediction.
-    fn apply(&self, event: PredictionEvent) -> bool {
+    pub(crate) fn apply(&self, event: PredictionEvent) -> bool {
         let mut guard = self.lock();
         let state = &mut *guard;
         match event {
@@ -278,6 +306,7 @@ impl Prediction {
                     cogvisor_protocol::LogSource::Stderr => "stderr",
                 };
                 self.record(state, "log", json!({"data": data, "source": source}));
+                self.fire(webhook::Event::Logs);
             }
             PredictionEvent::Output(v) => self.push_output(state, v),
             PredictionEvent::File { path, mime_type } => {
@@ -318,10 +347,11 @@ impl Prediction {
             json!({"chunk": value.clone(), "index": index}),
         );
         state.outputs.push(value);
+        self.fire(webhook::Event::Output);
     }
 
     /// Marks the prediction as processing and announces it.
-    fn start(&self) {
+    pub(crate) fn start(&self) {
         let mut guard = self.lock();
         let state = &mut *guard;
         state.status = Status::Processing;
@@ -331,9 +361,11 @@ impl Prediction {
             "start",
             json!({"id": self.id, "status": "processing"}),
         );
+        drop(guard);
+        self.fire(webhook::Event::Start);
     }
 
-    fn finish(&self, predict_time: f64) {
+    pub(crate) fn finish(&self, predict_time: f64) {
         {
             let mut state = self.lock();
             if !state.status.is_terminal() {
@@ -348,6 +380,7 @@ impl Prediction {
         self.record(&mut guard, "completed", body);
         drop(guard);
         self.done.send_replace(true);
+        self.fire(webhook::Event::Completed);
     }
 }
 
@@ -388,14 +421,28 @@ pub struct PredictionService {
     registry: Mutex<Registry>,
     /// Set once shutdown begins: no new predictions.
     draining: AtomicBool,
-    /// What is sent after predictions end (terminal webhooks), so shutdown can wait for delivery.
+    /// The webhook sender tasks, so shutdown can wait for terminal webhooks to be delivered.
     deliveries: TaskTracker,
+    /// How webhooks are sent.
+    transport: Arc<HttpTransport>,
+    /// Where file outputs go with `--upload-url`.
+    uploader: Option<Uploader>,
 }
 
 impl PredictionService {
     pub fn new(supervisor: Supervisor, settings: ServiceSettings) -> Arc<Self> {
+        let transport = Arc::new(HttpTransport {
+            client: settings.http.clone(),
+            auth_token: settings.webhook.auth_token.clone(),
+        });
+        let uploader = settings
+            .upload_url
+            .clone()
+            .map(|url| Uploader::new(settings.http.clone(), url));
         Arc::new(Self {
             supervisor,
+            transport,
+            uploader,
             settings,
             registry: Mutex::default(),
             draining: AtomicBool::new(false),
@@ -414,7 +461,8 @@ impl PredictionService {
         registry.by_id.get(id).cloned()
     }
 
-    /// Admits a prediction into a slot and starts running it in the background.
+    /// Admits a prediction into a slot and starts running it in the background; its webhooks (if
+    /// any) are sent by a task on the delivery tracker.
     pub async fn create(
         self: &Arc<Self>,
         kind: Kind,
@@ -422,6 +470,7 @@ impl PredictionService {
         input: Value,
         context: std::collections::BTreeMap<String, String>,
         output_is_array: bool,
+        webhook: Option<Webhook>,
     ) -> Result<Arc<Prediction>, CreateError> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(CreateError::Admit(AdmitError::ShuttingDown));
@@ -446,6 +495,19 @@ impl PredictionService {
                 context,
             })
             .await?;
+        if let Some(webhook) = webhook {
+            let notifier = Arc::new(Notifier::new(webhook.events));
+            prediction.set_webhook(notifier.clone());
+            let sender = webhook::Sender {
+                transport: self.transport.clone(),
+                webhook,
+                notifier,
+                prediction: prediction.clone(),
+                throttle: self.settings.webhook.throttle,
+                backoff: self.settings.webhook.backoff,
+            };
+            self.deliveries.spawn(sender.run());
+        }
         prediction.start();
         {
             let mut registry = self.registry();
@@ -463,9 +525,48 @@ impl PredictionService {
         mut stream: PredictionStream,
         started: Instant,
     ) {
+        let mut names = UniqueNames::default();
+        // An upload that failed for good: the prediction is cancelled and ends failed with this.
+        let mut upload_failure: Option<String> = None;
         while let Some(event) = stream.next().await {
+            let event = match event {
+                PredictionEvent::Output(_) | PredictionEvent::File { .. }
+                    if upload_failure.is_some() =>
+                {
+                    continue
+                }
+                PredictionEvent::File { path, mime_type } => match &self.uploader {
+                    None => PredictionEvent::Output(file_to_data_url(&path, mime_type.as_deref())),
+                    Some(uploader) => {
+                        match uploader
+                            .upload(&path, mime_type.as_deref(), &mut names)
+                            .await
+                        {
+                            Ok(url) => PredictionEvent::Output(Value::String(url)),
+                            Err(e) => {
+                                tracing::error!(prediction_id = %prediction.id, error = %e, "output upload failed; failing the prediction");
+                                upload_failure = Some(e.to_string());
+                                self.supervisor.cancel(&prediction.id).await;
+                                continue;
+                            }
+                        }
+                    }
+                },
+                terminal if terminal.is_terminal() => match &upload_failure {
+                    Some(error) => PredictionEvent::Failed {
+                        error: error.clone(),
+                    },
+                    None => terminal,
+                },
+                other => other,
+            };
             if prediction.apply(event) {
                 break;
+            }
+        }
+        if let Some(error) = upload_failure {
+            if !prediction.status().is_terminal() {
+                prediction.apply(PredictionEvent::Failed { error });
             }
         }
         prediction.finish(started.elapsed().as_secs_f64());

@@ -292,9 +292,7 @@ impl Layers {
 }
 
 fn key(name: &str) -> &'static Key {
-    KEYS.iter()
-        .find(|k| k.name == name)
-        .unwrap_or(&KEYS[0])
+    KEYS.iter().find(|k| k.name == name).unwrap_or(&KEYS[0])
 }
 
 /// The parsed settings. `None` for `concurrency` / `setup_timeout` means "not set here": Cog's sources
@@ -339,9 +337,8 @@ impl Settings {
         let defaults = HealthConfig::default();
         let budget_default = BudgetConfig::default();
         Ok(Self {
-            concurrency: layers.parse("concurrency", |s| {
-                s.parse::<u32>().ok().filter(|n| *n >= 1)
-            })?,
+            concurrency: layers
+                .parse("concurrency", |s| s.parse::<u32>().ok().filter(|n| *n >= 1))?,
             setup_timeout: layers.parse("setup_timeout", parse_opt_duration)?,
             predict_timeout: layers
                 .parse("predict_timeout", parse_opt_duration)?
@@ -689,22 +686,33 @@ mod tests {
         assert_eq!(s.cancel_grace, Duration::from_secs(1));
         assert_eq!(s.stop_grace, Duration::from_secs(3));
         assert_eq!(s.health_timeout, Duration::from_secs(4));
-        assert_eq!(l.get("stop.grace").map(|(_, s)| s.to_string()), Some("environment COGVISOR_STOP_GRACE".into()));
+        assert_eq!(
+            l.get("stop.grace").map(|(_, s)| s.to_string()),
+            Some("environment COGVISOR_STOP_GRACE".into())
+        );
     }
 
     #[test]
     fn the_file_rejects_unknown_keys_and_lists_nested_ones() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("cogvisor.yaml");
-        std::fs::write(&path, "health:\n  period: 10s\n  on_failure: log\nrecycle:\n  max_predictions: 100\n")
-            .expect("write");
+        std::fs::write(
+            &path,
+            "health:\n  period: 10s\n  on_failure: log\nrecycle:\n  max_predictions: 100\n",
+        )
+        .expect("write");
         let map = read_file(&path).expect("read").expect("present");
         assert_eq!(map.get("health.period").map(String::as_str), Some("10s"));
-        assert_eq!(map.get("recycle.max_predictions").map(String::as_str), Some("100"));
+        assert_eq!(
+            map.get("recycle.max_predictions").map(String::as_str),
+            Some("100")
+        );
         std::fs::write(&path, "health:\n  perod: 10s\n").expect("write");
         let e = read_file(&path).expect_err("unknown key").to_string();
         assert!(e.contains("health.perod"), "{e}");
-        assert!(read_file(&dir.path().join("absent.yaml")).expect("ok").is_none());
+        assert!(read_file(&dir.path().join("absent.yaml"))
+            .expect("ok")
+            .is_none());
     }
 
     #[test]
@@ -718,8 +726,15 @@ mod tests {
         let doc = include_str!("../../../docs/configuration.md");
         for k in KEYS {
             let row = format!("| `{}` | `{}` |", k.name, k.default);
-            assert!(doc.contains(&row), "docs/configuration.md lacks the row starting {row}");
-            assert!(doc.contains(&k.env()), "docs/configuration.md lacks {}", k.env());
+            assert!(
+                doc.contains(&row),
+                "docs/configuration.md lacks the row starting {row}"
+            );
+            assert!(
+                doc.contains(&k.env()),
+                "docs/configuration.md lacks {}",
+                k.env()
+            );
         }
     }
 }

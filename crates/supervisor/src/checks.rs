@@ -48,7 +48,12 @@ impl Checks {
         }
     }
 
-    fn register(&self) -> (String, oneshot::Receiver<(HealthcheckStatus, Option<String>)>) {
+    fn register(
+        &self,
+    ) -> (
+        String,
+        oneshot::Receiver<(HealthcheckStatus, Option<String>)>,
+    ) {
         let id = format!("hc_{}", self.counter.fetch_add(1, Ordering::Relaxed) + 1);
         let (tx, rx) = oneshot::channel();
         self.waiters
@@ -197,7 +202,11 @@ impl Supervisor {
                     // must not fill the log.
                     let threshold = self.inner.config.health.liveness_threshold;
                     if failures == threshold || (failures - threshold) % 100 == 0 {
-                        tracing::error!(failures, reason, "health checks keep failing (on_failure: log)")
+                        tracing::error!(
+                            failures,
+                            reason,
+                            "health checks keep failing (on_failure: log)"
+                        )
                     }
                 }
                 Action::RunAfterHealthyHook | Action::FailInFlight { .. } => {}
@@ -259,11 +268,23 @@ pub(crate) async fn run_command(argv: &[String], timeout: Duration) -> CheckOutc
         Ok(Ok(output)) if output.status.success() => None,
         Ok(Ok(output)) => {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            let tail: String = stderr.trim().chars().rev().take(500).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: String = stderr
+                .trim()
+                .chars()
+                .rev()
+                .take(500)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             Some(format!(
                 "Healthcheck failed: health command {program:?} {}{}",
                 describe_status(output.status),
-                if tail.is_empty() { String::new() } else { format!(": {tail}") }
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {tail}")
+                }
             ))
         }
         Ok(Err(e)) => Some(format!("Healthcheck failed: waiting for {program:?}: {e}")),
@@ -298,7 +319,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_command_that_exits_zero_is_healthy() {
-        assert_eq!(run_command(&argv(&["true"]), Duration::from_secs(5)).await, None);
+        assert_eq!(
+            run_command(&argv(&["true"]), Duration::from_secs(5)).await,
+            None
+        );
     }
 
     #[tokio::test]

@@ -40,6 +40,6 @@ pub use config::SupervisorConfig;
 pub use error::{AdmitError, SupervisorError};
 pub use health::{HealthSnapshot, HealthStatus, RecycleRecord, SetupStatus};
 pub use health_machine::{HealthConfig, OnFailure, RecycleTrigger};
-pub use restart_budget::BudgetConfig;
 pub use prediction::{PredictionEvent, PredictionRequest, PredictionStream};
+pub use restart_budget::BudgetConfig;
 pub use supervisor::Supervisor;

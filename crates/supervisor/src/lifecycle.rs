@@ -93,9 +93,7 @@ impl Supervisor {
             if let Some(p) = pending.take() {
                 self.record_recycle(p, true);
             }
-            let ended = self
-                .serve(&generation, &mut commands, &mut shutdown)
-                .await;
+            let ended = self.serve(&generation, &mut commands, &mut shutdown).await;
             match ended {
                 Ended::Shutdown => {
                     self.stop_and_fail(
@@ -169,10 +167,19 @@ impl Supervisor {
                     drain,
                 } => {
                     let started = tokio::time::Instant::now();
-                    tracing::info!(generation = number, trigger = trigger.as_str(), reason, rerun_setup, "recycling the worker");
+                    tracing::info!(
+                        generation = number,
+                        trigger = trigger.as_str(),
+                        reason,
+                        rerun_setup,
+                        "recycling the worker"
+                    );
                     if drain {
-                        self.wait_for_drain(started + self.inner.config.recycle_drain_timeout, &mut shutdown)
-                            .await;
+                        self.wait_for_drain(
+                            started + self.inner.config.recycle_drain_timeout,
+                            &mut shutdown,
+                        )
+                        .await;
                     }
                     self.cancel_in_flight(&generation).await;
                     self.stop_and_fail(
@@ -266,7 +273,11 @@ impl Supervisor {
                     // The health machine may already be RECYCLING (it emitted this recycle itself, for
                     // the liveness threshold); any other state refuses the recycle.
                     if self.inner.lock().machine.state != HealthStatus::Recycling {
-                        tracing::info!(trigger = trigger.as_str(), reason, "recycle request ignored in this state");
+                        tracing::info!(
+                            trigger = trigger.as_str(),
+                            reason,
+                            "recycle request ignored in this state"
+                        );
                         continue;
                     }
                     let drain = actions
@@ -377,7 +388,9 @@ impl Supervisor {
                     Event::SetupFailed { reason: message }
                 } else {
                     Event::RecycleFailed {
-                        reason: format!("the replacement worker (generation {number}) failed: {message}"),
+                        reason: format!(
+                            "the replacement worker (generation {number}) failed: {message}"
+                        ),
                     }
                 };
                 inner.apply(event);
@@ -449,7 +462,11 @@ impl Supervisor {
     }
 
     /// Waits until no slot runs a prediction, `deadline` passes, or the server shuts down.
-    async fn wait_for_drain(&self, deadline: tokio::time::Instant, shutdown: &mut watch::Receiver<bool>) {
+    async fn wait_for_drain(
+        &self,
+        deadline: tokio::time::Instant,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
         loop {
             let freed = self.inner.slot_freed.notified();
             tokio::pin!(freed);

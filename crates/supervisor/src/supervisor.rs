@@ -4,8 +4,7 @@
 use std::sync::{Arc, Mutex as StdMutex};
 
 use cogvisor_protocol::{
-    spill, ControlRequest, ControlResponse, FileOutputKind, SlotId, SlotRequest,
-    SlotResponse,
+    spill, ControlRequest, ControlResponse, FileOutputKind, SlotId, SlotRequest, SlotResponse,
 };
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
@@ -340,8 +339,9 @@ impl Supervisor {
                 // stuck in the model's code, takes no more work.
                 let ending = if this.inner.lock().timed_out.remove(&id) {
                     PredictionEvent::Failed {
-                        error: "prediction timed out (predict_timeout) and did not stop when cancelled"
-                            .into(),
+                        error:
+                            "prediction timed out (predict_timeout) and did not stop when cancelled"
+                                .into(),
                     }
                 } else {
                     PredictionEvent::Canceled
@@ -370,8 +370,7 @@ impl Supervisor {
             tokio::time::sleep(timeout).await;
             let overdue = {
                 let mut state = this.inner.lock();
-                let overdue =
-                    is_current(&state, &generation) && state.pool.find(&id) == Some(slot);
+                let overdue = is_current(&state, &generation) && state.pool.find(&id) == Some(slot);
                 if overdue {
                     state.timed_out.insert(id.clone());
                 }
@@ -404,7 +403,8 @@ impl Supervisor {
         let running = self.inner.lock().pool.drain("server shut down");
         for r in running {
             let _ = r.events.send(PredictionEvent::Failed {
-                error: "prediction failed: the server shut down before the prediction finished".into(),
+                error: "prediction failed: the server shut down before the prediction finished"
+                    .into(),
             });
         }
     }
@@ -493,7 +493,12 @@ impl Supervisor {
     }
 
     /// Routes what the worker sends on one slot socket to the prediction running there.
-    pub(crate) async fn read_slot(&self, generation: Arc<Generation>, slot: SlotId, mut reader: SlotReader) {
+    pub(crate) async fn read_slot(
+        &self,
+        generation: Arc<Generation>,
+        slot: SlotId,
+        mut reader: SlotReader,
+    ) {
         loop {
             let message = match reader.next().await {
                 Some(Ok(m)) => m,
@@ -634,7 +639,11 @@ impl Supervisor {
     }
 
     /// Handles control messages after `ready`.
-    pub(crate) async fn read_control(&self, generation: Arc<Generation>, mut reader: ControlReader) {
+    pub(crate) async fn read_control(
+        &self,
+        generation: Arc<Generation>,
+        mut reader: ControlReader,
+    ) {
         while let Some(frame) = reader.next().await {
             let message = match frame {
                 Ok(m) => m,
@@ -683,7 +692,12 @@ impl Supervisor {
                     reason,
                     rerun_setup,
                 } => {
-                    tracing::info!(generation = generation.number, reason, rerun_setup, "model asked for a worker recycle");
+                    tracing::info!(
+                        generation = generation.number,
+                        reason,
+                        rerun_setup,
+                        "model asked for a worker recycle"
+                    );
                     let _ = self.inner.commands.send(Command::Recycle {
                         generation: generation.number,
                         trigger: RecycleTrigger::Model,

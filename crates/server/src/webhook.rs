@@ -1,0 +1,798 @@
+//! Webhooks: a prediction's state `POST`ed to the URL its request named, as Cog sends them.
+//!
+//! Each prediction with a webhook gets one sender task, so its webhooks arrive in order. The prediction
+//! only marks which events happened ([`Notifier::fire`]); the sender builds the payload when it sends,
+//! so a payload always carries everything so far, and events that arrive while a send is in flight or
+//! while `logs` are throttled are coalesced into the next send instead of being dropped
+//! (≠ coglet, which drops throttled `logs` and sends unordered). `start` and `output` are sent at once,
+//! `logs` at most once per throttle interval, and the terminal webhook (`completed`) is retried with
+//! exponential backoff on 429, 5xx and connection errors. Sender tasks run on the service's delivery
+//! tracker, so a shutdown waits for them.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::Url;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::predictions::Prediction;
+
+/// Cog's default `COG_THROTTLE_RESPONSE_INTERVAL`: 0.5 s.
+pub const DEFAULT_THROTTLE: Duration = Duration::from_millis(500);
+
+/// Timeout of one webhook request (Cog's).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `User-Agent` of webhooks and uploads: Cog's, so receivers that match on `coglet/` keep working.
+pub const USER_AGENT: &str = concat!(
+    "coglet/0.23.1 (compatible; cogvisor/",
+    env!("CARGO_PKG_VERSION"),
+    ")"
+);
+
+/// One kind of webhook event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Start,
+    Output,
+    Logs,
+    Completed,
+}
+
+impl Event {
+    pub const ALL: [Event; 4] = [Event::Start, Event::Output, Event::Logs, Event::Completed];
+
+    fn bit(self) -> u8 {
+        match self {
+            Event::Start => 1,
+            Event::Output => 2,
+            Event::Logs => 4,
+            Event::Completed => 8,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::Start => "start",
+            Event::Output => "output",
+            Event::Logs => "logs",
+            Event::Completed => "completed",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Event> {
+        Event::ALL.into_iter().find(|e| e.name() == name)
+    }
+}
+
+/// A set of events (a `webhook_events_filter`, or what is pending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventSet(u8);
+
+impl EventSet {
+    pub const ALL: EventSet = EventSet(15);
+
+    pub fn contains(self, event: Event) -> bool {
+        self.0 & event.bit() != 0
+    }
+
+    pub fn with(self, event: Event) -> EventSet {
+        EventSet(self.0 | event.bit())
+    }
+}
+
+/// Why a request's webhook fields are refused (422, naming the field).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WebhookError {
+    #[error("webhook {url:?} is not a valid http or https URL: {reason}")]
+    Url { url: String, reason: String },
+    #[error("webhook_events_filter item {value:?} is not one of \"start\", \"output\", \"logs\", \"completed\"")]
+    UnknownEvent { index: usize, value: String },
+}
+
+impl WebhookError {
+    /// The request field at fault, as a 422 `loc`.
+    pub fn loc(&self) -> Vec<String> {
+        match self {
+            WebhookError::Url { .. } => vec!["body".into(), "webhook".into()],
+            WebhookError::UnknownEvent { index, .. } => vec![
+                "body".into(),
+                "webhook_events_filter".into(),
+                index.to_string(),
+            ],
+        }
+    }
+}
+
+/// Where one prediction's webhooks go, which events, and the trace headers passed on.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: Url,
+    pub events: EventSet,
+    /// The request's `traceparent` and `tracestate`, copied verbatim.
+    pub trace: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Webhook {
+    /// The webhook a request asks for, if any. The filter defaults to every event, as in Cog.
+    pub fn from_request(
+        url: Option<&str>,
+        filter: Option<&[String]>,
+        headers: &HeaderMap,
+    ) -> Result<Option<Webhook>, WebhookError> {
+        let events = match filter {
+            None => EventSet::ALL,
+            Some(items) => {
+                let mut set = EventSet::default();
+                for (index, item) in items.iter().enumerate() {
+                    let event = Event::parse(item).ok_or_else(|| WebhookError::UnknownEvent {
+                        index,
+                        value: item.clone(),
+                    })?;
+                    set = set.with(event);
+                }
+                set
+            }
+        };
+        let Some(url) = url else { return Ok(None) };
+        let bad = |reason: &str| WebhookError::Url {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let parsed = Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad(&format!(
+                "the scheme is {:?}, not http or https",
+                parsed.scheme()
+            )));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(bad("it has no host"));
+        }
+        let trace = ["traceparent", "tracestate"]
+            .into_iter()
+            .filter_map(|name| {
+                let value = headers.get(name)?.clone();
+                Some((HeaderName::from_static(name), value))
+            })
+            .collect();
+        Ok(Some(Webhook {
+            url: parsed,
+            events,
+            trace,
+        }))
+    }
+}
+
+/// Retries with exponential backoff: before retry `k` (1-based) wait `base × 2^min(k, max_exponent)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max_exponent: u32,
+    /// Retries after the first attempt.
+    pub retries: u32,
+}
+
+impl Backoff {
+    /// Cog's terminal-webhook schedule: 0.2, 0.4, 0.8 … 102.4 s, 12 retries (13 attempts).
+    pub const COG: Backoff = Backoff {
+        base: Duration::from_millis(100),
+        max_exponent: 10,
+        retries: 12,
+    };
+
+    pub fn delay(&self, retry: u32) -> Duration {
+        self.base * 2u32.pow(retry.min(self.max_exponent))
+    }
+}
+
+/// Statuses worth retrying: rate limiting and temporary server failures.
+pub fn is_transient(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// Webhook settings shared by every prediction.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// `WEBHOOK_AUTH_TOKEN`: sent as `Authorization: Bearer <token>`.
+    pub auth_token: Option<String>,
+    /// `COG_THROTTLE_RESPONSE_INTERVAL`: least time between two `logs` sends.
+    pub throttle: Duration,
+    /// Retries of the terminal webhook.
+    pub backoff: Backoff,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            auth_token: None,
+            throttle: DEFAULT_THROTTLE,
+            backoff: Backoff::COG,
+        }
+    }
+}
+
+/// A bad webhook setting in the environment.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{name}={value:?} is not valid: {allowed}")]
+pub struct SettingError {
+    pub name: &'static str,
+    pub value: String,
+    pub allowed: &'static str,
+}
+
+impl WebhookSettings {
+    /// Reads `WEBHOOK_AUTH_TOKEN` and `COG_THROTTLE_RESPONSE_INTERVAL` (float seconds, default 0.5).
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
+        let auth_token = env("WEBHOOK_AUTH_TOKEN").filter(|t| !t.is_empty());
+        let throttle = match env("COG_THROTTLE_RESPONSE_INTERVAL") {
+            None => DEFAULT_THROTTLE,
+            Some(v) if v.trim().is_empty() => DEFAULT_THROTTLE,
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .ok_or(SettingError {
+                    name: "COG_THROTTLE_RESPONSE_INTERVAL",
+                    value: v,
+                    allowed: "a number of seconds, 0 or more",
+                })?,
+        };
+        Ok(Self {
+            auth_token,
+            throttle,
+            backoff: Backoff::COG,
+        })
+    }
+}
+
+/// The HTTP client for webhooks and uploads, built once on first use.
+#[derive(Debug, Clone, Default)]
+pub struct HttpClient(Arc<OnceLock<Result<reqwest::Client, String>>>);
+
+/// The HTTP client could not be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("cannot create the HTTP client for webhooks and uploads: {0}")]
+pub struct ClientError(pub String);
+
+impl HttpClient {
+    pub fn get(&self) -> Result<&reqwest::Client, ClientError> {
+        self.0
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .user_agent(USER_AGENT)
+                    .connect_timeout(Duration::from_secs(10))
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| ClientError(e.clone()))
+    }
+}
+
+/// How a prediction tells its sender what happened.
+#[derive(Debug)]
+pub struct Notifier {
+    filter: EventSet,
+    pending: AtomicU8,
+    wake: Notify,
+}
+
+impl Notifier {
+    pub fn new(filter: EventSet) -> Self {
+        Self {
+            filter,
+            pending: AtomicU8::new(0),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Marks `event` as happened. Events outside the filter are ignored, except `completed`, which
+    /// always ends the sender (and is sent only when in the filter).
+    pub fn fire(&self, event: Event) {
+        if event == Event::Completed || self.filter.contains(event) {
+            self.pending.fetch_or(event.bit(), Ordering::SeqCst);
+            self.wake.notify_one();
+        }
+    }
+
+    fn peek(&self) -> EventSet {
+        EventSet(self.pending.load(Ordering::SeqCst))
+    }
+
+    fn take(&self) -> EventSet {
+        EventSet(self.pending.swap(0, Ordering::SeqCst))
+    }
+}
+
+/// What a send produced: an HTTP status, or a transport error.
+pub type SendResult = Result<u16, String>;
+
+/// Sends one webhook request. [`HttpTransport`] in the server; a recorder in tests.
+pub trait Transport: Send + Sync + 'static {
+    fn send(&self, webhook: &Webhook, body: Vec<u8>) -> impl Future<Output = SendResult> + Send;
+}
+
+/// Webhooks over HTTP with reqwest.
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    pub client: HttpClient,
+    pub auth_token: Option<String>,
+}
+
+impl Transport for HttpTransport {
+    async fn send(&self, webhook: &Webhook, body: Vec<u8>) -> SendResult {
+        let client = self.client.get().map_err(|e| e.to_string())?;
+        let mut request = client
+            .post(webhook.url.clone())
+            .timeout(SEND_TIMEOUT)
+            .header("content-type", "application/json")
+            .header("accept", "*/*")
+            .body(body);
+        if let Some(token) = &self.auth_token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in &webhook.trace {
+            request = request.header(name.clone(), value.clone());
+        }
+        match request.send().await {
+            Ok(response) => Ok(response.status().as_u16()),
+            Err(e) => Err(error_chain(&e)),
+        }
+    }
+}
+
+/// An error with its causes, since reqwest's own message ("error sending request") names none.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The one task that sends a prediction's webhooks, in order.
+pub struct Sender<T: Transport> {
+    pub transport: Arc<T>,
+    pub webhook: Webhook,
+    pub notifier: Arc<Notifier>,
+    pub prediction: Arc<Prediction>,
+    pub throttle: Duration,
+    pub backoff: Backoff,
+}
+
+impl<T: Transport> Sender<T> {
+    /// Sends until the terminal webhook has gone (or given up).
+    pub async fn run(self) {
+        let mut last_sent: Option<Instant> = None;
+        loop {
+            let pending = self.notifier.peek();
+            if pending.contains(Event::Completed) {
+                let pending = self.notifier.take();
+                if self.webhook.events.contains(Event::Completed) {
+                    self.send_terminal().await;
+                } else if pending != EventSet::default().with(Event::Completed) {
+                    // Not asked for `completed`, but the last output or logs are: send them.
+                    self.send_once().await;
+                }
+                return;
+            }
+            if pending.contains(Event::Start) || pending.contains(Event::Output) {
+                self.notifier.take();
+                self.send_once().await;
+                last_sent = Some(Instant::now());
+                continue;
+            }
+            if pending.contains(Event::Logs) {
+                let due = last_sent.map_or_else(Instant::now, |t| t + self.throttle);
+                if Instant::now() >= due {
+                    self.notifier.take();
+                    self.send_once().await;
+                    last_sent = Some(Instant::now());
+                } else {
+                    // Throttled: wait for the interval to pass, or for an event sent at once
+                    // (output, completed), which then carries these logs too.
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due) => {}
+                        _ = self.notifier.wake.notified() => {}
+                    }
+                }
+                continue;
+            }
+            self.notifier.wake.notified().await;
+        }
+    }
+
+    fn payload(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.prediction.snapshot()).unwrap_or_default()
+    }
+
+    /// A non-terminal webhook: one attempt (the next send carries the same state anyway).
+    async fn send_once(&self) {
+        match self.transport.send(&self.webhook, self.payload()).await {
+            Ok(status) if (200..300).contains(&status) => {}
+            Ok(status) => {
+                tracing::warn!(prediction_id = %self.prediction.id, url = %self.webhook.url, status, "webhook refused")
+            }
+            Err(error) => {
+                tracing::warn!(prediction_id = %self.prediction.id, url = %self.webhook.url, %error, "webhook not delivered")
+            }
+        }
+    }
+
+    /// The terminal webhook, retried on 429, 5xx and connection errors.
+    async fn send_terminal(&self) {
+        let body = self.payload();
+        let mut retry = 0;
+        loop {
+            let outcome = self.transport.send(&self.webhook, body.clone()).await;
+            let transient = match &outcome {
+                Ok(status) if (200..300).contains(status) => return,
+                Ok(status) => is_transient(*status),
+                Err(_) => true,
+            };
+            let what = match &outcome {
+                Ok(status) => format!("HTTP {status}"),
+                Err(e) => e.clone(),
+            };
+            if !transient || retry >= self.backoff.retries {
+                tracing::error!(
+                    prediction_id = %self.prediction.id,
+                    url = %self.webhook.url,
+                    attempts = retry + 1,
+                    error = %what,
+                    "terminal webhook not delivered; giving up"
+                );
+                return;
+            }
+            retry += 1;
+            let delay = self.backoff.delay(retry);
+            tracing::warn!(
+                prediction_id = %self.prediction.id,
+                url = %self.webhook.url,
+                error = %what,
+                retry_in = ?delay,
+                "terminal webhook failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::predictions::Prediction;
+    use crate::schema::Kind;
+    use cogvisor_supervisor::PredictionEvent;
+    use serde_json::{json, Value};
+    use std::sync::Mutex;
+
+    #[test]
+    fn the_filter_defaults_to_every_event_and_rejects_unknown_ones() {
+        let h = HeaderMap::new();
+        let w = Webhook::from_request(Some("http://example.com/hook"), None, &h)
+            .expect("valid")
+            .expect("some");
+        assert_eq!(w.events, EventSet::ALL);
+        let w = Webhook::from_request(
+            Some("https://example.com/hook"),
+            Some(&["start".into(), "completed".into()]),
+            &h,
+        )
+        .expect("valid")
+        .expect("some");
+        assert!(w.events.contains(Event::Start) && w.events.contains(Event::Completed));
+        assert!(!w.events.contains(Event::Logs));
+        let e = Webhook::from_request(
+            Some("http://x/"),
+            Some(&["start".into(), "bogus".into()]),
+            &h,
+        )
+        .expect_err("unknown event");
+        assert_eq!(e.loc(), ["body", "webhook_events_filter", "1"]);
+        assert!(e.to_string().contains("\"bogus\""), "{e}");
+        assert!(Webhook::from_request(None, None, &h)
+            .expect("no webhook")
+            .is_none());
+    }
+
+    #[test]
+    fn webhook_urls_must_be_http_or_https() {
+        let h = HeaderMap::new();
+        for bad in [
+            "not a url",
+            "ftp://example.com/x",
+            "file:///etc/passwd",
+            "http://",
+        ] {
+            let e = Webhook::from_request(Some(bad), None, &h).expect_err(bad);
+            assert_eq!(e.loc(), ["body", "webhook"]);
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn trace_headers_are_passed_on() {
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", HeaderValue::from_static("00-abc-def-01"));
+        h.insert("tracestate", HeaderValue::from_static("k=v"));
+        h.insert("x-other", HeaderValue::from_static("no"));
+        let w = Webhook::from_request(Some("http://h/"), None, &h)
+            .expect("valid")
+            .expect("some");
+        let names: Vec<&str> = w.trace.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["traceparent", "tracestate"]);
+    }
+
+    #[test]
+    fn cogs_backoff_schedule() {
+        let b = Backoff::COG;
+        let delays: Vec<f64> = (1..=12).map(|k| b.delay(k).as_secs_f64()).collect();
+        assert_eq!(&delays[..4], &[0.2, 0.4, 0.8, 1.6]);
+        assert_eq!(delays[9], 102.4);
+        assert_eq!(delays[11], 102.4);
+    }
+
+    #[test]
+    fn throttle_from_the_environment() {
+        let none = |_: &str| None;
+        assert_eq!(
+            WebhookSettings::from_env(&none).expect("default").throttle,
+            DEFAULT_THROTTLE
+        );
+        let env = |name: &str| match name {
+            "COG_THROTTLE_RESPONSE_INTERVAL" => Some("0.25".to_string()),
+            "WEBHOOK_AUTH_TOKEN" => Some("tok".to_string()),
+            _ => None,
+        };
+        let s = WebhookSettings::from_env(&env).expect("valid");
+        assert_eq!(s.throttle, Duration::from_millis(250));
+        assert_eq!(s.auth_token.as_deref(), Some("tok"));
+        for bad in ["-1", "abc", "inf"] {
+            let env = move |name: &str| {
+                (name == "COG_THROTTLE_RESPONSE_INTERVAL").then(|| bad.to_string())
+            };
+            let e = WebhookSettings::from_env(&env).expect_err(bad);
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+    }
+
+    /// Records every send with the (paused, so exact) time it happened, answering from a script.
+    struct Recorder {
+        start: Instant,
+        sent: Mutex<Vec<(Duration, Value)>>,
+        script: Mutex<Vec<SendResult>>,
+        latency: Duration,
+    }
+
+    impl Recorder {
+        fn new(script: Vec<SendResult>) -> Arc<Self> {
+            Arc::new(Self {
+                start: Instant::now(),
+                sent: Mutex::default(),
+                script: Mutex::new(script),
+                latency: Duration::ZERO,
+            })
+        }
+
+        fn sent(&self) -> Vec<(Duration, Value)> {
+            self.sent.lock().expect("lock").clone()
+        }
+    }
+
+    impl Transport for Recorder {
+        async fn send(&self, _webhook: &Webhook, body: Vec<u8>) -> SendResult {
+            tokio::time::sleep(self.latency).await;
+            let value: Value = serde_json::from_slice(&body).expect("json");
+            self.sent
+                .lock()
+                .expect("lock")
+                .push((self.start.elapsed(), value));
+            let mut script = self.script.lock().expect("lock");
+            if script.is_empty() {
+                Ok(200)
+            } else {
+                script.remove(0)
+            }
+        }
+    }
+
+    fn setup(
+        events: EventSet,
+        recorder: Arc<Recorder>,
+        throttle: Duration,
+    ) -> (Arc<Prediction>, tokio::task::JoinHandle<()>) {
+        let notifier = Arc::new(Notifier::new(events));
+        let prediction = Arc::new(Prediction::with_history(
+            "w1".into(),
+            Kind::Prediction,
+            json!({}),
+            false,
+            1024,
+            16,
+        ));
+        prediction.set_webhook(notifier.clone());
+        let sender = Sender {
+            transport: recorder,
+            webhook: Webhook {
+                url: Url::parse("http://receiver/hook").expect("url"),
+                events,
+                trace: Vec::new(),
+            },
+            notifier,
+            prediction: prediction.clone(),
+            throttle,
+            backoff: Backoff::COG,
+        };
+        (prediction, tokio::spawn(sender.run()))
+    }
+
+    fn log(p: &Prediction, text: &str) {
+        p.apply(PredictionEvent::Log {
+            source: cogvisor_protocol::LogSource::Stdout,
+            data: text.into(),
+        });
+    }
+
+    fn end(p: &Prediction) {
+        p.apply(PredictionEvent::Succeeded {
+            predict_time: 0.0,
+            is_stream: false,
+        });
+        p.finish(1.0);
+    }
+
+    /// Lets the sender task run until it waits for time or an event.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn webhooks_go_in_order_and_the_last_one_is_terminal() {
+        let rec = Recorder::new(vec![]);
+        let (p, task) = setup(EventSet::ALL, rec.clone(), DEFAULT_THROTTLE);
+        p.start();
+        settle().await;
+        p.apply(PredictionEvent::Output(json!("a")));
+        settle().await;
+        end(&p);
+        task.await.expect("sender");
+        let statuses: Vec<String> = rec
+            .sent()
+            .iter()
+            .map(|(_, v)| v["status"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(statuses, ["processing", "processing", "succeeded"]);
+        let sent = rec.sent();
+        assert_eq!(sent[1].1["output"], json!(["a"]));
+        assert_eq!(sent[2].1["output"], json!("a"));
+        assert!(sent[2].1["completed_at"].is_string());
+        assert_eq!(sent[0].1["input"], json!({}));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_logs_are_coalesced_into_a_later_send_not_dropped() {
+        let rec = Recorder::new(vec![]);
+        let throttle = Duration::from_millis(500);
+        let (p, task) = setup(EventSet::ALL, rec.clone(), throttle);
+        p.start();
+        settle().await;
+        // Three lines inside the throttle window after `start`: one send at +0.5 s with all three.
+        for line in ["a\n", "b\n", "c\n"] {
+            log(&p, line);
+            settle().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        settle().await;
+        let sent = rec.sent();
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert_eq!(sent[1].0, throttle);
+        assert_eq!(sent[1].1["logs"], "a\nb\nc\n");
+        assert_eq!(sent[1].1["status"], "processing");
+        // A line long after the last send goes at once.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        log(&p, "d\n");
+        settle().await;
+        assert_eq!(rec.sent().len(), 3);
+        end(&p);
+        task.await.expect("sender");
+        assert_eq!(rec.sent().len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_output_during_the_throttle_carries_the_pending_logs_at_once() {
+        let rec = Recorder::new(vec![]);
+        let (p, task) = setup(EventSet::ALL, rec.clone(), Duration::from_secs(10));
+        p.start();
+        settle().await;
+        log(&p, "x\n");
+        settle().await;
+        p.apply(PredictionEvent::Output(json!(1)));
+        settle().await;
+        let sent = rec.sent();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[1].0, Duration::ZERO);
+        assert_eq!(sent[1].1["logs"], "x\n");
+        end(&p);
+        task.await.expect("sender");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_filter_limits_what_is_sent() {
+        let rec = Recorder::new(vec![]);
+        let only_completed = EventSet::default().with(Event::Completed);
+        let (p, task) = setup(only_completed, rec.clone(), Duration::ZERO);
+        p.start();
+        log(&p, "x\n");
+        p.apply(PredictionEvent::Output(json!(1)));
+        settle().await;
+        assert!(rec.sent().is_empty());
+        end(&p);
+        task.await.expect("sender");
+        let sent = rec.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].1["status"], "succeeded");
+
+        let rec = Recorder::new(vec![]);
+        let only_start = EventSet::default().with(Event::Start);
+        let (p, task) = setup(only_start, rec.clone(), Duration::ZERO);
+        p.start();
+        settle().await;
+        log(&p, "x\n");
+        end(&p);
+        task.await.expect("sender");
+        assert_eq!(rec.sent().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_terminal_webhook_is_retried_with_backoff_on_transient_failures() {
+        let rec = Recorder::new(vec![
+            Ok(503),
+            Err("connection refused".into()),
+            Ok(429),
+            Ok(200),
+        ]);
+        let (p, task) = setup(
+            EventSet::default().with(Event::Completed),
+            rec.clone(),
+            DEFAULT_THROTTLE,
+        );
+        p.start();
+        end(&p);
+        task.await.expect("sender");
+        let times: Vec<f64> = rec.sent().iter().map(|(t, _)| t.as_secs_f64()).collect();
+        assert_eq!(times.len(), 4);
+        let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        let expected = [0.2, 0.4, 0.8];
+        for (gap, want) in gaps.iter().zip(expected) {
+            assert!((gap - want).abs() < 1e-6, "{gaps:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_final_refusal_is_not_retried_and_retries_are_bounded() {
+        let rec = Recorder::new(vec![Ok(400)]);
+        let (p, task) = setup(EventSet::ALL, rec.clone(), DEFAULT_THROTTLE);
+        end(&p);
+        task.await.expect("sender");
+        assert_eq!(rec.sent().len(), 1);
+
+        let rec = Recorder::new((0..20).map(|_| Ok(500)).collect());
+        let (p, task) = setup(EventSet::ALL, rec.clone(), DEFAULT_THROTTLE);
+        end(&p);
+        task.await.expect("sender");
+        assert_eq!(rec.sent().len(), 13);
+    }
+}

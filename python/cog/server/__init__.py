@@ -1,0 +1,1 @@
+"""Cog's server entry point, `python -m cog.server.http`: here it starts cogvisor (see `http`)."""
