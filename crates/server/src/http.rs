@@ -98,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health_routes::readyz))
         .route("/livez", get(health_routes::livez))
         .route("/recycle", post(health_routes::recycle))
+        .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/shutdown", post(shutdown))
         .route("/predictions", post(create_prediction))
@@ -131,6 +132,28 @@ async fn root(State(state): State<AppState>) -> Json<Value> {
         doc["trainings_cancel_url"] = "/trainings/{training_id}/cancel".into();
     }
     Json(doc)
+}
+
+/// `GET /metrics`: Prometheus text format, or OpenMetrics when the `Accept` header asks for it.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let format = crate::metrics::Format::from_accept(
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+    );
+    match state
+        .predictions
+        .metrics()
+        .render(&state.supervisor.health(), format)
+    {
+        Ok(text) => ([(header::CONTENT_TYPE, format.content_type())], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode the metrics");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"detail": format!("cannot encode the metrics: {e}")})),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn openapi(State(state): State<AppState>) -> Response {

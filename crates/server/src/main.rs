@@ -10,6 +10,7 @@ mod error;
 mod health_routes;
 mod http;
 mod logs;
+mod metrics;
 mod predictions;
 mod ready_file;
 mod response;
@@ -231,10 +232,12 @@ async fn serve(
     if let Some(timeout) = settings.setup_timeout {
         resolved.setup_timeout = timeout;
     }
+    let metrics = std::sync::Arc::new(metrics::Metrics::new());
     let service_settings = predictions::ServiceSettings {
         webhook: webhook::WebhookSettings::from_env(&env).map_err(ServeError::Webhook)?,
         upload_url: args.upload_url.clone(),
         log_limit: settings.logs_max_per_prediction,
+        metrics: metrics.clone(),
         ..Default::default()
     };
     service_settings
@@ -276,6 +279,7 @@ async fn serve(
     config.max_predictions_jitter = settings.max_predictions_jitter;
     config.predict_timeout = settings.predict_timeout;
     config.cancel_grace = settings.cancel_grace;
+    config.observer = Some(metrics);
     tracing::info!(
         model_dir = %model_dir.display(),
         predictor = %resolved.predictor_ref,

@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::task::TaskTracker;
 
 use crate::logs::BoundedLog;
+use crate::metrics::Metrics;
 use crate::response::{apply_metric, file_to_data_url};
 use crate::schema::Kind;
 use crate::upload::{UniqueNames, Uploader};
@@ -64,6 +65,8 @@ pub struct ServiceSettings {
     pub upload_url: Option<reqwest::Url>,
     /// The client webhooks and uploads use.
     pub http: HttpClient,
+    /// Where predictions and webhooks are counted (`GET /metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for ServiceSettings {
@@ -76,6 +79,7 @@ impl Default for ServiceSettings {
             webhook: WebhookSettings::default(),
             upload_url: None,
             http: HttpClient::default(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -505,6 +509,7 @@ impl PredictionService {
                 prediction: prediction.clone(),
                 throttle: self.settings.webhook.throttle,
                 backoff: self.settings.webhook.backoff,
+                metrics: self.settings.metrics.clone(),
             };
             self.deliveries.spawn(sender.run());
         }
@@ -539,7 +544,7 @@ impl PredictionService {
                     None => PredictionEvent::Output(file_to_data_url(&path, mime_type.as_deref())),
                     Some(uploader) => {
                         match uploader
-                            .upload(&path, mime_type.as_deref(), &mut names)
+                            .upload(&prediction.id, &path, mime_type.as_deref(), &mut names)
                             .await
                         {
                             Ok(url) => PredictionEvent::Output(Value::String(url)),
@@ -574,10 +579,17 @@ impl PredictionService {
         if dropped > 0 {
             tracing::warn!(prediction_id = %prediction.id, dropped_bytes = dropped, "log output over the per-prediction limit was dropped");
         }
+        let status = prediction.status();
+        let elapsed = started.elapsed();
+        self.settings
+            .metrics
+            .record_prediction(prediction.kind, status, elapsed);
+        let error = prediction.lock().error.clone().unwrap_or_default();
         tracing::info!(
             prediction_id = %prediction.id,
-            status = prediction.status().as_str(),
-            predict_time = started.elapsed().as_secs_f64(),
+            status = status.as_str(),
+            predict_time = elapsed.as_secs_f64(),
+            error,
             "prediction finished"
         );
         // The stream (and so the prediction's output directory) goes only now: file outputs were
@@ -682,6 +694,11 @@ impl PredictionService {
                 "webhook deliveries still pending at exit"
             );
         }
+    }
+
+    /// Where predictions, webhooks and hooks are counted.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.settings.metrics
     }
 
     /// Cancels a running prediction. False when no running prediction has that id.

@@ -113,9 +113,10 @@ impl Uploader {
         }
     }
 
-    /// Uploads one file and returns its URL.
+    /// Uploads one file of prediction `prediction_id` and returns its URL.
     pub async fn upload(
         &self,
+        prediction_id: &str,
         path: &Path,
         mime_type: Option<&str>,
         names: &mut UniqueNames,
@@ -169,7 +170,7 @@ impl Uploader {
             }
             retry += 1;
             let delay = self.backoff.delay(retry);
-            tracing::warn!(%url, error = %last, retry_in = ?delay, "output upload failed; retrying");
+            tracing::warn!(prediction_id, %url, error = %last, retry_in = ?delay, "output upload failed; retrying");
             tokio::time::sleep(delay).await;
         }
     }

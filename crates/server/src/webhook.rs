@@ -19,6 +19,7 @@ use reqwest::Url;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::metrics::{Metrics, WebhookOutcome};
 use crate::predictions::Prediction;
 
 /// Cog's default `COG_THROTTLE_RESPONSE_INTERVAL`: 0.5 s.
@@ -367,9 +368,18 @@ pub struct Sender<T: Transport> {
     pub prediction: Arc<Prediction>,
     pub throttle: Duration,
     pub backoff: Backoff,
+    /// Counts every request by outcome.
+    pub metrics: Arc<Metrics>,
 }
 
 impl<T: Transport> Sender<T> {
+    /// Sends one request and counts its outcome.
+    async fn send(&self, body: Vec<u8>) -> SendResult {
+        let result = self.transport.send(&self.webhook, body).await;
+        self.metrics.record_webhook(WebhookOutcome::of(&result));
+        result
+    }
+
     /// Sends until the terminal webhook has gone (or given up).
     pub async fn run(self) {
         let mut last_sent: Option<Instant> = None;
@@ -417,7 +427,7 @@ impl<T: Transport> Sender<T> {
 
     /// A non-terminal webhook: one attempt (the next send carries the same state anyway).
     async fn send_once(&self) {
-        match self.transport.send(&self.webhook, self.payload()).await {
+        match self.send(self.payload()).await {
             Ok(status) if (200..300).contains(&status) => {}
             Ok(status) => {
                 tracing::warn!(prediction_id = %self.prediction.id, url = %self.webhook.url, status, "webhook refused")
@@ -433,7 +443,7 @@ impl<T: Transport> Sender<T> {
         let body = self.payload();
         let mut retry = 0;
         loop {
-            let outcome = self.transport.send(&self.webhook, body.clone()).await;
+            let outcome = self.send(body.clone()).await;
             let transient = match &outcome {
                 Ok(status) if (200..300).contains(status) => return,
                 Ok(status) => is_transient(*status),
@@ -632,6 +642,7 @@ mod tests {
             prediction: prediction.clone(),
             throttle,
             backoff: Backoff::COG,
+            metrics: Arc::default(),
         };
         (prediction, tokio::spawn(sender.run()))
     }

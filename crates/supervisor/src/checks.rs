@@ -21,13 +21,16 @@ use crate::{HealthStatus, Supervisor};
 /// Cog's text when the worker cannot answer.
 const CHANNEL_CLOSED: &str = "Healthcheck error: protocol error: healthcheck channel closed";
 
+/// The worker's answer to one `healthcheck`.
+type Answer = (HealthcheckStatus, Option<String>);
+
 /// The state shared by checks: the one in flight and the worker's pending answers.
 #[derive(Debug, Default)]
 pub(crate) struct Checks {
     /// Set while a check runs; callers that arrive meanwhile wait for it to become `true`.
     in_flight: StdMutex<Option<watch::Receiver<bool>>>,
     /// `healthcheck` ids sent to the worker, waiting for their `healthcheck_result`.
-    waiters: StdMutex<HashMap<String, oneshot::Sender<(HealthcheckStatus, Option<String>)>>>,
+    waiters: StdMutex<HashMap<String, oneshot::Sender<Answer>>>,
     counter: AtomicU64,
 }
 
@@ -161,6 +164,11 @@ impl Supervisor {
             }
         }
         tracing::debug!(elapsed = ?started.elapsed(), ?outcome, "health check done");
+        self.inner
+            .observe(crate::SupervisorEvent::HealthcheckFinished {
+                duration: started.elapsed(),
+                healthy: outcome.is_none(),
+            });
         let actions = {
             // A result for a worker that has since been replaced says nothing about the new one.
             let current = self
@@ -201,7 +209,7 @@ impl Supervisor {
                     // Once at the threshold, then every hundredth: a platform polling every second
                     // must not fill the log.
                     let threshold = self.inner.config.health.liveness_threshold;
-                    if failures == threshold || (failures - threshold) % 100 == 0 {
+                    if failures == threshold || (failures - threshold).is_multiple_of(100) {
                         tracing::error!(
                             failures,
                             reason,

@@ -1,11 +1,13 @@
 //! What the supervisor needs to start and stop a worker.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cogvisor_protocol::Mode;
 
 use crate::health_machine::HealthConfig;
+use crate::observer::SupervisorObserver;
 use crate::restart_budget::BudgetConfig;
 
 /// Everything the supervisor needs; the server crate builds it from flags, environment and files.
@@ -28,6 +30,8 @@ pub struct SupervisorConfig {
     pub stop_grace: Duration,
     /// Where the private runtime directory is created (default: the system temp dir).
     pub runtime_parent: Option<PathBuf>,
+    /// Told about recycles, health checks and hooks (the server's metrics). `None`: nobody.
+    pub observer: Option<Arc<dyn SupervisorObserver>>,
     /// Thresholds and the failure policy of the health machine.
     pub health: HealthConfig,
     /// Bound on one check (user healthcheck and monitor command).
@@ -62,6 +66,7 @@ impl SupervisorConfig {
             setup_timeout: None,
             stop_grace: Duration::from_secs(5),
             runtime_parent: None,
+            observer: None,
             health: HealthConfig::default(),
             health_timeout: Duration::from_secs(5),
             health_period: None,

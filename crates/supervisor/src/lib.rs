@@ -17,6 +17,7 @@
 //! * [`health_machine`]: the health state machine, one pure function.
 //! * [`checks`]: the user healthcheck and `health.command`, coalesced, and the background monitor.
 //! * [`lifecycle`]: the one task that starts, serves, recycles and restarts worker generations.
+//! * [`observer`]: events (recycles, health checks, hooks) for whoever watches, such as metrics.
 //! * [`supervisor`]: the handle tying it together.
 //! * [`error`]: every failure, as enums.
 
@@ -26,6 +27,7 @@ pub mod error;
 pub mod health;
 pub mod health_machine;
 pub mod lifecycle;
+pub mod observer;
 pub mod prediction;
 pub mod process_tree;
 pub mod restart_budget;
@@ -40,6 +42,7 @@ pub use config::SupervisorConfig;
 pub use error::{AdmitError, SupervisorError};
 pub use health::{HealthSnapshot, HealthStatus, RecycleRecord, SetupStatus};
 pub use health_machine::{HealthConfig, OnFailure, RecycleTrigger};
+pub use observer::{SupervisorEvent, SupervisorObserver};
 pub use prediction::{PredictionEvent, PredictionRequest, PredictionStream};
 pub use restart_budget::BudgetConfig;
 pub use supervisor::Supervisor;

@@ -537,6 +537,11 @@ impl Supervisor {
             succeeded,
             "recycle finished"
         );
+        self.inner.observe(crate::SupervisorEvent::RecycleFinished {
+            trigger: pending.trigger,
+            duration: std::time::Duration::from_secs_f64(record.duration_seconds),
+            succeeded,
+        });
         self.inner.lock().worker.last_recycle = Some(record);
     }
 }

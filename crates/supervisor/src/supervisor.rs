@@ -107,6 +107,15 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Tells the observer, if any, about `event`.
+    pub(crate) fn observe(&self, event: crate::SupervisorEvent) {
+        if let Some(observer) = &self.config.observer {
+            observer.observe(event);
+        }
+    }
+}
+
 impl SetupLog for Inner {
     fn append(&self, text: &str) {
         self.lock().setup.logs.push_str(text);
@@ -478,7 +487,8 @@ impl Supervisor {
             (running, state.pool.all_poisoned())
         };
         self.inner.slot_freed.notify_waiters();
-        tracing::warn!(slot = slot.0, reason, "slot poisoned");
+        let prediction_id = running.as_ref().map_or("", |r| r.id.as_str());
+        tracing::warn!(slot = slot.0, prediction_id, reason, "slot poisoned");
         if all_poisoned {
             let _ = self.inner.commands.send(Command::Recycle {
                 generation: generation.number,
@@ -632,7 +642,7 @@ impl Supervisor {
             }
             None => tracing::warn!(
                 slot = slot.0,
-                id,
+                prediction_id = id,
                 "terminal message for a prediction not running in that slot"
             ),
         }
