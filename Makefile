@@ -6,7 +6,7 @@ CARGO ?= cargo
 BIN := target/release/cogvisor
 PORT ?= 5000
 
-.PHONY: build serve test test-rust test-python test-e2e lint fmt python-deps clean
+.PHONY: build serve test test-rust test-python test-e2e lint fmt python-deps e2e-deps clean
 
 build:
 	$(CARGO) build --release --locked
@@ -28,10 +28,14 @@ test-rust:
 python-deps:
 	@$(PYTHON) -c 'import pytest' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'pytest>=7'
 
+# The end-to-end suite also parses GET /metrics with the Prometheus client's text parsers.
+e2e-deps: python-deps
+	@$(PYTHON) -c 'import prometheus_client' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'prometheus-client>=0.20'
+
 test-python: python-deps
 	$(PYTHON) -m pytest -q python/tests
 
-test-e2e: build python-deps
+test-e2e: build e2e-deps
 	COGVISOR_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q tests/e2e
 
 fmt:

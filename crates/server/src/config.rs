@@ -10,6 +10,9 @@ use serde::Deserialize;
 
 use crate::error::ServeError;
 
+/// The port without `--port` or `PORT`, as in Cog.
+pub const DEFAULT_PORT: u16 = 5000;
+
 /// The parts of `cog.yaml` the runtime reads.
 #[derive(Debug, Default, Deserialize)]
 pub struct CogYaml {
@@ -119,7 +122,7 @@ pub fn resolve(
                 value: v,
                 allowed: "a TCP port number, 0-65535",
             })?,
-            None => 5000,
+            None => DEFAULT_PORT,
         },
     };
     Ok(Resolved {

@@ -5,6 +5,8 @@
 //! builds Cog's response bodies, [`error`] names every start failure.
 
 mod config;
+#[cfg(test)]
+mod deploy_manifests;
 mod embedded;
 mod error;
 mod health_routes;

@@ -426,13 +426,18 @@ fn kind_name(kind: Kind) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use cogvisor_supervisor::health::{
         PoisonedSlot, SetupRecord, SetupStatus, SlotsRecord, WorkerRecord,
     };
 
-    fn health(status: HealthStatus, total: u32, busy: u32, poisoned: u32) -> HealthSnapshot {
+    pub(crate) fn health(
+        status: HealthStatus,
+        total: u32,
+        busy: u32,
+        poisoned: u32,
+    ) -> HealthSnapshot {
         HealthSnapshot {
             status,
             setup: SetupRecord {
