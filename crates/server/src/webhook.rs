@@ -621,6 +621,15 @@ mod tests {
         recorder: Arc<Recorder>,
         throttle: Duration,
     ) -> (Arc<Prediction>, tokio::task::JoinHandle<()>) {
+        setup_counted(events, recorder, throttle, Arc::default())
+    }
+
+    fn setup_counted(
+        events: EventSet,
+        recorder: Arc<Recorder>,
+        throttle: Duration,
+        metrics: Arc<Metrics>,
+    ) -> (Arc<Prediction>, tokio::task::JoinHandle<()>) {
         let notifier = Arc::new(Notifier::new(events));
         let prediction = Arc::new(Prediction::with_history(
             "w1".into(),
@@ -642,7 +651,7 @@ mod tests {
             prediction: prediction.clone(),
             throttle,
             backoff: Backoff::COG,
-            metrics: Arc::default(),
+            metrics,
         };
         (prediction, tokio::spawn(sender.run()))
     }
@@ -789,6 +798,38 @@ mod tests {
         let expected = [0.2, 0.4, 0.8];
         for (gap, want) in gaps.iter().zip(expected) {
             assert!((gap - want).abs() < 1e-6, "{gaps:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_request_is_counted_by_outcome() {
+        let rec = Recorder::new(vec![
+            Ok(503),
+            Err("connection refused".into()),
+            Ok(429),
+            Ok(204),
+        ]);
+        let metrics = Arc::new(Metrics::new());
+        let (p, task) = setup_counted(
+            EventSet::default().with(Event::Completed),
+            rec.clone(),
+            DEFAULT_THROTTLE,
+            metrics.clone(),
+        );
+        p.start();
+        end(&p);
+        task.await.expect("sender");
+        let health =
+            crate::metrics::tests::health(cogvisor_supervisor::HealthStatus::Ready, 1, 0, 0);
+        let text = metrics
+            .render(&health, crate::metrics::Format::Prometheus)
+            .expect("render");
+        for line in [
+            r#"cogvisor_webhook_deliveries_total{outcome="refused"} 2"#,
+            r#"cogvisor_webhook_deliveries_total{outcome="error"} 1"#,
+            r#"cogvisor_webhook_deliveries_total{outcome="delivered"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?}");
         }
     }
 
