@@ -76,15 +76,15 @@ impl PredictionStream {
     }
 }
 
-/// A per-prediction directory, removed with everything in it when dropped.
+/// A per-prediction directory (and the prediction's id), removed with everything in it when dropped.
 #[derive(Debug)]
-pub(crate) struct OutputDir(pub(crate) PathBuf);
+pub(crate) struct OutputDir(pub(crate) PathBuf, pub(crate) String);
 
 impl Drop for OutputDir {
     fn drop(&mut self) {
         if let Err(e) = std::fs::remove_dir_all(&self.0) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %self.0.display(), error = %e, "cannot remove prediction output directory");
+                tracing::warn!(prediction_id = %self.1, path = %self.0.display(), error = %e, "cannot remove prediction output directory");
             }
         }
     }

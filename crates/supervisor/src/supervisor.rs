@@ -254,6 +254,7 @@ impl Supervisor {
                 .runtime
                 .outputs_dir()
                 .join(uuid::Uuid::new_v4().to_string()),
+            request.id.clone(),
         );
         let stream = PredictionStream {
             id: request.id.clone(),
