@@ -144,11 +144,11 @@ def test_failed_and_busy_predictions_show(serve):
 
 
 def test_a_running_prediction_is_a_busy_slot(serve):
-    server = serve("recycler")
+    server = serve("cancel")
     r = server.request(
         "POST",
         "/predictions",
-        body=json.dumps({"id": "busy-1", "input": {"mode": "sleep", "seconds": 30}}).encode(),
+        body=json.dumps({"id": "busy-1", "input": {"seconds": 30}}).encode(),
         headers={"Content-Type": "application/json", "Prefer": "respond-async"},
     )
     assert r.status == 202, r.body

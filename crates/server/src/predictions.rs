@@ -584,12 +584,12 @@ impl PredictionService {
         self.settings
             .metrics
             .record_prediction(prediction.kind, status, elapsed);
-        let error = prediction.lock().error.clone().unwrap_or_default();
+        let error = prediction.lock().error.clone();
         tracing::info!(
             prediction_id = %prediction.id,
             status = status.as_str(),
             predict_time = elapsed.as_secs_f64(),
-            error,
+            error = error.as_deref(),
             "prediction finished"
         );
         // The stream (and so the prediction's output directory) goes only now: file outputs were
