@@ -94,3 +94,25 @@ def test_a_failing_after_healthy_only_warns_by_default(serve):
     assert server.health()["status"] == "READY"
     text = server.stderr_text()
     assert "from-the-hook" in text and "exited with code 4" in text
+
+
+def test_cogvisor_config_prints_values_and_sources(tmp_path):
+    import os
+    import shutil
+    import subprocess
+
+    from helpers import BIN, EXAMPLES
+
+    model = tmp_path / "model"
+    shutil.copytree(EXAMPLES / "hello", model)
+    (model / "cogvisor.yaml").write_text("health:\n  timeout: 2s\nrecycle:\n  drain_timeout: 10s\n")
+    env = dict(os.environ, COGVISOR_RECYCLE_DRAIN_TIMEOUT="20s")
+    out = subprocess.run(
+        [str(BIN), "config", str(model), "--cancel-grace", "1s"],
+        env=env, capture_output=True, text=True, timeout=30, check=True,
+    ).stdout
+    rows = {line.split()[0]: line for line in out.splitlines()}
+    assert "2s" in rows["health.timeout"] and "cogvisor.yaml" in rows["health.timeout"], out
+    assert "20s" in rows["recycle.drain_timeout"] and "COGVISOR_RECYCLE_DRAIN_TIMEOUT" in rows["recycle.drain_timeout"], out
+    assert "1s" in rows["cancel_grace"] and "# flag" in rows["cancel_grace"], out
+    assert "recycle" in rows["health.on_failure"] and "# default" in rows["health.on_failure"], out
