@@ -241,10 +241,21 @@ mod tests {
     fn the_hooks_doc_names_every_variable() {
         let doc = include_str!("../../../docs/hooks.md");
         for name in vars().pairs().keys() {
-            assert!(doc.contains(&format!("`{name}`")), "docs/hooks.md does not describe {name}");
-            assert!(doc.contains(&format!("${{{name}}}")), "docs/hooks.md does not show ${{{name}}}");
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "docs/hooks.md does not describe {name}"
+            );
+            assert!(
+                doc.contains(&format!("${{{name}}}")),
+                "docs/hooks.md does not show ${{{name}}}"
+            );
         }
-        for key in ["hooks.after_healthy", "hooks.before_stop", "hooks.timeout", "hooks.on_failure"] {
+        for key in [
+            "hooks.after_healthy",
+            "hooks.before_stop",
+            "hooks.timeout",
+            "hooks.on_failure",
+        ] {
             assert!(doc.contains(key), "docs/hooks.md does not mention {key}");
         }
     }
