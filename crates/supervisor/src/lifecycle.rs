@@ -118,12 +118,11 @@ impl Supervisor {
                 Ended::Exited(exit) => {
                     let reason = format!("worker exited unexpectedly ({exit})");
                     tracing::error!(generation = number, pid = generation.pid, %exit, "worker exited unexpectedly");
-                    let actions = self.inner.apply(Event::WorkerExited {
+                    // From READY/UNHEALTHY this is RECYCLING; if a recycle was already under way the
+                    // machine stays RECYCLING. Either way the worker is replaced below.
+                    self.inner.apply(Event::WorkerExited {
                         reason: reason.clone(),
                     });
-                    debug_assert!(actions
-                        .iter()
-                        .any(|a| matches!(a, Action::FailInFlight { .. })));
                     self.fail_in_flight(&format!(
                         "prediction failed: the worker exited unexpectedly ({exit})"
                     ));
@@ -179,6 +178,7 @@ impl Supervisor {
                     );
                     if drain {
                         self.wait_for_drain(
+                            &generation,
                             started + self.inner.config.recycle_drain_timeout,
                             &mut shutdown,
                         )
@@ -486,12 +486,15 @@ impl Supervisor {
         Some(generation)
     }
 
-    /// Waits until no slot runs a prediction, `deadline` passes, or the server shuts down.
+    /// Waits until no slot runs a prediction, `deadline` passes, the worker exits (nothing more can
+    /// finish), or the server shuts down.
     async fn wait_for_drain(
         &self,
+        generation: &Generation,
         deadline: tokio::time::Instant,
         shutdown: &mut watch::Receiver<bool>,
     ) {
+        let mut exit = generation.exit.clone();
         loop {
             let freed = self.inner.slot_freed.notified();
             tokio::pin!(freed);
@@ -507,6 +510,10 @@ impl Supervisor {
                     return;
                 }
                 _ = shutdown.wait_for(|s| *s) => return,
+                _ = exit.wait_for(Option::is_some) => {
+                    tracing::warn!(busy, "the worker exited while a recycle was draining it");
+                    return;
+                }
             }
         }
     }
