@@ -232,13 +232,24 @@ impl Supervisor {
             return Some(CHANNEL_CLOSED.into());
         }
         let timeout = self.inner.config.health_timeout;
+        // A worker that dies meanwhile will never answer: say so at once instead of waiting out the timeout.
+        let mut exit = generation.exit.clone();
+        let answer = async {
+            tokio::select! {
+                a = answer => a.map_err(|_| ()),
+                _ = exit.wait_for(Option::is_some) => Err(()),
+            }
+        };
         match tokio::time::timeout(timeout + Duration::from_secs(1), answer).await {
             Ok(Ok((HealthcheckStatus::Healthy, _))) => None,
             Ok(Ok((HealthcheckStatus::Unhealthy, error))) => Some(format!(
                 "Healthcheck failed: {}",
                 error.unwrap_or_else(|| "user-defined healthcheck failed".into())
             )),
-            Ok(Err(_)) => Some(CHANNEL_CLOSED.into()),
+            Ok(Err(())) => {
+                checks.forget(&id);
+                Some(CHANNEL_CLOSED.into())
+            }
             Err(_) => {
                 checks.forget(&id);
                 Some(format!(

@@ -148,7 +148,10 @@ mod tests {
         let live = RuntimeDir::create(Some(parent.path())).expect("first");
         let second = RuntimeDir::create(Some(parent.path())).expect("second");
         assert!(!dead.exists(), "a dead owner's directory was kept");
-        assert!(unowned.exists(), "a directory without an owner file was removed");
+        assert!(
+            unowned.exists(),
+            "a directory without an owner file was removed"
+        );
         assert!(live.path().exists(), "a live owner's directory was removed");
         assert!(second.path().exists());
     }
