@@ -9,9 +9,10 @@ from cog import BasePredictor, CancelationException, Input
 
 class Predictor(BasePredictor):
     def predict(self, seconds: float = Input(default=60, ge=0), swallow_generic: bool = False) -> str:
-        print("started", flush=True)
         deadline = time.monotonic() + seconds
         try:
+            # Inside the try: a cancel can arrive as soon as "started" is visible.
+            print("started", flush=True)
             while time.monotonic() < deadline:
                 try:
                     time.sleep(0.01)

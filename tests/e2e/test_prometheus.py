@@ -134,6 +134,13 @@ def test_counters_move_with_predictions_webhooks_checks_and_recycles(serve, tmp_
     assert value(s, "cogvisor_predictions_total", kind="prediction", outcome="succeeded") == 5
 
 
+def test_hook_runs_are_counted(serve):
+    server = serve("hello", env={"COGVISOR_HOOKS_AFTER_HEALTHY": "true", "COGVISOR_HOOKS_BEFORE_STOP": "false"})
+    s = scrape(server)
+    assert value(s, "cogvisor_hook_runs_total", hook="after_healthy", outcome="succeeded") == 1
+    assert value(s, "cogvisor_hook_runs_total", hook="before_stop", outcome="failed") == 0
+
+
 def test_failed_and_busy_predictions_show(serve):
     server = serve("failing")
     status, body = server.predict({})

@@ -159,7 +159,9 @@ def test_many_logs_make_few_webhooks_spaced_by_the_interval(serve, receiver):
     # ~1 s of logs at one webhook per 0.3 s: the start, then at most a handful.
     assert len(processing) <= 8, len(processing)
     gaps = [b.at - a.at for a, b in zip(processing, processing[1:])]
-    assert all(g >= 0.25 for g in gaps), gaps
+    # Sends are spaced by the interval; arrival times jitter on a loaded machine, so one short gap (a send
+    # delayed, then the next on time) is tolerated. Without throttling every gap would be ~5 ms.
+    assert sum(g < 0.25 for g in gaps) <= 1, gaps
     # Logs only grow, and no line is lost between webhooks.
     logs = [b["logs"] for b in bodies]
     assert all(b.startswith(a) for a, b in zip(logs, logs[1:]))

@@ -155,7 +155,14 @@ fn the_deployment_probes_ports_and_grace_period_match_the_code() {
             .and_then(|s| s.parse().ok())
             .expect("sleep SECONDS"),
     );
+    // A before_stop hook runs before the worker stops, for up to hooks.timeout.
+    let hook = if settings.hook_before_stop.is_some() {
+        settings.hook_timeout
+    } else {
+        Duration::ZERO
+    };
     let needed = sleep
+        + hook
         + settings.shutdown_drain_timeout
         + settings.cancel_grace
         + crate::DELIVERY_DEADLINE

@@ -500,7 +500,6 @@ pub(crate) mod tests {
         m.observe(SupervisorEvent::HookFinished {
             hook: "before_stop",
             outcome: "succeeded",
-            duration: Duration::from_millis(1),
         });
         let text = m
             .render(&health(HealthStatus::Busy, 4, 3, 1), Format::Prometheus)

@@ -7,6 +7,7 @@ use std::time::Duration;
 use cogvisor_protocol::Mode;
 
 use crate::health_machine::HealthConfig;
+use crate::hooks::HooksConfig;
 use crate::observer::SupervisorObserver;
 use crate::restart_budget::BudgetConfig;
 
@@ -51,6 +52,8 @@ pub struct SupervisorConfig {
     pub predict_timeout: Option<Duration>,
     /// A cancelled prediction still running after this poisons its slot.
     pub cancel_grace: Duration,
+    /// `after_healthy` / `before_stop`.
+    pub hooks: HooksConfig,
 }
 
 impl SupervisorConfig {
@@ -77,6 +80,7 @@ impl SupervisorConfig {
             max_predictions_jitter: 0,
             predict_timeout: None,
             cancel_grace: Duration::from_secs(5),
+            hooks: HooksConfig::default(),
         }
     }
 }

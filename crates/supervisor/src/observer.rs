@@ -19,12 +19,11 @@ pub enum SupervisorEvent {
     },
     /// One health check ran (the user `healthcheck()` and/or `health.command`).
     HealthcheckFinished { duration: Duration, healthy: bool },
-    /// A lifecycle hook (`hooks.after_healthy`, `hooks.before_stop`) ended with `outcome`
-    /// (`succeeded`, `failed` or `timed_out`).
+    /// A lifecycle hook (`after_healthy`, `before_stop`) ended with `outcome` (`succeeded`, `failed` or
+    /// `timed_out`, as [`HookOutcome::as_str`](crate::hooks::HookOutcome::as_str)).
     HookFinished {
         hook: &'static str,
         outcome: &'static str,
-        duration: Duration,
     },
 }
 

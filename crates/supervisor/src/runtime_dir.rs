@@ -7,7 +7,12 @@
 //!   spill/                  spill files in both directions
 //!   outputs/<uuid>/         one directory per prediction for its file outputs, removed after it ends
 //!   python/                 the embedded worker and SDK (written by the server crate)
+//!   owner                   "<pid> <start time>" of the cogvisor that owns it
 //! ```
+//!
+//! A cogvisor killed with SIGKILL cannot remove its directory. The next one started with the same parent
+//! removes every `cogvisor-*` directory whose `owner` names a process that no longer exists (the start
+//! time guards against a reused pid), so such leftovers never pile up.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -37,6 +42,13 @@ impl RuntimeDir {
             .map_err(err)?;
         std::fs::create_dir(dir.path().join("spill")).map_err(err)?;
         std::fs::create_dir(dir.path().join("outputs")).map_err(err)?;
+        if let Some(me) = process_identity(std::process::id()) {
+            std::fs::write(dir.path().join("owner"), me).map_err(err)?;
+        }
+        let removed = remove_stale(&parent, dir.path());
+        if removed > 0 {
+            tracing::info!(removed, parent = %parent.display(), "removed runtime directories of cogvisor processes that are gone");
+        }
         Ok(Self { dir })
     }
 
@@ -62,6 +74,48 @@ impl RuntimeDir {
     }
 }
 
+/// `"<pid> <start time in clock ticks>"`, which names one process for the life of the machine.
+fn process_identity(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // Field 22 of stat is the start time; `rest` starts at field 3.
+    let start = rest.split_whitespace().nth(19)?;
+    Some(format!("{pid} {start}"))
+}
+
+/// Removes `cogvisor-*` directories under `parent` (other than `keep`) whose owner is gone. Directories
+/// without an owner file (another cogvisor may be creating one right now) are left alone.
+fn remove_stale(parent: &Path, keep: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_ours = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("cogvisor-"));
+        if !is_ours || path == keep || !path.is_dir() {
+            continue;
+        }
+        let Ok(owner) = std::fs::read_to_string(path.join("owner")) else {
+            continue;
+        };
+        let owner = owner.trim();
+        let alive = owner
+            .split_whitespace()
+            .next()
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .and_then(process_identity)
+            .is_some_and(|now| now == owner);
+        if !alive && std::fs::remove_dir_all(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +134,26 @@ mod tests {
         let path = dir.path().to_path_buf();
         drop(dir);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn directories_of_dead_owners_are_removed_at_start_and_live_ones_kept() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let dead = parent.path().join("cogvisor-dead01");
+        std::fs::create_dir_all(dead.join("spill")).expect("mkdir");
+        // A pid that existed with another start time: a reused or long-gone process.
+        std::fs::write(dead.join("owner"), format!("{} 1", std::process::id())).expect("write");
+        let unowned = parent.path().join("cogvisor-new001");
+        std::fs::create_dir(&unowned).expect("mkdir");
+        let live = RuntimeDir::create(Some(parent.path())).expect("first");
+        let second = RuntimeDir::create(Some(parent.path())).expect("second");
+        assert!(!dead.exists(), "a dead owner's directory was kept");
+        assert!(
+            unowned.exists(),
+            "a directory without an owner file was removed"
+        );
+        assert!(live.path().exists(), "a live owner's directory was removed");
+        assert!(second.path().exists());
     }
 
     #[test]
