@@ -110,7 +110,7 @@ fn the_deployment_probes_ports_and_grace_period_match_the_code() {
     );
     let has_route = |path: &str| include_str!("http.rs").contains(&format!(".route(\"{path}\""));
     for (probe, path) in [
-        ("startupProbe", "/livez"),
+        ("startupProbe", "/readyz"),
         ("readinessProbe", "/readyz"),
         ("livenessProbe", "/livez"),
     ] {
