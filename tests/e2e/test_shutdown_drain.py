@@ -12,7 +12,7 @@ def test_sigterm_lets_a_running_async_prediction_finish(serve):
     r = server.request(
         "POST",
         "/predictions",
-        body=json.dumps({"id": "d1", "input": {"seconds": 1.0}}).encode(),
+        body=json.dumps({"id": "d1", "input": {"seconds": 3.0}}).encode(),
         headers={"Content-Type": "application/json", "Prefer": "respond-async"},
     )
     assert r.status == 202
@@ -25,6 +25,9 @@ def test_sigterm_lets_a_running_async_prediction_finish(serve):
         return status == 503
 
     wait_for(refused, timeout=10, what="new predictions to be refused with 503 while draining")
+    # Readiness says the same, so a load balancer stops sending traffic.
+    r = server.request("GET", "/readyz")
+    assert r.status == 503 and r.json()["reason"] == "the server is shutting down", r.body
     # The server exits right after the drain, so the outcome is read from its log.
     assert server.wait_exit(timeout=30) == 0
     finished = [

@@ -58,6 +58,14 @@ pub fn is_live(h: &HealthSnapshot) -> bool {
 /// (the monitor and `/health-check` do): a probe must be cheap.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let h = state.supervisor.health();
+    if state.predictions.is_draining() {
+        // Shutting down: send no more traffic here, whatever the worker's state.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": h.status, "reason": "the server is shutting down"})),
+        )
+            .into_response();
+    }
     probe(is_ready(&h), &h)
 }
 

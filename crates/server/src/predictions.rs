@@ -632,6 +632,11 @@ impl PredictionService {
             .collect()
     }
 
+    /// True once a shutdown has begun: nothing new is admitted.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
     /// Shutdown, first part: stop admitting, give running predictions (async ones too) `deadline` to
     /// finish, then cancel the rest and give them `cancel_grace` to end. Returns how many were
     /// cancelled. What is still running after that ends when the worker is stopped.
