@@ -85,15 +85,14 @@ impl Supervisor {
         let mut mode = SetupMode::Full;
         let mut pending: Option<PendingRecycle> = None;
         loop {
-            let Some(generation) = self.start_generation(number, mode, &mut shutdown).await else {
-                if let Some(p) = pending.take() {
-                    self.record_recycle(p, false);
-                }
+            // The recycle in progress is recorded by the start itself, together with the state it
+            // leads to, so `/health-check` never shows READY or DEFUNCT without it.
+            let started = self
+                .start_generation(number, mode, &mut shutdown, &mut pending)
+                .await;
+            let Some(generation) = started else {
                 return;
             };
-            if let Some(p) = pending.take() {
-                self.record_recycle(p, true);
-            }
             let ended = self.serve(&generation, &mut commands, &mut shutdown).await;
             match ended {
                 Ended::Shutdown => {
@@ -154,10 +153,10 @@ impl Supervisor {
                         Err(exhausted) => {
                             let reason = format!("{exhausted}; the last: {reason}");
                             tracing::error!(reason, "giving up on the worker");
-                            self.inner.apply(Event::RecycleFailed { reason });
                             if let Some(p) = pending.take() {
                                 self.record_recycle(p, false);
                             }
+                            self.inner.apply(Event::RecycleFailed { reason });
                             return;
                         }
                     }
@@ -309,6 +308,7 @@ impl Supervisor {
         number: u64,
         mode: SetupMode,
         shutdown: &mut watch::Receiver<bool>,
+        pending: &mut Option<PendingRecycle>,
     ) -> Option<Arc<Generation>> {
         let inner = &self.inner;
         if *shutdown.borrow() {
@@ -397,6 +397,9 @@ impl Supervisor {
                         ),
                     }
                 };
+                if let Some(p) = pending.take() {
+                    self.record_recycle(p, false);
+                }
                 inner.apply(event);
                 if let (Some(pid), Some(exit)) = (failed.pid, failed.exit) {
                     // A worker still inside setup() does not read its control channel, so a
@@ -471,6 +474,9 @@ impl Supervisor {
             } else {
                 Event::RecycleFailed { reason: message }
             };
+            if let Some(p) = pending.take() {
+                self.record_recycle(p, false);
+            }
             inner.apply(event);
             self.stop_generation(&generation).await;
             inner.lock().worker.pid = None;
@@ -481,6 +487,9 @@ impl Supervisor {
         } else {
             Event::NewWorkerReady
         };
+        if let Some(p) = pending.take() {
+            self.record_recycle(p, true);
+        }
         inner.apply(event);
         tracing::info!(generation = number, pid = generation.pid, "worker ready");
         Some(generation)
