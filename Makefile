@@ -6,7 +6,7 @@ CARGO ?= cargo
 BIN := target/release/cogvisor
 PORT ?= 5000
 
-.PHONY: build serve test test-rust test-python test-e2e lint fmt python-deps clean
+.PHONY: build serve test test-rust test-python test-e2e test-faults lint fmt python-deps clean
 
 build:
 	$(CARGO) build --release --locked
@@ -15,8 +15,8 @@ serve: build
 	$(BIN) serve examples/hello --port $(PORT)
 
 # Every suite: formatting and lints, Rust unit/snapshot tests, the Python worker's tests, and the
-# end-to-end suite that drives the real binary over HTTP.
-test: lint test-rust test-python test-e2e
+# end-to-end suite that drives the real binary over HTTP, and the fault-injection suite.
+test: lint test-rust test-python test-e2e test-faults
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -33,6 +33,11 @@ test-python: python-deps
 
 test-e2e: build python-deps
 	COGVISOR_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q tests/e2e
+
+# Breaks the worker on purpose (crashes, hangs, forks, floods, garbage frames, bad HTTP) and checks the
+# recovery, the health transitions, and that no process or temp file is left. See docs/faults.md.
+test-faults: build python-deps
+	COGVISOR_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q tests/faults
 
 fmt:
 	$(CARGO) fmt --all
