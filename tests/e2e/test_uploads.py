@@ -13,7 +13,7 @@ def upload_server(script=None) -> Receiver:
 def test_uploads_keep_output_order_and_use_location_without_query(serve):
     store = upload_server()
     try:
-        server = serve("files", extra_args=("--upload-url", store.url + "/upload/"))
+        server = serve("file_outputs", extra_args=("--upload-url", store.url + "/upload/"))
         status, body = server.predict({"count": 4, "same_name": False})
         assert status == 200 and body["status"] == "succeeded", body
         puts = store.got("PUT")
@@ -28,7 +28,7 @@ def test_uploads_keep_output_order_and_use_location_without_query(serve):
 def test_outputs_with_the_same_name_do_not_overwrite_each_other(serve):
     store = upload_server()
     try:
-        server = serve("files", extra_args=("--upload-url", store.url + "/upload/"))
+        server = serve("file_outputs", extra_args=("--upload-url", store.url + "/upload/"))
         status, body = server.predict({"count": 3, "same_name": True, "name": "out.txt"})
         assert status == 200 and body["status"] == "succeeded", body
         puts = store.got("PUT")
@@ -54,7 +54,7 @@ def test_an_upload_is_retried_after_a_503(serve):
 
     store = upload_server(script)
     try:
-        server = serve("files", extra_args=("--upload-url", store.url + "/upload/"))
+        server = serve("file_outputs", extra_args=("--upload-url", store.url + "/upload/"))
         status, body = server.predict({"count": 1, "same_name": False})
         assert status == 200 and body["status"] == "succeeded", body
         puts = store.got("PUT")
@@ -67,7 +67,7 @@ def test_an_upload_is_retried_after_a_503(serve):
 def test_an_upload_refused_for_good_fails_the_prediction(serve):
     store = upload_server(lambda req: 403 if req.method == "PUT" else None)
     try:
-        server = serve("files", extra_args=("--upload-url", store.url + "/upload/"))
+        server = serve("file_outputs", extra_args=("--upload-url", store.url + "/upload/"))
         status, body = server.predict({"count": 2, "same_name": False})
         assert status == 200, body
         assert body["status"] == "failed", body
@@ -81,7 +81,7 @@ def test_an_upload_refused_for_good_fails_the_prediction(serve):
 
 
 def test_without_upload_url_files_are_data_urls(serve):
-    server = serve("files")
+    server = serve("file_outputs")
     status, body = server.predict({"count": 1, "same_name": False})
     assert status == 200 and body["status"] == "succeeded", body
     assert body["output"] == ["data:text/plain;base64,ZmlsZSAw"]
@@ -90,6 +90,6 @@ def test_without_upload_url_files_are_data_urls(serve):
 def test_a_bad_upload_url_is_refused_at_start(tmp_path):
     from helpers import BIN, MODELS, run_to_exit
 
-    r = run_to_exit(["serve", str(MODELS / "files"), "--upload-url", "ftp://x/"])
+    r = run_to_exit(["serve", str(MODELS / "file_outputs"), "--upload-url", "ftp://x/"])
     assert r.returncode != 0
     assert "ftp://x/" in r.stderr.decode()

@@ -276,6 +276,13 @@ async fn serve(
     config.max_predictions_jitter = settings.max_predictions_jitter;
     config.predict_timeout = settings.predict_timeout;
     config.cancel_grace = settings.cancel_grace;
+    config.hooks = cogvisor_supervisor::HooksConfig {
+        after_healthy: settings.hook_after_healthy.clone(),
+        before_stop: settings.hook_before_stop.clone(),
+        timeout: settings.hook_timeout,
+        on_failure: settings.hook_policy,
+        port: resolved.port,
+    };
     tracing::info!(
         model_dir = %model_dir.display(),
         predictor = %resolved.predictor_ref,

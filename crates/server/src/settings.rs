@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cogvisor_supervisor::{BudgetConfig, HealthConfig, OnFailure};
+use cogvisor_supervisor::{BudgetConfig, HealthConfig, HookPolicy, OnFailure};
 
 /// One setting.
 #[derive(Debug)]
@@ -160,6 +160,34 @@ pub const KEYS: &[Key] = &[
         default: "30s",
         allowed: DURATION,
         help: "on SIGTERM, how long running predictions may finish before they are cancelled",
+    },
+    Key {
+        name: "hooks.after_healthy",
+        flag: "hooks-after-healthy",
+        default: "none",
+        allowed: "a command line (split like a shell would, no shell is run), or none",
+        help: "runs after every successful (re)start of the worker, before READY",
+    },
+    Key {
+        name: "hooks.before_stop",
+        flag: "hooks-before-stop",
+        default: "none",
+        allowed: "a command line (split like a shell would, no shell is run), or none",
+        help: "runs before every worker stop (shutdown and each recycle)",
+    },
+    Key {
+        name: "hooks.timeout",
+        flag: "hooks-timeout",
+        default: "30s",
+        allowed: DURATION,
+        help: "a hook still running after this is killed with its process group",
+    },
+    Key {
+        name: "hooks.on_failure",
+        flag: "hooks-on-failure",
+        default: "warn",
+        allowed: "warn or fail",
+        help: "fail: an after_healthy failure counts as a failed start",
     },
     Key {
         name: "logs.max_per_prediction",
@@ -314,6 +342,10 @@ pub struct Settings {
     pub stop_grace: Duration,
     pub shutdown_drain_timeout: Duration,
     pub logs_max_per_prediction: usize,
+    pub hook_after_healthy: Option<Vec<String>>,
+    pub hook_before_stop: Option<Vec<String>>,
+    pub hook_timeout: Duration,
+    pub hook_policy: HookPolicy,
 }
 
 impl Settings {
@@ -348,15 +380,21 @@ impl Settings {
                 .unwrap_or(Duration::from_secs(5)),
             health_timeout,
             health_period,
-            health_command: layers
-                .parse("health.command", |s| {
-                    if is_off(s) {
-                        Some(None)
-                    } else {
-                        shlex::split(s).filter(|argv| !argv.is_empty()).map(Some)
-                    }
+            health_command: layers.parse("health.command", parse_argv)?.flatten(),
+            hook_after_healthy: layers.parse("hooks.after_healthy", parse_argv)?.flatten(),
+            hook_before_stop: layers.parse("hooks.before_stop", parse_argv)?.flatten(),
+            hook_timeout: layers
+                .parse("hooks.timeout", |s| {
+                    parse_duration(s).filter(|d| !d.is_zero())
                 })?
-                .flatten(),
+                .unwrap_or(Duration::from_secs(30)),
+            hook_policy: layers
+                .parse("hooks.on_failure", |s| match s {
+                    "warn" => Some(HookPolicy::Warn),
+                    "fail" => Some(HookPolicy::Fail),
+                    _ => None,
+                })?
+                .unwrap_or(HookPolicy::Warn),
             health: HealthConfig {
                 success_threshold: layers
                     .parse("health.success_threshold", threshold)?
@@ -413,6 +451,15 @@ impl Settings {
                 })?
                 .unwrap_or(8 * 1024 * 1024),
         })
+    }
+}
+
+/// A command line split as a shell would (no shell is run), or `none`.
+fn parse_argv(s: &str) -> Option<Option<Vec<String>>> {
+    if is_off(s) {
+        Some(None)
+    } else {
+        shlex::split(s).filter(|argv| !argv.is_empty()).map(Some)
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::health_machine::{Action, Event};
 use crate::lifecycle::Command;
+use crate::spawn::Spawner;
 use crate::{HealthStatus, Supervisor};
 
 /// Cog's text when the worker cannot answer.
@@ -27,7 +28,7 @@ pub(crate) struct Checks {
     /// Set while a check runs; callers that arrive meanwhile wait for it to become `true`.
     in_flight: StdMutex<Option<watch::Receiver<bool>>>,
     /// `healthcheck` ids sent to the worker, waiting for their `healthcheck_result`.
-    waiters: StdMutex<HashMap<String, oneshot::Sender<(HealthcheckStatus, Option<String>)>>>,
+    waiters: StdMutex<HashMap<String, oneshot::Sender<WorkerAnswer>>>,
     counter: AtomicU64,
 }
 
@@ -70,6 +71,9 @@ impl Checks {
             .remove(id);
     }
 }
+
+/// The worker's `healthcheck_result`: the status and the error text.
+type WorkerAnswer = (HealthcheckStatus, Option<String>);
 
 /// One check's outcome: `None` healthy, else the failure text shown as `user_healthcheck_error`.
 pub(crate) type CheckOutcome = Option<String>;
@@ -157,7 +161,8 @@ impl Supervisor {
         };
         if outcome.is_none() {
             if let Some(argv) = &self.inner.config.health_command {
-                outcome = run_command(argv, self.inner.config.health_timeout).await;
+                outcome =
+                    run_command(&self.inner.spawner, argv, self.inner.config.health_timeout).await;
             }
         }
         tracing::debug!(elapsed = ?started.elapsed(), ?outcome, "health check done");
@@ -201,7 +206,7 @@ impl Supervisor {
                     // Once at the threshold, then every hundredth: a platform polling every second
                     // must not fill the log.
                     let threshold = self.inner.config.health.liveness_threshold;
-                    if failures == threshold || (failures - threshold) % 100 == 0 {
+                    if failures == threshold || (failures - threshold).is_multiple_of(100) {
                         tracing::error!(
                             failures,
                             reason,
@@ -247,7 +252,11 @@ impl Supervisor {
 
 /// Runs `health.command`: exit 0 is healthy. It runs in its own process group, killed whole at the
 /// timeout.
-pub(crate) async fn run_command(argv: &[String], timeout: Duration) -> CheckOutcome {
+pub(crate) async fn run_command(
+    spawner: &Spawner,
+    argv: &[String],
+    timeout: Duration,
+) -> CheckOutcome {
     let Some((program, args)) = argv.split_first() else {
         return Some("Healthcheck failed: health.command is empty".into());
     };
@@ -256,14 +265,25 @@ pub(crate) async fn run_command(argv: &[String], timeout: Duration) -> CheckOutc
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let child = match command.spawn() {
+        .stderr(Stdio::piped());
+    let child = match spawner.spawn(command).await {
         Ok(c) => c,
         Err(e) => return Some(format!("Healthcheck failed: cannot run {program:?}: {e}")),
     };
     let pid = child.id();
+    let outcome = command_outcome(program, child, pid, timeout).await;
+    if let Some(pid) = pid {
+        spawner.known().forget(pid);
+    }
+    outcome
+}
+
+async fn command_outcome(
+    program: &str,
+    child: tokio::process::Child,
+    pid: Option<u32>,
+    timeout: Duration,
+) -> CheckOutcome {
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(Ok(output)) if output.status.success() => None,
         Ok(Ok(output)) => {
@@ -315,6 +335,11 @@ mod tests {
 
     fn argv(s: &[&str]) -> Vec<String> {
         s.iter().map(|a| a.to_string()).collect()
+    }
+
+    async fn run_command(argv: &[String], timeout: Duration) -> CheckOutcome {
+        let spawner = Spawner::start(crate::spawn::KnownChildren::default()).expect("spawner");
+        super::run_command(&spawner, argv, timeout).await
     }
 
     #[tokio::test]

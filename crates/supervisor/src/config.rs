@@ -6,6 +6,7 @@ use std::time::Duration;
 use cogvisor_protocol::Mode;
 
 use crate::health_machine::HealthConfig;
+use crate::hooks::HooksConfig;
 use crate::restart_budget::BudgetConfig;
 
 /// Everything the supervisor needs; the server crate builds it from flags, environment and files.
@@ -47,6 +48,8 @@ pub struct SupervisorConfig {
     pub predict_timeout: Option<Duration>,
     /// A cancelled prediction still running after this poisons its slot.
     pub cancel_grace: Duration,
+    /// `after_healthy` / `before_stop`.
+    pub hooks: HooksConfig,
 }
 
 impl SupervisorConfig {
@@ -72,6 +75,7 @@ impl SupervisorConfig {
             max_predictions_jitter: 0,
             predict_timeout: None,
             cancel_grace: Duration::from_secs(5),
+            hooks: HooksConfig::default(),
         }
     }
 }

@@ -16,6 +16,7 @@
 //! * [`health`]: the health status names and the snapshot `/health-check` shows.
 //! * [`health_machine`]: the health state machine, one pure function.
 //! * [`checks`]: the user healthcheck and `health.command`, coalesced, and the background monitor.
+//! * [`hooks`]: `after_healthy` and `before_stop`, run in their own process group with a timeout.
 //! * [`lifecycle`]: the one task that starts, serves, recycles and restarts worker generations.
 //! * [`supervisor`]: the handle tying it together.
 //! * [`error`]: every failure, as enums.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod health_machine;
+pub mod hooks;
 pub mod lifecycle;
 pub mod prediction;
 pub mod process_tree;
@@ -40,6 +42,7 @@ pub use config::SupervisorConfig;
 pub use error::{AdmitError, SupervisorError};
 pub use health::{HealthSnapshot, HealthStatus, RecycleRecord, SetupStatus};
 pub use health_machine::{HealthConfig, OnFailure, RecycleTrigger};
+pub use hooks::{HookPolicy, HooksConfig};
 pub use prediction::{PredictionEvent, PredictionRequest, PredictionStream};
 pub use restart_budget::BudgetConfig;
 pub use supervisor::Supervisor;

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::health::{RecycleRecord, SetupRecord, SetupStatus};
 use crate::health_machine::{Action, Event, RecycleTrigger};
+use crate::hooks::{self, HookOutcome, HookPolicy, HookVars};
 use crate::restart_budget::RestartBudget;
 use crate::slots::SlotPool;
 use crate::supervisor::now_rfc3339;
@@ -99,6 +100,7 @@ impl Supervisor {
                     self.stop_and_fail(
                         &generation,
                         "prediction failed: the server shut down before the prediction finished",
+                        "shutdown",
                     )
                     .await;
                     return;
@@ -107,6 +109,7 @@ impl Supervisor {
                     self.stop_and_fail(
                         &generation,
                         &format!("prediction failed: the worker was stopped ({reason})"),
+                        &reason,
                     )
                     .await;
                     self.inner.lock().worker.exit = Some(reason);
@@ -188,6 +191,7 @@ impl Supervisor {
                             "prediction failed: the worker was recycled ({}: {reason}) before the prediction finished",
                             trigger.as_str()
                         ),
+                        &reason,
                     )
                     .await;
                     if *shutdown.borrow() {
@@ -451,6 +455,27 @@ impl Supervisor {
             this.read_control(control_generation, started.control_reader)
                 .await
         });
+        // after_healthy holds readiness until it ends.
+        if let Err(why) = self.run_after_healthy(&generation).await {
+            let message = format!("hooks.after_healthy {why}");
+            tracing::error!(generation = number, "{message}; the start counts as failed");
+            {
+                let mut state = inner.lock();
+                state.setup.status = SetupStatus::Failed;
+                state.setup.logs.push_str(&message);
+                state.generation = None;
+                state.worker.exit = Some(message.clone());
+            }
+            let event = if number == 1 {
+                Event::SetupFailed { reason: message }
+            } else {
+                Event::RecycleFailed { reason: message }
+            };
+            inner.apply(event);
+            self.stop_generation(&generation).await;
+            inner.lock().worker.pid = None;
+            return None;
+        }
         let event = if number == 1 {
             Event::SetupSucceeded
         } else {
@@ -507,9 +532,10 @@ impl Supervisor {
         self.inner.slot_freed.notify_waiters();
     }
 
-    /// Fails what still runs with `error`, then stops the worker's whole tree.
-    async fn stop_and_fail(&self, generation: &Generation, error: &str) {
+    /// Fails what still runs with `error`, runs `before_stop`, then stops the worker's whole tree.
+    async fn stop_and_fail(&self, generation: &Generation, error: &str, reason: &str) {
         self.fail_in_flight(error);
+        self.run_before_stop(generation, reason).await;
         self.stop_generation(generation).await;
         let mut state = self.inner.lock();
         if state
@@ -520,6 +546,64 @@ impl Supervisor {
             state.generation = None;
             state.worker.pid = None;
         }
+    }
+
+    /// Runs `after_healthy` if configured. `Err` only when it failed and its policy is `fail`.
+    async fn run_after_healthy(&self, generation: &Generation) -> Result<(), String> {
+        let hooks = &self.inner.config.hooks;
+        let Some(argv) = &hooks.after_healthy else {
+            return Ok(());
+        };
+        let reason = self
+            .inner
+            .lock()
+            .machine
+            .reason
+            .clone()
+            .unwrap_or_else(|| "start".into());
+        let vars = HookVars {
+            port: hooks.port,
+            worker_pid: Some(generation.pid),
+            generation: generation.number,
+            reason,
+        };
+        let outcome = hooks::run(
+            &self.inner.spawner,
+            "after_healthy",
+            argv,
+            &vars,
+            hooks.timeout,
+        )
+        .await;
+        self.inner.hook_ran("after_healthy", &outcome);
+        match outcome {
+            HookOutcome::Succeeded => Ok(()),
+            other if hooks.on_failure == HookPolicy::Fail => Err(other.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs `before_stop` if configured; the stop proceeds whatever it returns.
+    async fn run_before_stop(&self, generation: &Generation, reason: &str) {
+        let hooks = &self.inner.config.hooks;
+        let Some(argv) = &hooks.before_stop else {
+            return;
+        };
+        let vars = HookVars {
+            port: hooks.port,
+            worker_pid: Some(generation.pid),
+            generation: generation.number,
+            reason: reason.to_string(),
+        };
+        let outcome = hooks::run(
+            &self.inner.spawner,
+            "before_stop",
+            argv,
+            &vars,
+            hooks.timeout,
+        )
+        .await;
+        self.inner.hook_ran("before_stop", &outcome);
     }
 
     fn record_recycle(&self, pending: PendingRecycle, succeeded: bool) {

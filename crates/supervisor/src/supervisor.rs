@@ -85,6 +85,11 @@ impl Inner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Notes a hook run (logs it; metrics count it).
+    pub(crate) fn hook_ran(&self, hook: &str, outcome: &crate::hooks::HookOutcome) {
+        tracing::debug!(hook, outcome = outcome.as_str(), "hook run recorded");
+    }
+
     /// Feeds `event` to the health machine, logs a transition once, and returns the actions.
     pub(crate) fn apply(&self, event: Event) -> Vec<Action> {
         let mut state = self.lock();
