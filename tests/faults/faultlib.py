@@ -46,34 +46,42 @@ class HealthRecorder(threading.Thread):
         self.samples: list[Sample] = []
         self._halt = threading.Event()
 
+    def sample(self) -> None:
+        """Asks once and records the answer (an unanswered request records nothing)."""
+        at = time.monotonic()
+        try:
+            r = http_request(self.server.port, "GET", "/health-check", timeout=10)
+            body = r.json()
+        except (OSError, ValueError):
+            return
+        if not isinstance(body, dict):
+            return
+        worker = body.get("worker") or {}
+        pid = worker.get("pid")
+        if isinstance(pid, int):
+            self.server.worker_pids.add(pid)
+        self.samples.append(
+            Sample(
+                at=at,
+                status=body.get("status", "?"),
+                pid=pid,
+                generation=worker.get("generation", 0),
+                restarts=worker.get("restarts", 0),
+                body=body,
+            )
+        )
+
     def run(self) -> None:
         while not self._halt.is_set():
-            at = time.monotonic()
-            try:
-                r = http_request(self.server.port, "GET", "/health-check", timeout=10)
-                body = r.json()
-            except (OSError, ValueError):
-                body = None
-            if isinstance(body, dict):
-                worker = body.get("worker") or {}
-                pid = worker.get("pid")
-                if isinstance(pid, int):
-                    self.server.worker_pids.add(pid)
-                self.samples.append(
-                    Sample(
-                        at=at,
-                        status=body.get("status", "?"),
-                        pid=pid,
-                        generation=worker.get("generation", 0),
-                        restarts=worker.get("restarts", 0),
-                        body=body,
-                    )
-                )
+            self.sample()
             self._halt.wait(0.02)
 
     def stop(self) -> list[Sample]:
+        """Stops polling and takes one last sample, so the history ends with the current state."""
         self._halt.set()
         self.join(timeout=15)
+        if self.server.proc.poll() is None:
+            self.sample()
         return list(self.samples)
 
     def wait_seen(self, status: str, timeout: float = 30) -> Sample:
