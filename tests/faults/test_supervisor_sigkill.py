@@ -62,6 +62,6 @@ def test_the_models_children_die_with_the_supervisor(start):
         lambda: not is_alive(worker)
         and not live_in_group(worker)
         and not any(is_alive(pid) for pid in pids.values()),
-        timeout=10,
+        timeout=5,
         what=f"worker {worker}, its process group and the model's children {pids} to die",
     )
