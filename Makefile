@@ -4,9 +4,12 @@
 PYTHON ?= python3
 CARGO ?= cargo
 BIN := target/release/cogvisor
+# The binary the end-to-end and fault suites drive: the dev profile, whose dependencies `cargo test` has
+# already compiled, so `make test` does not compile everything a second time with optimizations.
+TEST_BIN := target/debug/cogvisor
 PORT ?= 5000
 
-.PHONY: build serve test test-rust test-python test-e2e lint fmt python-deps e2e-deps clean
+.PHONY: build build-test-bin serve test test-rust test-python test-e2e test-faults lint fmt python-deps e2e-deps clean
 
 build:
 	$(CARGO) build --release --locked
@@ -15,8 +18,8 @@ serve: build
 	$(BIN) serve examples/hello --port $(PORT)
 
 # Every suite: formatting and lints, Rust unit/snapshot tests, the Python worker's tests, and the
-# end-to-end suite that drives the real binary over HTTP.
-test: lint test-rust test-python test-e2e
+# end-to-end suite that drives the real binary over HTTP, and the fault-injection suite.
+test: lint test-rust test-python test-e2e test-faults
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -35,8 +38,16 @@ e2e-deps: python-deps
 test-python: python-deps
 	$(PYTHON) -m pytest -q python/tests
 
-test-e2e: build e2e-deps
-	COGVISOR_BIN=$(CURDIR)/$(BIN) $(PYTHON) -m pytest -q tests/e2e
+build-test-bin:
+	$(CARGO) build --locked --bin cogvisor
+
+test-e2e: build-test-bin e2e-deps
+	COGVISOR_BIN=$(CURDIR)/$(TEST_BIN) $(PYTHON) -m pytest -q tests/e2e
+
+# Breaks the worker on purpose (crashes, hangs, forks, floods, garbage frames, bad HTTP) and checks the
+# recovery, the health transitions, and that no process or temp file is left. See docs/faults.md.
+test-faults: build-test-bin python-deps
+	COGVISOR_BIN=$(CURDIR)/$(TEST_BIN) $(PYTHON) -m pytest -q tests/faults
 
 fmt:
 	$(CARGO) fmt --all

@@ -155,7 +155,8 @@ def test_many_logs_make_few_webhooks_spaced_by_the_interval(serve, receiver):
     bodies = [r.json() for r in requests]
     assert bodies[-1]["status"] == "succeeded"
     assert bodies[-1]["logs"].count("\n") == 200
-    processing = [r for r, b in zip(requests, bodies) if b["status"] == "processing"]
+    # Log webhooks only: the one carrying the output is sent at once, not throttled (docs/http-api.md).
+    processing = [r for r, b in zip(requests, bodies) if b["status"] == "processing" and b.get("output") is None]
     # ~1 s of logs at one webhook per 0.3 s: the start, then at most a handful.
     assert len(processing) <= 8, len(processing)
     gaps = [b.at - a.at for a, b in zip(processing, processing[1:])]
