@@ -12,7 +12,7 @@ import threading
 import traceback
 from typing import Any, NoReturn
 
-from . import fdio, healthcheck, loader, protocol
+from . import fdio, guard, healthcheck, loader, protocol
 from .channel import FdChannel
 from .schema import SchemaError
 
@@ -238,6 +238,8 @@ class Worker:
 def main() -> NoReturn:
     if sys.version_info < (3, 10):
         raise SystemExit("cogvisor worker needs Python >= 3.10")
+    # Before any thread exists: a fork is only safe then.
+    guard.start_group_guard(0)
     worker = Worker()
     worker.start()
     worker.serve()

@@ -1,6 +1,7 @@
 """SIGKILL of the supervisor: the worker dies with it (parent-death signal), idle or in the middle of
-a prediction, and so does everything left in the worker's process group. Nothing can run after a
-SIGKILL, so the private runtime directory stays in TMPDIR (documented in docs/faults.md)."""
+a prediction, and so does everything in the worker's process group (the worker's group guard kills it
+when the control pipe hangs up). A setsid daemon escapes (a strict xfail), and nothing can run after a
+SIGKILL, so the private runtime directory stays in TMPDIR (both in docs/faults.md, known gaps)."""
 
 from __future__ import annotations
 
@@ -38,15 +39,7 @@ def test_the_worker_dies_with_the_supervisor(start, busy):
     assert len(left) == 1 and left[0].startswith("cogvisor-"), left
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known gap: the parent-death signal kills only the worker; processes the model started (its "
-        "Popen children in the worker's group, a setsid daemon) are reparented to init and survive a "
-        "SIGKILL of the supervisor. Every other stop path (crash, recycle, SIGTERM) kills them."
-    ),
-)
-def test_the_models_children_die_with_the_supervisor(start):
+def test_the_models_children_in_the_workers_group_die_with_it(start):
     f = start("faulty")
     worker = f.worker_pid()
     status, body = f.predict(mode="children", pid_dir=str(f.pid_dir))
@@ -54,14 +47,35 @@ def test_the_models_children_die_with_the_supervisor(start):
     pids = read_pids(f.pid_dir, "plain", "inheriting", "daemon")
     for pid in pids.values():
         f.server.track(pid)
+    in_group = {name: pid for name, pid in pids.items() if name != "daemon"}
 
     f.server.signal(signal.SIGKILL)
     f.server.wait_exit(timeout=10)
 
+    # The worker's group guard sees the control pipe hang up and kills the whole group.
     wait_for(
-        lambda: not is_alive(worker)
-        and not live_in_group(worker)
-        and not any(is_alive(pid) for pid in pids.values()),
-        timeout=5,
-        what=f"worker {worker}, its process group and the model's children {pids} to die",
+        lambda: not is_alive(worker) and not live_in_group(worker) and not any(is_alive(p) for p in in_group.values()),
+        timeout=10,
+        what=f"worker {worker}, its process group and the model's children {in_group} to die",
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known gap: a daemon the model moved into another session (setsid) is out of the worker's "
+        "process group, so the group guard cannot reach it, and after a SIGKILL of the supervisor it "
+        "is reparented to init and survives. Every other stop path (crash, recycle, SIGTERM) kills it."
+    ),
+)
+def test_a_setsid_daemon_dies_with_the_supervisor(start):
+    f = start("faulty")
+    status, body = f.predict(mode="children", pid_dir=str(f.pid_dir))
+    assert status == 200 and body["status"] == "succeeded", body
+    daemon = read_pids(f.pid_dir, "daemon")["daemon"]
+    f.server.track(daemon)
+
+    f.server.signal(signal.SIGKILL)
+    f.server.wait_exit(timeout=10)
+
+    wait_for(lambda: not is_alive(daemon), timeout=5, what=f"the setsid daemon {daemon} to die")

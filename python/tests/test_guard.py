@@ -1,0 +1,84 @@
+"""The group guard kills the worker's process group when the control pipe's write end goes away (the
+supervisor died), and stays out of the way otherwise."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SCRIPT = """
+import subprocess, sys, time
+sys.path.insert(0, {path!r})
+from cogvisor_worker.guard import start_group_guard
+guard = start_group_guard(0)
+child = subprocess.Popen(["sleep", "100"])
+print(guard, child.pid, flush=True)
+time.sleep(100)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [p for p in pids if alive(p)]
+        if not left:
+            return []
+        time.sleep(0.02)
+    return [p for p in pids if alive(p)]
+
+
+def run(new_session: bool) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT.format(path=PYTHON_DIR)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=new_session,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def test_the_group_dies_when_the_control_pipe_hangs_up():
+    proc, line = run(new_session=True)
+    try:
+        guard, child = (int(x) for x in line.split())
+        assert alive(guard) and alive(child) and alive(proc.pid)
+        # Data on the pipe is not a hang-up: the guard neither reads it nor reacts.
+        assert proc.stdin is not None
+        proc.stdin.write("not for the guard\n")
+        proc.stdin.flush()
+        time.sleep(0.2)  # a negative check: nothing may happen in this window
+        assert alive(guard) and alive(child) and alive(proc.pid)
+
+        proc.stdin.close()  # the supervisor's end goes away
+        assert wait_gone([proc.pid, child, guard]) == []
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_no_guard_when_the_worker_does_not_lead_its_group():
+    proc, line = run(new_session=False)
+    try:
+        assert line.split()[0] == "None", line
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
