@@ -12,8 +12,9 @@ SIGKILL to the worker's whole process group, itself included. It reads nothing, 
 control messages are untouched. In every orderly stop the supervisor kills the group itself, the guard
 with it.
 
-It only starts when the worker leads its own process group (as the supervisor spawns it), so a worker
-started by hand or by a test harness never kills a group it does not own.
+It only starts when the worker leads its own process group and its control input is a pipe (as the
+supervisor spawns it), so a worker started by hand or by a test harness never kills a group it does not
+own, and never leaves a guard waiting on something that cannot hang up.
 """
 
 from __future__ import annotations
@@ -21,12 +22,18 @@ from __future__ import annotations
 import os
 import select
 import signal
+import stat
 
 
 def start_group_guard(control_in: int = 0) -> int | None:
     """Forks the guard watching `control_in`; returns its pid, or None when it does not apply."""
     pgid = os.getpgid(0)
     if pgid != os.getpid():
+        return None
+    try:
+        if not stat.S_ISFIFO(os.fstat(control_in).st_mode):
+            return None
+    except OSError:
         return None
     watched = os.dup(control_in)  # non-inheritable, but fork keeps it
     pid = os.fork()

@@ -41,10 +41,10 @@ def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
     return [p for p in pids if alive(p)]
 
 
-def run(new_session: bool) -> tuple[subprocess.Popen, str]:
+def run(new_session: bool, stdin: int = subprocess.PIPE) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-c", SCRIPT.format(path=PYTHON_DIR)],
-        stdin=subprocess.PIPE,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         start_new_session=new_session,
         text=True,
@@ -81,4 +81,13 @@ def test_no_guard_when_the_worker_does_not_lead_its_group():
         assert line.split()[0] == "None", line
     finally:
         proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_no_guard_when_the_control_input_is_not_a_pipe():
+    proc, line = run(new_session=True, stdin=subprocess.DEVNULL)
+    try:
+        assert line.split()[0] == "None", line
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
