@@ -6,7 +6,7 @@ CARGO ?= cargo
 BIN := target/release/cogvisor
 PORT ?= 5000
 
-.PHONY: build serve test test-rust test-python test-e2e lint fmt python-deps clean
+.PHONY: build serve test test-rust test-python test-e2e lint fmt python-deps clean bench bench-peer
 
 build:
 	$(CARGO) build --release --locked
@@ -36,6 +36,18 @@ test-e2e: build python-deps
 
 fmt:
 	$(CARGO) fmt --all
+
+# Benchmarks against coglet 0.23.1 (not part of `make test`; see docs/performance.md). The peer runs
+# from a private venv; bench/run.py installs wrk (Debian package) when it is missing.
+PEER_VENV := bench/.venv-peer
+BENCH_ARGS ?=
+
+bench-peer:
+	@test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check coglet==0.23.1 cog==0.23.1
+
+bench: build bench-peer
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean
