@@ -9,7 +9,7 @@ BIN := target/release/cogvisor
 TEST_BIN := target/debug/cogvisor
 PORT ?= 5000
 
-.PHONY: build build-test-bin serve test test-rust test-python test-e2e test-faults lint fmt python-deps e2e-deps clean
+.PHONY: build build-test-bin serve test test-rust test-python test-e2e test-faults lint fmt python-deps e2e-deps clean bench bench-peer
 
 build:
 	$(CARGO) build --release --locked
@@ -51,6 +51,18 @@ test-faults: build-test-bin python-deps
 
 fmt:
 	$(CARGO) fmt --all
+
+# Benchmarks against coglet 0.23.1 (not part of `make test`; see docs/performance.md). The peer runs
+# from a private venv; bench/run.py installs wrk (Debian package) when it is missing.
+PEER_VENV := bench/.venv-peer
+BENCH_ARGS ?=
+
+bench-peer:
+	@test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check coglet==0.23.1 cog==0.23.1
+
+bench: build bench-peer
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

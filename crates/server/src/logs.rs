@@ -53,6 +53,11 @@ impl BoundedLog {
         }
     }
 
+    /// Bytes of text kept.
+    pub fn bytes(&self) -> usize {
+        self.len
+    }
+
     /// Bytes of older text dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped

@@ -48,6 +48,10 @@ impl Status {
     }
 }
 
+/// Default bound on what finished predictions keep in memory: 1000 predictions of 8 MiB in and out
+/// would otherwise hold tens of GiB.
+pub const DEFAULT_MAX_RETAINED_BYTES: usize = 64 * 1024 * 1024;
+
 /// Settings of the prediction service.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
@@ -57,6 +61,9 @@ pub struct ServiceSettings {
     pub retention: Duration,
     /// How many finished predictions are kept at most.
     pub max_retained: usize,
+    /// Approximate bytes (input, outputs, SSE history) of finished predictions kept at most; the
+    /// newest finished one is kept whatever its size.
+    pub max_retained_bytes: usize,
     /// SSE events kept per prediction for late subscribers (COG_STREAM_HISTORY_CAPACITY; 0: none).
     pub history_capacity: usize,
     /// Webhook token, throttle and retries.
@@ -75,6 +82,7 @@ impl Default for ServiceSettings {
             log_limit: crate::logs::DEFAULT_LOG_LIMIT,
             retention: Duration::from_secs(600),
             max_retained: 1000,
+            max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
             history_capacity: 1024,
             webhook: WebhookSettings::default(),
             upload_url: None,
@@ -100,7 +108,13 @@ struct State {
     history: VecDeque<StreamEvent>,
     /// Events pushed out of `history`.
     evicted: u64,
+    /// Live SSE fan-out, created by the first subscriber (a broadcast channel allocates all its
+    /// slots up front, too much to keep for every retained prediction nobody streams).
+    live: Option<broadcast::Sender<StreamEvent>>,
 }
+
+/// Events buffered for live SSE subscribers that fall behind.
+const LIVE_CAPACITY: usize = 1024;
 
 /// One server-sent event: its name and JSON data.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,7 +142,6 @@ pub struct Prediction {
     output_is_array: bool,
     state: Mutex<State>,
     done: watch::Sender<bool>,
-    events: broadcast::Sender<StreamEvent>,
     history_capacity: usize,
     /// Open SSE streams on this prediction.
     subscribers: AtomicUsize,
@@ -165,9 +178,9 @@ impl Prediction {
                 predict_time: None,
                 history: VecDeque::new(),
                 evicted: 0,
+                live: None,
             }),
             done: watch::channel(false).0,
-            events: broadcast::channel(1024).0,
             history_capacity,
             subscribers: AtomicUsize::new(0),
             cancel_when_unwatched: AtomicBool::new(false),
@@ -199,12 +212,18 @@ impl Prediction {
         } else {
             state.evicted += 1;
         }
-        let _ = self.events.send(event);
+        if let Some(live) = &state.live {
+            let _ = live.send(event);
+        }
     }
 
     /// Subscribes to this prediction's events.
     pub fn subscribe(&self) -> Subscription {
-        let state = self.lock();
+        let mut state = self.lock();
+        let live = state
+            .live
+            .get_or_insert_with(|| broadcast::channel(LIVE_CAPACITY).0)
+            .subscribe();
         Subscription {
             replay: state.history.iter().cloned().collect(),
             evicted: if self.history_capacity == 0 {
@@ -212,7 +231,7 @@ impl Prediction {
             } else {
                 state.evicted
             },
-            live: self.events.subscribe(),
+            live,
         }
     }
 
@@ -239,6 +258,19 @@ impl Prediction {
     pub async fn finished(&self) {
         let mut rx = self.done.subscribe();
         let _ = rx.wait_for(|done| *done).await;
+    }
+
+    /// About how many bytes this prediction holds: its input, outputs and SSE history.
+    pub fn approx_bytes(&self) -> usize {
+        let state = self.lock();
+        approx_bytes(&self.input)
+            + state.outputs.iter().map(approx_bytes).sum::<usize>()
+            + state
+                .history
+                .iter()
+                .map(|e| approx_bytes(&e.data))
+                .sum::<usize>()
+            + state.logs.bytes()
     }
 
     fn output(&self, state: &State) -> Value {
@@ -400,12 +432,90 @@ fn now() -> String {
     cogvisor_supervisor::supervisor::now_rfc3339()
 }
 
+/// About how many bytes `v` takes: its strings and keys, 8 per other value (no serialization).
+fn approx_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 8,
+        Value::Array(items) => 8 + items.iter().map(approx_bytes).sum::<usize>(),
+        Value::Object(map) => {
+            8 + map
+                .iter()
+                .map(|(k, v)| k.len() + approx_bytes(v))
+                .sum::<usize>()
+        }
+        _ => 8,
+    }
+}
+
 /// Running and recently finished predictions, by id.
 #[derive(Debug, Default)]
 struct Registry {
     by_id: HashMap<String, Arc<Prediction>>,
-    /// Finished predictions, oldest first, with when they finished.
-    finished: VecDeque<(Instant, String)>,
+    /// Finished predictions, oldest first, with when they finished and their approximate size.
+    finished: VecDeque<Finished>,
+    /// Sum of the sizes in `finished`.
+    finished_bytes: usize,
+}
+
+#[derive(Debug)]
+struct Finished {
+    at: Instant,
+    id: String,
+    bytes: usize,
+}
+
+/// When finished predictions are dropped.
+#[derive(Debug, Clone, Copy)]
+struct RetentionLimits {
+    retention: Duration,
+    max_retained: usize,
+    max_retained_bytes: usize,
+}
+
+impl Registry {
+    /// Files a prediction that just ended.
+    fn file_finished(&mut self, at: Instant, id: String, bytes: usize) {
+        self.finished_bytes += bytes;
+        self.finished.push_back(Finished { at, id, bytes });
+    }
+
+    /// Forgets `id` as a finished prediction (it is being run again).
+    fn unfile(&mut self, id: &str) {
+        let mut freed = 0;
+        self.finished.retain(|f| {
+            let keep = f.id != id;
+            if !keep {
+                freed += f.bytes;
+            }
+            keep
+        });
+        self.finished_bytes -= freed;
+    }
+
+    /// Drops finished predictions past the retention window, the count limit or the byte limit
+    /// (oldest first; the newest is never dropped for its size).
+    fn prune(&mut self, now: Instant, limits: RetentionLimits) {
+        while let Some(oldest) = self.finished.front() {
+            let expired = now.duration_since(oldest.at) > limits.retention;
+            let too_many = self.finished.len() > limits.max_retained;
+            let too_big =
+                self.finished_bytes > limits.max_retained_bytes && self.finished.len() > 1;
+            if !(expired || too_many || too_big) {
+                break;
+            }
+            let Some(oldest) = self.finished.pop_front() else {
+                break;
+            };
+            self.finished_bytes -= oldest.bytes;
+            if self
+                .by_id
+                .get(&oldest.id)
+                .is_some_and(|p| p.status().is_terminal())
+            {
+                self.by_id.remove(&oldest.id);
+            }
+        }
+    }
 }
 
 /// Why a prediction was not created.
@@ -516,7 +626,7 @@ impl PredictionService {
         prediction.start();
         {
             let mut registry = self.registry();
-            registry.finished.retain(|(_, finished)| finished != &id);
+            registry.unfile(&id);
             registry.by_id.insert(id, prediction.clone());
         }
         tokio::spawn(self.clone().drive(prediction.clone(), stream, started));
@@ -595,31 +705,22 @@ impl PredictionService {
         // The stream (and so the prediction's output directory) goes only now: file outputs were
         // read while applying their events.
         drop(stream);
+        let bytes = prediction.approx_bytes();
         let mut registry = self.registry();
-        registry
-            .finished
-            .push_back((Instant::now(), prediction.id.clone()));
+        registry.file_finished(Instant::now(), prediction.id.clone(), bytes);
         self.prune(&mut registry);
     }
 
-    /// Drops finished predictions past the retention window or the count limit.
+    /// Drops finished predictions past the retention window, the count limit or the byte limit.
     fn prune(&self, registry: &mut Registry) {
-        let now = Instant::now();
-        while let Some((at, id)) = registry.finished.front() {
-            let expired = now.duration_since(*at) > self.settings.retention;
-            if !expired && registry.finished.len() <= self.settings.max_retained {
-                break;
-            }
-            let id = id.clone();
-            registry.finished.pop_front();
-            if registry
-                .by_id
-                .get(&id)
-                .is_some_and(|p| p.status().is_terminal())
-            {
-                registry.by_id.remove(&id);
-            }
-        }
+        registry.prune(
+            Instant::now(),
+            RetentionLimits {
+                retention: self.settings.retention,
+                max_retained: self.settings.max_retained,
+                max_retained_bytes: self.settings.max_retained_bytes,
+            },
+        );
     }
 
     /// Predictions that have not ended.
@@ -858,6 +959,112 @@ mod tests {
         assert_eq!(output(true, &[json!("only")], false), json!(["only"]));
         assert_eq!(output(false, &[json!("only")], true), json!(["only"]));
         assert_eq!(output(false, &[json!(1), json!(2)], false), json!([1, 2]));
+    }
+
+    #[test]
+    fn no_live_channel_is_allocated_until_someone_subscribes() {
+        let p = prediction(false);
+        p.start();
+        p.apply(PredictionEvent::Output(json!("x")));
+        assert!(p.lock().live.is_none());
+        let sub = p.subscribe();
+        assert_eq!(sub.replay.len(), 2);
+        assert!(p.lock().live.is_some());
+    }
+
+    #[test]
+    fn approx_bytes_counts_input_outputs_history_and_logs() {
+        let big = "x".repeat(100_000);
+        let p = Prediction::with_history(
+            "p".into(),
+            Kind::Prediction,
+            json!({"data": big}),
+            false,
+            1024,
+            16,
+        );
+        let before = p.approx_bytes();
+        assert!((100_000..100_100).contains(&before), "{before}");
+        p.apply(PredictionEvent::Output(json!(big)));
+        // The output itself and its SSE history event.
+        let after = p.approx_bytes();
+        assert!((300_000..300_300).contains(&after), "{after}");
+        p.apply(PredictionEvent::Log {
+            source: cogvisor_protocol::LogSource::Stdout,
+            data: "12345".into(),
+        });
+        assert!(p.approx_bytes() >= after + 5);
+    }
+
+    fn finished(registry: &mut Registry, id: &str, at: Instant, bytes: usize) {
+        let p = Prediction::with_history(id.into(), Kind::Prediction, json!({}), false, 1024, 16);
+        p.finish(0.0);
+        registry.by_id.insert(id.into(), Arc::new(p));
+        registry.file_finished(at, id.into(), bytes);
+    }
+
+    fn ids(registry: &Registry) -> Vec<&str> {
+        registry.finished.iter().map(|f| f.id.as_str()).collect()
+    }
+
+    const LIMITS: RetentionLimits = RetentionLimits {
+        retention: Duration::from_secs(600),
+        max_retained: 3,
+        max_retained_bytes: 100,
+    };
+
+    #[test]
+    fn retention_drops_the_oldest_past_the_count_limit() {
+        let mut r = Registry::default();
+        let t0 = Instant::now();
+        for id in ["a", "b", "c", "d"] {
+            finished(&mut r, id, t0, 1);
+            r.prune(t0, LIMITS);
+        }
+        assert_eq!(ids(&r), ["b", "c", "d"]);
+        assert!(!r.by_id.contains_key("a"));
+        assert_eq!(r.finished_bytes, 3);
+    }
+
+    #[test]
+    fn retention_drops_the_oldest_past_the_byte_limit_but_keeps_the_newest() {
+        let mut r = Registry::default();
+        let t0 = Instant::now();
+        finished(&mut r, "a", t0, 40);
+        finished(&mut r, "b", t0, 40);
+        r.prune(t0, LIMITS);
+        assert_eq!(ids(&r), ["a", "b"]);
+        finished(&mut r, "c", t0, 40);
+        r.prune(t0, LIMITS);
+        assert_eq!(ids(&r), ["b", "c"]);
+        assert_eq!(r.finished_bytes, 80);
+        // One alone over the limit is kept (until the next one ends), so it can still be polled.
+        finished(&mut r, "huge", t0, 1000);
+        r.prune(t0, LIMITS);
+        assert_eq!(ids(&r), ["huge"]);
+        assert!(r.by_id.contains_key("huge") && !r.by_id.contains_key("b"));
+        assert_eq!(r.finished_bytes, 1000);
+    }
+
+    #[test]
+    fn retention_drops_what_is_older_than_the_window() {
+        let mut r = Registry::default();
+        let t0 = Instant::now();
+        finished(&mut r, "old", t0, 1);
+        finished(&mut r, "new", t0 + Duration::from_secs(500), 1);
+        r.prune(t0 + Duration::from_secs(601), LIMITS);
+        assert_eq!(ids(&r), ["new"]);
+    }
+
+    #[test]
+    fn a_rerun_id_is_unfiled_with_its_bytes() {
+        let mut r = Registry::default();
+        let t0 = Instant::now();
+        finished(&mut r, "a", t0, 30);
+        finished(&mut r, "b", t0, 20);
+        r.unfile("a");
+        assert_eq!(ids(&r), ["b"]);
+        assert_eq!(r.finished_bytes, 20);
     }
 
     #[test]
