@@ -355,18 +355,7 @@ impl Supervisor {
                 }
                 match start.await {
                     Ok(started) => self.stop_generation(&started.generation).await,
-                    Err(failed) => {
-                        if let (Some(pid), Some(exit)) = (failed.pid, failed.exit) {
-                            crate::stop::stop_worker(
-                                pid,
-                                exit,
-                                inner.config.stop_grace,
-                                inner.spawner.known(),
-                                async { false },
-                            )
-                            .await;
-                        }
-                    }
+                    Err(failed) => self.stop_failed_start(failed).await,
                 }
                 return None;
             }
@@ -401,18 +390,7 @@ impl Supervisor {
                     self.record_recycle(p, false);
                 }
                 inner.apply(event);
-                if let (Some(pid), Some(exit)) = (failed.pid, failed.exit) {
-                    // A worker still inside setup() does not read its control channel, so a
-                    // shutdown message would only wait out the grace: go straight to SIGTERM.
-                    crate::stop::stop_worker(
-                        pid,
-                        exit,
-                        inner.config.stop_grace,
-                        inner.spawner.known(),
-                        async { false },
-                    )
-                    .await;
-                }
+                self.stop_failed_start(failed).await;
                 return None;
             }
         };
@@ -493,6 +471,21 @@ impl Supervisor {
         inner.apply(event);
         tracing::info!(generation = number, pid = generation.pid, "worker ready");
         Some(generation)
+    }
+
+    /// Stops what a failed start left. A worker still inside setup() does not read its control channel,
+    /// so a shutdown message would only wait out the grace: go straight to SIGTERM.
+    async fn stop_failed_start(&self, failed: worker::FailedStart) {
+        if let (Some(pid), Some(exit)) = (failed.pid, failed.exit) {
+            crate::stop::stop_worker(
+                pid,
+                exit,
+                self.inner.config.stop_grace,
+                self.inner.spawner.known(),
+                async { false },
+            )
+            .await;
+        }
     }
 
     /// Waits until no slot runs a prediction, `deadline` passes, the worker exits (nothing more can
