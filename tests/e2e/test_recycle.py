@@ -25,6 +25,32 @@ def predict_until_admitted(server, input, timeout=60):
     return status, body, seen_503
 
 
+def wait_ready(server, what, generation=None, not_pid=None, timeout=60):
+    """Polls /health-check until READY (with `generation`, or with a worker other than `not_pid`)."""
+
+    def check():
+        h = server.health()
+        if h["status"] != "READY":
+            return None
+        if generation is not None and h["worker"]["generation"] != generation:
+            return None
+        if not_pid is not None and h["worker"]["pid"] in (None, not_pid):
+            return None
+        return h
+
+    return wait_for(check, timeout=timeout, what=what)
+
+
+def start_slow(server, seconds):
+    """Runs a sleeping prediction in a thread until one slot is busy with it; join the thread, then
+    read `results["slow"]`."""
+    results = {}
+    t = threading.Thread(target=lambda: results.update(slow=server.predict({"mode": "sleep", "seconds": seconds})))
+    t.start()
+    wait_for(lambda: server.health()["slots"]["busy"] == 1, timeout=30, what="the slow prediction to start")
+    return t, results
+
+
 def test_recycle_every_third_prediction_serves_thirty(serve):
     server = serve("recycler")
     generations = []
@@ -58,21 +84,14 @@ def test_admin_recycle_needs_the_token(serve):
         headers={"Authorization": "Bearer s3cret", "Content-Type": "application/json"},
     )
     assert r.status == 202, r.body
-    h = wait_for(
-        lambda: (lambda h: h if h["worker"]["generation"] == 2 and h["status"] == "READY" else None)(server.health()),
-        timeout=60,
-        what="generation 2 READY",
-    )
+    h = wait_ready(server, "generation 2 READY", generation=2)
     assert h["worker"]["last_recycle"]["trigger"] == "admin", h
     assert h["worker"]["last_recycle"]["reason"] == "rotate weights", h
 
 
 def test_in_flight_predictions_past_the_drain_timeout_fail_naming_the_recycle(serve):
     server = serve("recycler", env={"COGVISOR_ADMIN_TOKEN": "t", "COGVISOR_RECYCLE_DRAIN_TIMEOUT": "500ms"})
-    results = {}
-    t = threading.Thread(target=lambda: results.update(slow=server.predict({"mode": "sleep", "seconds": 60})))
-    t.start()
-    wait_for(lambda: server.health()["slots"]["busy"] == 1, timeout=30, what="the slow prediction to start")
+    t, results = start_slow(server, 60)
     r = server.request("POST", "/recycle", headers={"Authorization": "Bearer t"})
     assert r.status == 202, r.body
     t.join(timeout=60)
@@ -84,10 +103,7 @@ def test_in_flight_predictions_past_the_drain_timeout_fail_naming_the_recycle(se
 
 def test_recycling_refuses_predictions_with_retry_after(serve):
     server = serve("recycler", env={"COGVISOR_ADMIN_TOKEN": "t", "COGVISOR_RECYCLE_DRAIN_TIMEOUT": "30s"})
-    results = {}
-    t = threading.Thread(target=lambda: results.update(slow=server.predict({"mode": "sleep", "seconds": 2})))
-    t.start()
-    wait_for(lambda: server.health()["slots"]["busy"] == 1, timeout=30, what="the slow prediction to start")
+    t, results = start_slow(server, 2)
     assert server.request("POST", "/recycle", headers={"Authorization": "Bearer t"}).status == 202
     h = server.wait_status("RECYCLING")
     assert h["reason"] == "requested with POST /recycle", h
@@ -108,11 +124,7 @@ def test_a_setsid_daemon_of_the_old_worker_does_not_survive_the_recycle(serve, t
     old_worker = body["output"]["pid"]
     daemon = int(pid_file.read_text())
     server.track(daemon)
-    h = wait_for(
-        lambda: (lambda h: h if h["worker"]["generation"] == 2 and h["status"] == "READY" else None)(server.health()),
-        timeout=60,
-        what="generation 2 READY",
-    )
+    h = wait_ready(server, "generation 2 READY", generation=2)
     wait_for(lambda: not is_alive(daemon), timeout=30, what=f"the setsid daemon {daemon} to be gone")
     assert not is_alive(old_worker)
     assert live_descendants(old_worker) == []
@@ -158,11 +170,7 @@ def test_sigkill_of_an_idle_worker_restarts_it(serve):
     server = serve("recycler")
     old = server.health()["worker"]["pid"]
     os.kill(old, signal.SIGKILL)
-    h = wait_for(
-        lambda: (lambda h: h if h["status"] == "READY" and h["worker"]["pid"] not in (None, old) else None)(server.health()),
-        timeout=60,
-        what="READY with a new worker",
-    )
+    h = wait_ready(server, "READY with a new worker", not_pid=old)
     assert h["worker"]["restarts"] == 1 and h["worker"]["generation"] == 2, h
     assert h["worker"]["last_recycle"]["trigger"] == "worker_exit", h
     assert "SIGKILL" in h["worker"]["last_recycle"]["reason"], h
@@ -174,11 +182,7 @@ def test_past_the_restart_budget_the_state_is_defunct(serve):
     server = serve("recycler", env={"COGVISOR_RECYCLE_RESTART_BUDGET": "1 in 300s"})
     first = server.health()["worker"]["pid"]
     os.kill(first, signal.SIGKILL)
-    h = wait_for(
-        lambda: (lambda h: h if h["status"] == "READY" and h["worker"]["pid"] not in (None, first) else None)(server.health()),
-        timeout=60,
-        what="READY with a new worker",
-    )
+    h = wait_ready(server, "READY with a new worker", not_pid=first)
     os.kill(h["worker"]["pid"], signal.SIGKILL)
     h = server.wait_status("DEFUNCT", timeout=60)
     assert "restart budget exhausted" in h["reason"], h
