@@ -334,7 +334,7 @@ async fn command_outcome(
                 .collect();
             Some(format!(
                 "Healthcheck failed: health command {program:?} {}{}",
-                describe_status(output.status),
+                crate::process_tree::describe_exit(output.status),
                 if tail.is_empty() {
                     String::new()
                 } else {
@@ -352,15 +352,6 @@ async fn command_outcome(
                 timeout.as_secs_f64()
             ))
         }
-    }
-}
-
-fn describe_status(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(sig)) => format!("was killed by signal {sig}"),
-        _ => "ended with an unknown status".into(),
     }
 }
 

@@ -169,7 +169,7 @@ async fn wait(
     }
     let outcome = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) if status.success() => HookOutcome::Succeeded,
-        Ok(Ok(status)) => HookOutcome::Failed(describe(status)),
+        Ok(Ok(status)) => HookOutcome::Failed(crate::process_tree::describe_exit(status)),
         Ok(Err(e)) => HookOutcome::Failed(format!("waiting for it: {e}")),
         Err(_) => {
             if let Some(pid) = pid {
@@ -204,15 +204,6 @@ async fn log_lines<R: tokio::io::AsyncBufRead + Unpin>(
     let mut lines = reader.lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::info!(target: "cogvisor::hook", hook = %hook, stream, "{line}");
-    }
-}
-
-fn describe(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        _ => "ended with an unknown status".into(),
     }
 }
 

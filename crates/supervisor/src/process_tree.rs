@@ -141,6 +141,16 @@ fn reap(pid: u32) -> bool {
     )
 }
 
+/// How a helper process (a hook, a health command) ended, for logs and error texts.
+pub fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        _ => "ended with an unknown status".into(),
+    }
+}
+
 /// Whether a process with this pid exists (a zombie counts).
 pub fn is_alive(pid: u32) -> bool {
     kill(Pid::from_raw(pid as i32), None).is_ok()
