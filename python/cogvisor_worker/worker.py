@@ -12,7 +12,7 @@ import threading
 import traceback
 from typing import Any, NoReturn
 
-from . import fdio, guard, healthcheck, loader, protocol
+from . import event_loop, fdio, guard, healthcheck, loader, protocol
 from .channel import FdChannel
 from .schema import SchemaError
 
@@ -35,9 +35,10 @@ class Worker:
         for reader in self.pipe_readers:
             reader.start()
         self.writers = fdio.install_writers(self.router)
-        self.loop = asyncio.new_event_loop()
+        self.loop = event_loop.new_event_loop()
         self._loop_thread = threading.Thread(target=self._run_loop, name="cogvisor-asyncio", daemon=True)
         self._loop_thread.start()
+        self.loop_thread_id = self._loop_thread.ident
         self.control_reader = protocol.FrameReader.for_fd(self.fds.control_in)
         self.model: loader.Model | None = None
         self.runtime_dir = ""
@@ -131,7 +132,7 @@ class Worker:
         return msg
 
     def start(self) -> None:
-        from .slots import Slot
+        from .slots import make_slots
 
         init = self.read_init()
         if init["protocol_version"] != protocol.PROTOCOL_VERSION:
@@ -179,9 +180,9 @@ class Worker:
                 self.setup_failed(
                     f"cannot build the OpenAPI schema of {init['predictor_ref']}:\n{traceback.format_exc()}"
                 )
-        self.slots = [Slot(self, index, sock) for index, sock in socks]
+        self.slots = make_slots(self, socks)
         for slot in self.slots:
-            slot.thread.start()
+            slot.start()
 
         self.flush_logs()
         try:

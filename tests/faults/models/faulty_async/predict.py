@@ -14,14 +14,14 @@ OVERSIZED_HEADER = struct.pack(">I", 9 * 1024 * 1024)
 MALFORMED_FRAME = struct.pack(">I", 9) + b"{not json"
 
 
-def _own_slot_channel():
-    """The socket channel of the slot running the current prediction (found the way stray model
+def _own_slot_transport():
+    """The asyncio transport of the slot running the current prediction (found the way stray model
     code could: the worker's log router knows the prediction of the current context)."""
     for obj in gc.get_objects():
         if type(obj).__name__ == "LogRouter":
             prediction = obj.current.get()
             if prediction is not None:
-                return prediction.slot.channel
+                return prediction.slot.transport
     raise RuntimeError("no running prediction found")
 
 
@@ -33,9 +33,8 @@ class Predictor(BasePredictor):
     ) -> dict:
         print(f"faulty_async: mode={mode}", flush=True)
         if mode in ("malformed_slot_frame", "oversized_slot_frame"):
-            channel = _own_slot_channel()
-            with channel.lock:
-                channel.sock.sendall(MALFORMED_FRAME if mode == "malformed_slot_frame" else OVERSIZED_HEADER)
+            # On the event loop, like the worker's own writes, so the bytes cannot split another frame.
+            _own_slot_transport().write(MALFORMED_FRAME if mode == "malformed_slot_frame" else OVERSIZED_HEADER)
         if mode != "ok":
             await asyncio.sleep(seconds)
         return {"pid": os.getpid(), "generation": int(os.environ.get("COGVISOR_GENERATION", "0"))}
