@@ -239,6 +239,15 @@ def peer_kind(venv: Path, command: Optional[str]) -> Kind:
     )
 
 
+def ceiling_kind() -> Kind:
+    """bench/ceiling_server.py: the most any server reaches on this machine (see its docstring)."""
+    return Kind(
+        name="ceiling",
+        argv=lambda model, port: [sys.executable, str(BENCH / "ceiling_server.py"), str(port)],
+        env=lambda model, port: {},
+    )
+
+
 def snapshot(paths: list[Path]) -> set[str]:
     out: set[str] = set()
     for root in paths:
@@ -453,6 +462,7 @@ class Row:
 class Results:
     def __init__(self) -> None:
         self.rows: list[Row] = []
+        self.notes: list[str] = []  # printed under the table
 
     def row(self, scenario: str, metric: str, unit: str, **kw: Any) -> Row:
         for r in self.rows:
@@ -660,6 +670,26 @@ def scenario_async_sleep_8(ctx: Ctx) -> None:
         ctx, "async sleep 50 ms, 8 slots, 8 clients", "async_sleep", "/predictions", {"input": {"seconds": 0.05}}, 8,
         env=ASYNC_ENV, ideal_rps=160,
         targets={"ideal": ("cogvisor ≥ 99%", lambda c, p: c >= 99)},
+    )
+    ceiling(ctx, "async sleep 50 ms, 8 clients", "async_sleep", {"input": {"seconds": 0.05}}, 8, 160)
+
+
+def ceiling(ctx: Ctx, name: str, model: str, body: dict[str, Any], clients: int, ideal_rps: float) -> None:
+    """The same wrk load against bench/ceiling_server.py, noted under the table as the machine's ceiling."""
+    server = Server(ceiling_kind(), MODELS / model, ctx.workdir, {}, Leftovers())
+    try:
+        server.wait_ready()
+        values = []
+        for _ in range(ctx.rounds):
+            load = run_wrk(ctx.wrk, server, ctx.workdir, "/predictions", body, clients, ctx.duration)
+            values.append(100 * load.rps / ideal_rps)
+            ctx.log(f"  {name} ceiling: {load.rps:.1f} req/s p50={load.p50_ms:.2f}ms")
+    finally:
+        server.stop()
+    ctx.results.notes.append(
+        f"{name}: the machine's ceiling, a bare threaded HTTP server that only sleeps "
+        f"(bench/ceiling_server.py), reaches {statistics.median(values):.1f}% of ideal under the same load "
+        f"(median of {len(values)})."
     )
 
 
@@ -916,9 +946,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"cogvisor vs peer: {args.rounds} rounds × {args.duration:g} s, medians; ran in {elapsed:.0f} s")
     print()
     print(table(results))
+    for note in results.notes:
+        print()
+        print(f"* {note}")
     if args.json:
         args.json.write_text(json.dumps({"rounds": args.rounds, "duration": args.duration, "elapsed_s": elapsed,
-                                         "rows": [r.as_json() for r in results.rows]}, indent=2))
+                                         "rows": [r.as_json() for r in results.rows],
+                                         "notes": results.notes}, indent=2))
     return 0
 
 

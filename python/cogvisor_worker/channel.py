@@ -61,11 +61,38 @@ class FdChannel(Channel):
 
 
 class SocketChannel(Channel):
-    """A slot socket's write side; sendall is one C call."""
+    """A slot socket's write side; sendall is one C call.
+
+    ``hold()`` keeps the frames sent afterwards (from any thread, in order) until ``release()`` writes them
+    with one call: a sync prediction's single output, its last logs and its terminal message reach the
+    supervisor in one read instead of three."""
 
     def __init__(self, sock: socket.socket, name: str) -> None:
         super().__init__(name)
         self.sock = sock
+        self._held: list[bytes] | None = None
 
     def _write(self, frame: bytes) -> None:
-        self.sock.sendall(frame)
+        if self._held is not None:
+            self._held.append(frame)
+        else:
+            self.sock.sendall(frame)
+
+    def hold(self) -> None:
+        with self.lock:
+            if self._held is None:
+                self._held = []
+
+    def release(self) -> None:
+        """Write every held frame now, and stop holding. Raises ChannelError if the channel broke."""
+        with self.lock:
+            held, self._held = self._held, None
+            if not held or self.broken is not None:
+                if self.broken is not None:
+                    raise ChannelError(self.broken)
+                return
+            try:
+                self.sock.sendall(b"".join(held) if len(held) > 1 else held[0])
+            except (OSError, ValueError) as e:
+                self.broken = f"{self.name} write failed: {e.strerror if isinstance(e, OSError) and e.strerror else e}"
+                raise ChannelError(self.broken) from e

@@ -135,6 +135,8 @@ class SyncSlot(Slot):
                         break
                     self.emit(self.output_message(pred, item))
             else:
+                # One output: hold it, and send it with the last logs and the terminal in one write.
+                self.channel.hold()
                 self.emit(self.output_message(pred, result))
             outcome: Outcome = ("done", stream)
         except SlotBroken:
@@ -147,11 +149,22 @@ class SyncSlot(Slot):
         worker = self.worker
         terminal = self.end_sync(pred, outcome)
         try:
-            self.emit(terminal)
+            try:
+                self.emit(terminal)
+            finally:
+                self.release()
         except protocol.ProtocolError as e:
             self.poison(f"cannot send the terminal message of {pred.id}: {e}")
             raise SlotBroken(str(e)) from e
         worker.control.try_send(protocol.idle(self.index))
+
+    def release(self) -> None:
+        """Write the frames held since the output (see SocketChannel.hold)."""
+        try:
+            self.channel.release()
+        except ChannelError as e:
+            self.poison(f"slot socket write failed: {e}")
+            raise SlotBroken(str(e)) from e
 
     def end_sync(self, pred: Prediction, outcome: Outcome) -> protocol.Message:
         # fd-level output of a sync prediction belongs to it: route what is already in the pipes first.
