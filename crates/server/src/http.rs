@@ -528,7 +528,7 @@ async fn run(
         None => input,
     };
     let output_is_array = schema.is_some_and(|s| s.output_is_array);
-    let prediction = match state
+    let (prediction, mut driver) = match state
         .predictions
         .create(
             kind,
@@ -554,17 +554,22 @@ async fn run(
         prediction
             .cancel_when_unwatched
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(driver);
         return sse::respond(state.predictions.clone(), prediction);
     }
     if wants_async(&headers) {
-        return (StatusCode::ACCEPTED, Json(prediction.snapshot())).into_response();
+        let body = Json(prediction.snapshot());
+        drop(driver);
+        return (StatusCode::ACCEPTED, body).into_response();
     }
+    // Declared after the driver, so dropped before it: a client that goes away cancels first, then
+    // the driver moves to a task of its own and applies the cancellation.
     let mut guard = CancelOnDrop {
         predictions: state.predictions.clone(),
         id: id.clone(),
         armed: true,
     };
-    prediction.finished().await;
+    driver.run().await;
     guard.armed = false;
     (StatusCode::OK, Json(prediction.sync_body())).into_response()
 }
