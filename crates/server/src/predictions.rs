@@ -677,9 +677,11 @@ impl PredictionService {
             }
         }
         let driver = Driver {
-            drive: Some(Box::pin(
-                self.clone().drive(prediction.clone(), stream, started),
-            )),
+            drive: Some(Box::pin(self.clone().drive(
+                prediction.clone(),
+                stream,
+                started,
+            ))),
         };
         Ok((prediction, driver))
     }
