@@ -65,3 +65,29 @@ def test_async_prediction_is_canceled(serve):
     assert body["status"] == "canceled", body
     status, body = server.predict({"prompt": "again", "delay": 0})
     assert status == 200 and body["output"] == ["again "], body
+
+
+def test_a_sync_client_that_disconnects_cancels_its_prediction(serve):
+    """The sync request drives its prediction on its own task: when the client goes away, the
+    prediction is cancelled and still runs to its end (canceled, pollable, slot free again)."""
+    import json
+    import socket
+
+    server = serve("cancel")
+    body = json.dumps({"input": {"seconds": 60}}).encode()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    try:
+        sock.sendall(
+            b"PUT /predictions/gone1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        wait_logs(server, "gone1", "started")
+    finally:
+        sock.close()
+    body = wait_terminal(server, "gone1")
+    assert body["status"] == "canceled", body
+    assert "cancelled, cleaning up" in body["logs"]
+    assert body["completed_at"], body
+    status, body = server.predict({"seconds": 0})
+    assert status == 200 and body["output"] == "finished", body

@@ -78,23 +78,33 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
 impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
     type Error = ProtocolError;
 
+    /// Serializes straight into `dst` behind a placeholder header, then writes the length into it
+    /// (no intermediate buffer). A refused frame leaves `dst` as it was.
     fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), ProtocolError> {
-        let payload = serde_json::to_vec(&item).map_err(ProtocolError::Encode)?;
-        if payload.len() > self.max_len {
+        let start = dst.len();
+        dst.put_u32(0);
+        if let Err(e) = serde_json::to_writer((&mut *dst).writer(), &item) {
+            dst.truncate(start);
+            return Err(ProtocolError::Encode(e));
+        }
+        let payload_len = dst.len() - start - HEADER_LEN;
+        if payload_len > self.max_len {
+            dst.truncate(start);
             return Err(ProtocolError::FrameTooLarge {
-                len: payload.len(),
+                len: payload_len,
                 max: self.max_len,
             });
         }
-        dst.reserve(HEADER_LEN + payload.len());
         // The length fits in u32: it is at most `max_len`, which is far below 4 GiB in practice, and
         // `try_from` turns any larger limit into an error instead of a wrapped length.
-        let len = u32::try_from(payload.len()).map_err(|_| ProtocolError::FrameTooLarge {
-            len: payload.len(),
-            max: u32::MAX as usize,
-        })?;
-        dst.put_u32(len);
-        dst.extend_from_slice(&payload);
+        let Ok(len) = u32::try_from(payload_len) else {
+            dst.truncate(start);
+            return Err(ProtocolError::FrameTooLarge {
+                len: payload_len,
+                max: u32::MAX as usize,
+            });
+        };
+        dst[start..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
         Ok(())
     }
 }
@@ -187,6 +197,27 @@ mod tests {
             "{err}"
         );
         assert!(buf.is_empty(), "nothing written for a refused frame");
+    }
+
+    #[test]
+    fn a_refused_frame_leaves_earlier_frames_in_the_buffer_intact() {
+        let mut codec = FrameCodec::<ControlResponse, ControlResponse>::with_max_len(64);
+        let mut buf = BytesMut::new();
+        codec
+            .encode(ControlResponse::ShuttingDown, &mut buf)
+            .expect("small frame");
+        let before = buf.clone();
+        codec
+            .encode(
+                ControlResponse::Fatal {
+                    reason: "x".repeat(100),
+                },
+                &mut buf,
+            )
+            .unwrap_err();
+        assert_eq!(buf, before);
+        assert_eq!(&buf[..4], &[0, 0, 0, 24]);
+        assert_eq!(&buf[4..], br#"{"type":"shutting_down"}"#);
     }
 
     #[test]

@@ -12,18 +12,37 @@ pub enum Payload {
     File(PathBuf),
 }
 
-/// Serializes `value` once; if it exceeds [`MAX_INLINE_PAYLOAD`] writes it to a new spill file in `dir`.
+/// Measures `value`'s JSON without keeping it; if it exceeds [`MAX_INLINE_PAYLOAD`] writes it to a new
+/// spill file in `dir`. (An inline value is serialized once more into its frame: measuring allocates
+/// nothing, which costs less than holding the bytes for a frame that rarely spills.)
 pub fn prepare(dir: &Path, value: serde_json::Value) -> Result<Payload, ProtocolError> {
-    let bytes = serde_json::to_vec(&value).map_err(ProtocolError::Encode)?;
-    if bytes.len() <= MAX_INLINE_PAYLOAD {
+    if json_len(&value)? <= MAX_INLINE_PAYLOAD {
         return Ok(Payload::Inline(value));
     }
+    let bytes = serde_json::to_vec(&value).map_err(ProtocolError::Encode)?;
     let path = dir.join(format!("spill-{}.json", uuid::Uuid::new_v4()));
     std::fs::write(&path, &bytes).map_err(|source| ProtocolError::SpillIo {
         path: path.clone(),
         source,
     })?;
     Ok(Payload::File(path))
+}
+
+/// The length of `value`'s compact JSON, counted without allocating it.
+fn json_len(value: &serde_json::Value) -> Result<usize, ProtocolError> {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, value).map_err(ProtocolError::Encode)?;
+    Ok(counter.0)
 }
 
 /// Reads the spill file at `path`, which must lie directly in `dir`, deletes it, and parses it.
@@ -68,6 +87,34 @@ mod tests {
         let got = prepare(dir.path(), json!({"text": "hi"})).expect("prepare");
         assert_eq!(got, Payload::Inline(json!({"text": "hi"})));
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
+    }
+
+    #[test]
+    fn the_measured_length_is_the_serialized_length() {
+        for value in [
+            json!(null),
+            json!({"text": "hé\"\n", "n": [1, 2.5, -3], "nested": {"a": true}}),
+            json!("x".repeat(1000)),
+        ] {
+            let bytes = serde_json::to_vec(&value).expect("serialize");
+            assert_eq!(json_len(&value).expect("measure"), bytes.len(), "{value}");
+        }
+    }
+
+    #[test]
+    fn a_payload_of_exactly_the_limit_stays_inline_and_one_more_byte_spills() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // `"…"`: the string plus its two quotes.
+        let at_limit = json!("a".repeat(MAX_INLINE_PAYLOAD - 2));
+        assert!(matches!(
+            prepare(dir.path(), at_limit).expect("prepare"),
+            Payload::Inline(_)
+        ));
+        let over = json!("a".repeat(MAX_INLINE_PAYLOAD - 1));
+        assert!(matches!(
+            prepare(dir.path(), over).expect("prepare"),
+            Payload::File(_)
+        ));
     }
 
     #[test]

@@ -308,6 +308,14 @@ fn parse_body<T: serde::de::DeserializeOwned>(
         }
         _ => body,
     };
+    // One pass straight into `T` for a well-formed object body. Anything else (bad JSON, a
+    // non-object, wrong types, a duplicate key) takes the two passes below, whose error messages are
+    // the API's.
+    if text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        if let Ok(parsed) = serde_json::from_slice(text) {
+            return Ok(parsed);
+        }
+    }
     let value: Value = serde_json::from_slice(text)
         .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
     if !value.is_object() {
@@ -528,7 +536,7 @@ async fn run(
         None => input,
     };
     let output_is_array = schema.is_some_and(|s| s.output_is_array);
-    let prediction = match state
+    let (prediction, mut driver) = match state
         .predictions
         .create(
             kind,
@@ -554,17 +562,22 @@ async fn run(
         prediction
             .cancel_when_unwatched
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(driver);
         return sse::respond(state.predictions.clone(), prediction);
     }
     if wants_async(&headers) {
-        return (StatusCode::ACCEPTED, Json(prediction.snapshot())).into_response();
+        let body = Json(prediction.snapshot());
+        drop(driver);
+        return (StatusCode::ACCEPTED, body).into_response();
     }
+    // Declared after the driver, so dropped before it: a client that goes away cancels first, then
+    // the driver moves to a task of its own and applies the cancellation.
     let mut guard = CancelOnDrop {
         predictions: state.predictions.clone(),
         id: id.clone(),
         armed: true,
     };
-    prediction.finished().await;
+    driver.run().await;
     guard.armed = false;
     (StatusCode::OK, Json(prediction.sync_body())).into_response()
 }
@@ -621,6 +634,28 @@ mod tests {
     }
 
     #[test]
+    fn the_one_pass_parse_reads_what_the_two_pass_parse_reads() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/json".parse().expect("header"),
+        );
+        let parse = |b: &'static str| {
+            parse_body::<PredictionBody>(&headers, &Ok(Bytes::from_static(b.as_bytes())))
+                .expect("parses")
+        };
+        let body = parse(
+            r#" {"id": "p1", "input": {"n": 1.5, "s": "é"}, "context": {"k": "v"}, "extra": [1]}"#,
+        );
+        assert_eq!(body.id.as_deref(), Some("p1"));
+        assert_eq!(body.input, Some(json!({"n": 1.5, "s": "é"})));
+        assert_eq!(body.context.get("k").map(String::as_str), Some("v"));
+        // A duplicate key fails the one-pass parse; the two-pass one keeps the last value, as before.
+        let body = parse(r#"{"id": "a", "id": "b"}"#);
+        assert_eq!(body.id.as_deref(), Some("b"));
+    }
+
+    #[test]
     fn json_content_types() {
         assert!(is_json("application/json"));
         assert!(is_json("application/json; charset=utf-8"));
@@ -649,6 +684,9 @@ mod tests {
             StatusCode::UNPROCESSABLE_ENTITY
         );
         assert_eq!(status(&headers, r#"{"input": {}}"#), StatusCode::OK);
+        // A one-element array would deserialize into the struct's first field: still refused.
+        assert_eq!(status(&headers, r#"["an-id"]"#), StatusCode::BAD_REQUEST);
+        assert_eq!(status(&headers, r#"  ["an-id"]"#), StatusCode::BAD_REQUEST);
         assert_eq!(status(&HeaderMap::new(), ""), StatusCode::OK);
         let mut text = HeaderMap::new();
         text.insert(header::CONTENT_TYPE, "text/plain".parse().expect("header"));

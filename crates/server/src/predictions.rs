@@ -447,6 +447,48 @@ fn approx_bytes(v: &Value) -> usize {
     }
 }
 
+/// Applies a prediction's events until it ends (see [`PredictionService::create`]).
+///
+/// Running it on the request's own task spares a sync prediction a task spawn and one cross-task
+/// wake-up on its way back to the client.
+#[must_use = "a dropped Driver moves to a task of its own; call `run` to drive it here"]
+pub struct Driver {
+    drive: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("finished", &self.drive.is_none())
+            .finish()
+    }
+}
+
+impl Driver {
+    /// Drives the prediction here until it has ended (and is filed as finished).
+    pub async fn run(&mut self) {
+        if let Some(drive) = self.drive.as_mut() {
+            drive.await;
+            self.drive = None;
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let Some(drive) = self.drive.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(drive);
+            }
+            // No runtime any more (the process is exiting): nothing is left to report to.
+            Err(_) => tracing::debug!("a prediction's driver dropped outside the runtime"),
+        }
+    }
+}
+
 /// Running and recently finished predictions, by id.
 #[derive(Debug, Default)]
 struct Registry {
@@ -575,8 +617,11 @@ impl PredictionService {
         registry.by_id.get(id).cloned()
     }
 
-    /// Admits a prediction into a slot and starts running it in the background; its webhooks (if
-    /// any) are sent by a task on the delivery tracker.
+    /// Admits a prediction into a slot and starts it; its webhooks (if any) are sent by a task on the
+    /// delivery tracker. The returned [`Driver`] applies the worker's events to the prediction: a
+    /// sync request runs it on its own task ([`Driver::run`]); dropping it unfinished (an async
+    /// request, or a client that went away) moves it to a task of its own, so the prediction always
+    /// runs to its end.
     pub async fn create(
         self: &Arc<Self>,
         kind: Kind,
@@ -585,7 +630,7 @@ impl PredictionService {
         context: std::collections::BTreeMap<String, String>,
         output_is_array: bool,
         webhook: Option<Webhook>,
-    ) -> Result<Arc<Prediction>, CreateError> {
+    ) -> Result<(Arc<Prediction>, Driver), CreateError> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(CreateError::Admit(AdmitError::ShuttingDown));
         }
@@ -626,11 +671,19 @@ impl PredictionService {
         prediction.start();
         {
             let mut registry = self.registry();
-            registry.unfile(&id);
-            registry.by_id.insert(id, prediction.clone());
+            // Only an id run again can be filed as finished (a scan of every finished one otherwise).
+            if registry.by_id.insert(id, prediction.clone()).is_some() {
+                registry.unfile(&prediction.id);
+            }
         }
-        tokio::spawn(self.clone().drive(prediction.clone(), stream, started));
-        Ok(prediction)
+        let driver = Driver {
+            drive: Some(Box::pin(self.clone().drive(
+                prediction.clone(),
+                stream,
+                started,
+            ))),
+        };
+        Ok((prediction, driver))
     }
 
     /// Applies the worker's events until the terminal one, then files the prediction as finished.

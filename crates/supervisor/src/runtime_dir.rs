@@ -5,7 +5,8 @@
 //!   slot-<generation>-<n>.sock   slot sockets (filesystem sockets, not abstract ones: any process in
 //!                                the network namespace could connect to an abstract socket)
 //!   spill/                  spill files in both directions
-//!   outputs/<uuid>/         one directory per prediction for its file outputs, removed after it ends
+//!   outputs/<n>/            one directory per prediction with file outputs (the worker creates it on
+//!                           its first file), removed after it ends
 //!   python/                 the embedded worker and SDK (written by the server crate)
 //!   owner                   "<pid> <start time>" of the cogvisor that owns it
 //! ```
