@@ -79,22 +79,33 @@ impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
     type Error = ProtocolError;
 
     fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), ProtocolError> {
-        let payload = serde_json::to_vec(&item).map_err(ProtocolError::Encode)?;
-        if payload.len() > self.max_len {
+        // The JSON is written straight after a placeholder header (no separate payload buffer), and
+        // the header is filled in once the length is known; a refused frame leaves `dst` as it was.
+        let start = dst.len();
+        dst.put_u32(0);
+        let written = serde_json::to_writer((&mut *dst).writer(), &item);
+        let len = dst.len() - start - HEADER_LEN;
+        if let Err(e) = written {
+            dst.truncate(start);
+            return Err(ProtocolError::Encode(e));
+        }
+        if len > self.max_len {
+            dst.truncate(start);
             return Err(ProtocolError::FrameTooLarge {
-                len: payload.len(),
+                len,
                 max: self.max_len,
             });
         }
-        dst.reserve(HEADER_LEN + payload.len());
         // The length fits in u32: it is at most `max_len`, which is far below 4 GiB in practice, and
         // `try_from` turns any larger limit into an error instead of a wrapped length.
-        let len = u32::try_from(payload.len()).map_err(|_| ProtocolError::FrameTooLarge {
-            len: payload.len(),
-            max: u32::MAX as usize,
-        })?;
-        dst.put_u32(len);
-        dst.extend_from_slice(&payload);
+        let Ok(header) = u32::try_from(len) else {
+            dst.truncate(start);
+            return Err(ProtocolError::FrameTooLarge {
+                len,
+                max: u32::MAX as usize,
+            });
+        };
+        dst[start..start + HEADER_LEN].copy_from_slice(&header.to_be_bytes());
         Ok(())
     }
 }
@@ -187,6 +198,32 @@ mod tests {
             "{err}"
         );
         assert!(buf.is_empty(), "nothing written for a refused frame");
+    }
+
+    #[test]
+    fn frames_append_and_a_refused_one_leaves_the_earlier_ones_intact() {
+        let mut codec = FrameCodec::<ControlResponse, ControlResponse>::with_max_len(64);
+        let mut buf = BytesMut::new();
+        codec
+            .encode(ControlResponse::ShuttingDown, &mut buf)
+            .expect("first");
+        let first = buf.clone();
+        assert_eq!(first, frame(br#"{"type":"shutting_down"}"#));
+        codec
+            .encode(
+                ControlResponse::Fatal {
+                    reason: "x".repeat(100),
+                },
+                &mut buf,
+            )
+            .unwrap_err();
+        assert_eq!(buf, first, "a refused frame leaves no bytes behind");
+        codec
+            .encode(ControlResponse::Idle { slot: SlotId(2) }, &mut buf)
+            .expect("third");
+        let mut expected = first;
+        expected.extend_from_slice(&frame(br#"{"type":"idle","slot":2}"#));
+        assert_eq!(buf, expected);
     }
 
     #[test]
