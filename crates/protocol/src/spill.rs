@@ -138,9 +138,38 @@ pub fn take(dir: &Path, path: &Path) -> Result<serde_json::Value, ProtocolError>
         path: path.to_path_buf(),
         source,
     })?;
+    let bytes = match plain_string(bytes) {
+        Ok(value) => return Ok(value),
+        Err(bytes) => bytes,
+    };
     serde_json::from_slice(&bytes).map_err(|source| ProtocolError::SpillMalformed {
         path: path.to_path_buf(),
         source,
+    })
+}
+
+/// The value of a payload that is one JSON string with nothing escaped in it (the usual shape of a
+/// large text output): its own bytes without the quotes, so the value costs no second buffer and no
+/// parse. Anything else is handed back for the JSON parser (which also reports what is malformed).
+fn plain_string(bytes: Vec<u8>) -> Result<serde_json::Value, Vec<u8>> {
+    let n = bytes.len();
+    if n < 2 || bytes[0] != b'"' || bytes[n - 1] != b'"' || needs_escape(&bytes[1..n - 1]) {
+        return Err(bytes);
+    }
+    let mut text = String::from_utf8(bytes).map_err(|e| e.into_bytes())?;
+    // Both quotes are ASCII, so these cuts are on character boundaries.
+    text.pop();
+    text.remove(0);
+    Ok(serde_json::Value::String(text))
+}
+
+/// Whether any byte must be escaped inside a JSON string: a quote, a backslash or a control character.
+fn needs_escape(bytes: &[u8]) -> bool {
+    // Without early exit inside a block, so the check compiles to wide compares.
+    bytes.chunks(256).any(|block| {
+        block.iter().fold(false, |hit, &b| {
+            hit | (b < 0x20) | (b == b'"') | (b == b'\\')
+        })
     })
 }
 
@@ -254,6 +283,68 @@ mod tests {
         let err = prepare(&missing, &sized(MAX_INLINE_PAYLOAD)).unwrap_err();
         assert!(matches!(err, ProtocolError::SpillIo { .. }), "{err}");
         assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    fn take_text(dir: &Path, text: &[u8]) -> Result<serde_json::Value, ProtocolError> {
+        let path = dir.join(format!("spill-{}.json", uuid::Uuid::new_v4()));
+        std::fs::write(&path, text).expect("write");
+        let got = take(dir, &path);
+        assert!(!path.exists(), "the reader deletes the spill file");
+        got
+    }
+
+    #[test]
+    fn a_spilled_string_reads_as_the_json_parser_reads_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for text in [
+            &br#""""#[..],
+            br#""plain text""#,
+            "\"é🦀 ünïcode\"".as_bytes(),
+            br#""with \"escapes\" \n \u00e9 \\""#,
+            br#""a"  "#,
+            br#" "a""#,
+            br#"{"a": "b"}"#,
+            br#"["x"]"#,
+        ] {
+            let expected: serde_json::Value = serde_json::from_slice(text).expect("valid JSON");
+            assert_eq!(
+                take_text(dir.path(), text).expect("take"),
+                expected,
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_spilled_string_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for text in [
+            &b"\""[..],
+            b"\"a\tb\"",
+            b"\"a\"b\"",
+            b"\"bad \xff utf-8\"",
+            b"\"unterminated",
+            b"\"\\\"",
+        ] {
+            let err = take_text(dir.path(), text).unwrap_err();
+            assert!(
+                matches!(err, ProtocolError::SpillMalformed { .. }),
+                "{text:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn escapes_are_found_anywhere_in_a_long_string() {
+        let mut text = vec![b'a'; 10_000];
+        assert!(!needs_escape(&text));
+        for (i, b) in [(0, b'"'), (255, b'\\'), (256, 0x1f), (9_999, b'\n')] {
+            let saved = text[i];
+            text[i] = b;
+            assert!(needs_escape(&text), "byte {b} at {i}");
+            text[i] = saved;
+        }
+        assert!(!needs_escape("é🦀\u{7f}".as_bytes()));
     }
 
     #[test]
