@@ -48,7 +48,7 @@ fn write_spill(path: &Path, value: &serde_json::Value) -> Result<(), ProtocolErr
         .open(path)
         .map_err(io_err)?;
     let mut out = std::io::BufWriter::with_capacity(SPILL_WRITE_BUFFER, file);
-    serde_json::to_writer(&mut out, value).map_err(|e| match e.io_error_kind() {
+    crate::json::write_compact(&mut out, value).map_err(|e| match e.io_error_kind() {
         Some(kind) => io_err(std::io::Error::new(kind, e.to_string())),
         None => ProtocolError::Encode(e),
     })?;
@@ -63,7 +63,7 @@ fn fits_inline(value: &serde_json::Value) -> Result<bool, ProtocolError> {
         len: 0,
         limit: MAX_INLINE_PAYLOAD,
     };
-    match serde_json::to_writer(&mut counter, value) {
+    match crate::json::write_compact(&mut counter, value) {
         Ok(()) => Ok(true),
         Err(_) if counter.len > counter.limit => Ok(false),
         Err(e) => Err(ProtocolError::Encode(e)),
@@ -153,7 +153,11 @@ pub fn take(dir: &Path, path: &Path) -> Result<serde_json::Value, ProtocolError>
 /// parse. Anything else is handed back for the JSON parser (which also reports what is malformed).
 fn plain_string(bytes: Vec<u8>) -> Result<serde_json::Value, Vec<u8>> {
     let n = bytes.len();
-    if n < 2 || bytes[0] != b'"' || bytes[n - 1] != b'"' || needs_escape(&bytes[1..n - 1]) {
+    if n < 2
+        || bytes[0] != b'"'
+        || bytes[n - 1] != b'"'
+        || crate::json::needs_escape(&bytes[1..n - 1])
+    {
         return Err(bytes);
     }
     let mut text = String::from_utf8(bytes).map_err(|e| e.into_bytes())?;
@@ -161,16 +165,6 @@ fn plain_string(bytes: Vec<u8>) -> Result<serde_json::Value, Vec<u8>> {
     text.pop();
     text.remove(0);
     Ok(serde_json::Value::String(text))
-}
-
-/// Whether any byte must be escaped inside a JSON string: a quote, a backslash or a control character.
-fn needs_escape(bytes: &[u8]) -> bool {
-    // Without early exit inside a block, so the check compiles to wide compares.
-    bytes.chunks(256).any(|block| {
-        block.iter().fold(false, |hit, &b| {
-            hit | (b < 0x20) | (b == b'"') | (b == b'\\')
-        })
-    })
 }
 
 #[cfg(test)]
@@ -332,19 +326,6 @@ mod tests {
                 "{text:?}: {err}"
             );
         }
-    }
-
-    #[test]
-    fn escapes_are_found_anywhere_in_a_long_string() {
-        let mut text = vec![b'a'; 10_000];
-        assert!(!needs_escape(&text));
-        for (i, b) in [(0, b'"'), (255, b'\\'), (256, 0x1f), (9_999, b'\n')] {
-            let saved = text[i];
-            text[i] = b;
-            assert!(needs_escape(&text), "byte {b} at {i}");
-            text[i] = saved;
-        }
-        assert!(!needs_escape("é🦀\u{7f}".as_bytes()));
     }
 
     #[test]

@@ -542,12 +542,43 @@ impl Body {
             })
             .sum::<usize>();
         let mut out = Vec::with_capacity(estimate + 64);
-        if let Err(e) = serde_json::to_writer(&mut out, &self.0) {
-            // Unreachable: string keys, values that came from JSON, and a Vec never fails to write.
+        if let Err(e) = self.write(&mut out) {
+            // Unreachable: values that came from JSON, and a Vec never fails to write.
             tracing::error!(error = %e, "cannot encode a prediction body");
             return b"{}".to_vec();
         }
         out
+    }
+
+    /// The object, as `serde_json` writes it (fields in key order), with large values written by
+    /// [`cogvisor_protocol::json`].
+    fn write(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        use cogvisor_protocol::json::{write_compact, write_str};
+        out.push(b'{');
+        for (i, (name, field)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(out, name)?;
+            out.push(b':');
+            match field {
+                Field::Json(v) => write_compact(out, v)?,
+                Field::Outputs(items) => {
+                    out.push(b'[');
+                    for (j, item) in items.iter().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        write_compact(out, item)?;
+                    }
+                    out.push(b']');
+                }
+                Field::Text(s) => write_str(out, s)?,
+                other => serde_json::to_writer(&mut *out, other)?,
+            }
+        }
+        out.push(b'}');
+        Ok(())
     }
 }
 
@@ -1254,6 +1285,19 @@ mod tests {
             String::from_utf8(p.sync_body_json()).expect("utf-8"),
             r#"{"id":"p1","logs":"line \"1\"\n","metrics":{"m":{"n":3},"predict_time":0.25},"output":[{"a":[1.5,null,"é"],"z":1}],"status":"succeeded"}"#
         );
+        let long = prediction(false);
+        long.apply(PredictionEvent::Output(json!({
+            "plain": "x".repeat(1000),
+            "escaped": format!("{}\"\n", "y".repeat(1000)),
+        })));
+        long.apply(PredictionEvent::Output(json!("z".repeat(1000))));
+        long.apply(PredictionEvent::Succeeded {
+            predict_time: 0.0,
+            is_stream: true,
+        });
+        long.finish(0.5);
+        canonical(long.sync_body_json());
+        canonical(long.snapshot_json());
         let failed = prediction(false);
         failed.apply(PredictionEvent::Failed {
             error: "boom".into(),
