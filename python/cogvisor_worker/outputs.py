@@ -143,8 +143,60 @@ def output_message(value: Any, output_dir: str, runtime_dir: str) -> protocol.Me
         mime, _ = mimetypes.guess_type(filename)
         return protocol.file_output(filename, "file", mime)
     encoded = to_json(value, files=True)
+    if isinstance(encoded, str) and len(encoded) >= LARGE_STRING:
+        msg = _large_string_message(encoded, runtime_dir)
+        if msg is not None:
+            return msg
     payload = protocol.dumps(encoded).encode("utf-8")
     if len(payload) > protocol.MAX_INLINE_PAYLOAD:
         path = protocol.write_spill(protocol.spill_dir(runtime_dir), payload)
         return protocol.file_output(path, "oversized")
-    return protocol.output(encoded)
+    return _inline_output(encoded, payload)
+
+
+# Strings from this many characters up take the large-string path.
+LARGE_STRING = 64 * 1024
+
+# Spill files of large strings are written this many characters at a time.
+SPILL_CHUNK = 1024 * 1024
+
+# What JSON escapes in a string (without ensure_ascii): quote, backslash, control characters.
+_ESCAPED = ('"', "\\", *map(chr, range(0x20)))
+
+
+def _inline_output(value: Any, *payload: bytes) -> protocol.Message:
+    """The ``output`` message for a value whose JSON is the concatenated ``payload``, sent without
+    serializing it again."""
+    return protocol.Encoded(protocol.output(value), (b'{"type":"output","output":', *payload, b"}"))
+
+
+def _large_string_message(text: str, runtime_dir: str) -> protocol.Message | None:
+    """The message for a large string output that needs no JSON escapes (its JSON is itself in quotes),
+    built without ``json.dumps``' full copy; a spilled one is written to its file piece by piece.
+    None when the string needs escapes or is not valid UTF-8: then the general path handles it (and
+    reports its errors)."""
+    if any(c in text for c in _ESCAPED):
+        return None
+    if text.isascii():
+        size = len(text) + 2
+        data = None
+    else:
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        size = len(data) + 2
+    if size <= protocol.MAX_INLINE_PAYLOAD:
+        return _inline_output(text, b'"', data if data is not None else text.encode("ascii"), b'"')
+
+    def pieces() -> Iterator[bytes]:
+        yield b'"'
+        if data is not None:
+            yield data
+        else:
+            for start in range(0, len(text), SPILL_CHUNK):
+                yield text[start : start + SPILL_CHUNK].encode("ascii")
+        yield b'"'
+
+    path = protocol.write_spill_chunks(protocol.spill_dir(runtime_dir), pieces())
+    return protocol.file_output(path, "oversized")

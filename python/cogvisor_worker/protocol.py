@@ -11,6 +11,7 @@ import json
 import os
 import struct
 import uuid
+from collections.abc import Iterable
 from typing import Any, Callable
 
 PROTOCOL_VERSION: int = 1
@@ -21,6 +22,19 @@ LOG_TRUNCATION_NOTICE: str = "\n[cogvisor: log message truncated at 4 MiB]\n"
 HEADER_LEN: int = 4
 
 Message = dict[str, Any]
+
+
+class Encoded(dict):  # type: ignore[type-arg]
+    """A message whose frame is already built from its serialized payload (``parts``, in order: the
+    compact JSON of the message itself), so sending it serializes nothing a second time and copies
+    the payload once. It reads like the plain message dict."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, msg: Message, parts: Iterable[bytes]) -> None:
+        super().__init__(msg)
+        pieces = list(parts)
+        self.frame = b"".join([struct.pack(">I", sum(len(p) for p in pieces)), *pieces])
 
 
 class ProtocolError(Exception):
@@ -38,6 +52,8 @@ def dumps(value: Any) -> str:
 
 def encode_json(msg: Message) -> bytes:
     """The frame payload for ``msg``."""
+    if isinstance(msg, Encoded):
+        return msg.frame[HEADER_LEN:]
     try:
         return dumps(msg).encode("utf-8")
     except (TypeError, ValueError) as e:
@@ -46,20 +62,35 @@ def encode_json(msg: Message) -> bytes:
 
 def encode_frame(msg: Message) -> bytes:
     """4-byte big-endian payload length, then the compact JSON payload."""
+    if isinstance(msg, Encoded):
+        if len(msg.frame) - HEADER_LEN > MAX_FRAME_LEN:
+            raise ProtocolError(
+                f"frame of {len(msg.frame) - HEADER_LEN} bytes exceeds the limit of {MAX_FRAME_LEN} bytes"
+            )
+        return msg.frame
     payload = encode_json(msg)
     if len(payload) > MAX_FRAME_LEN:
         raise ProtocolError(f"frame of {len(payload)} bytes exceeds the limit of {MAX_FRAME_LEN} bytes")
     return struct.pack(">I", len(payload)) + payload
 
 
-def decode_payload(payload: bytes) -> Message:
+def decode_payload(payload: bytes | bytearray | memoryview) -> Message:
     """Parse one frame payload; it must be a JSON object with a string ``type``."""
     try:
-        msg = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+        text = str(payload, "utf-8")
+    except UnicodeDecodeError as e:
         raise ProtocolError(f"malformed frame of {len(payload)} bytes: {e}") from e
+    return decode_payload_text(text, len(payload))
+
+
+def decode_payload_text(text: str, length: int) -> Message:
+    """Parse one frame payload already decoded from ``length`` bytes of UTF-8."""
+    try:
+        msg = json.loads(text)
+    except ValueError as e:
+        raise ProtocolError(f"malformed frame of {length} bytes: {e}") from e
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-        raise ProtocolError(f"malformed frame of {len(payload)} bytes: not a message object with a type")
+        raise ProtocolError(f"malformed frame of {length} bytes: not a message object with a type")
     return msg
 
 
@@ -106,9 +137,14 @@ class FrameReader:
             raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self._max_len} bytes")
         if not self._fill(HEADER_LEN + length):
             raise ProtocolError("stream ended in the middle of a frame")
-        payload = bytes(self._buf[HEADER_LEN : HEADER_LEN + length])
+        # Decoded straight from the buffer: no bytes copy of the payload on the way to the text.
+        with memoryview(self._buf) as view:
+            try:
+                text = str(view[HEADER_LEN : HEADER_LEN + length], "utf-8")
+            except UnicodeDecodeError as e:
+                raise ProtocolError(f"malformed frame of {length} bytes: {e}") from e
         del self._buf[: HEADER_LEN + length]
-        return decode_payload(payload)
+        return decode_payload_text(text, length)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -138,21 +174,37 @@ def spill_dir(runtime_dir: str) -> str:
 
 def write_spill(directory: str, payload: bytes) -> str:
     """Write an already-serialized JSON payload to a new spill file in ``directory``; return its path."""
+    return write_spill_chunks(directory, (payload,))
+
+
+def write_spill_chunks(directory: str, chunks: Iterable[bytes]) -> str:
+    """Write a JSON payload given as consecutive pieces to a new spill file in ``directory`` (so the
+    whole payload never has to exist as one buffer); return its path. A failed write removes the file."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"spill-{uuid.uuid4()}.json")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        view = memoryview(payload)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-    finally:
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+    except BaseException:
         os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
     return path
 
 
 def take_spill(directory: str, path: str) -> Any:
-    """Read the spill file ``path`` (which must lie directly in ``directory``), delete it, then parse it."""
+    """Read the spill file ``path`` (which must lie directly in ``directory``), delete it, then parse it.
+
+    The file's bytes are freed once decoded, so at most two full-size copies (text, then value) live
+    at a time."""
     parent = os.path.dirname(path)
     try:
         inside = os.path.realpath(parent) == os.path.realpath(directory) and os.path.basename(path) != ""
@@ -170,7 +222,9 @@ def take_spill(directory: str, path: str) -> Any:
     except OSError as e:
         raise ProtocolError(f"cannot delete spill file {path}: {e}") from e
     try:
-        return json.loads(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        del data
+        return json.loads(text)
     except (UnicodeDecodeError, ValueError) as e:
         raise ProtocolError(f"malformed spill file {path}: {e}") from e
 

@@ -5,6 +5,7 @@ import datetime
 import enum
 import io
 import os
+import struct
 from typing import Any
 
 import pytest
@@ -104,6 +105,53 @@ def test_plain_values_and_spill(tmp_path: Any) -> None:
     big = "x" * (protocol.MAX_INLINE_PAYLOAD + 10)
     msg = outputs.output_message(big, str(tmp_path), str(tmp_path))
     assert msg["kind"] == "oversized"
+
+
+LARGE = outputs.LARGE_STRING
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x" * LARGE,  # ASCII, inline
+        "é🦀" * LARGE,  # non-ASCII, inline
+        "x" * (protocol.MAX_INLINE_PAYLOAD - 2),  # JSON exactly at the inline limit
+        "x" * (protocol.MAX_INLINE_PAYLOAD - 1),  # one byte over: spilled
+        "x" * (outputs.SPILL_CHUNK * 7 + 3),  # ASCII, spilled in pieces
+        "é" * (protocol.MAX_INLINE_PAYLOAD // 2),  # non-ASCII, spilled
+        "x" * LARGE + '"',  # escapes: the general path
+        "x" * LARGE + "\\",
+        "x" * LARGE + "\n",
+        "\x1f" + "x" * LARGE,
+        "x" * (protocol.MAX_INLINE_PAYLOAD) + "\t",
+        "x" * (LARGE - 1),  # small strings: the general path
+        {"big": "x" * LARGE},
+    ],
+    ids=lambda v: f"{type(v).__name__}-{len(v)}",
+)
+def test_outputs_are_byte_identical_to_their_plain_json(tmp_path: Any, value: Any) -> None:
+    msg = outputs.output_message(value, str(tmp_path), str(tmp_path))
+    expected = protocol.dumps(value).encode("utf-8")
+    if len(expected) > protocol.MAX_INLINE_PAYLOAD:
+        assert msg == protocol.file_output(msg["filename"], "oversized")
+        assert open(msg["filename"], "rb").read() == expected
+    else:
+        assert msg == protocol.output(value)
+        assert protocol.encode_frame(msg) == struct.pack(">I", len(expected) + 27) + (
+            b'{"type":"output","output":' + expected + b"}"
+        )
+        assert protocol.encode_frame(msg) == protocol.encode_frame(protocol.output(value))
+
+
+@pytest.mark.parametrize("size", [LARGE, protocol.MAX_INLINE_PAYLOAD])
+def test_a_lone_surrogate_fails_as_the_plain_encoding_does(tmp_path: Any, size: int) -> None:
+    value = "x" * size + "\ud800"
+    with pytest.raises(UnicodeEncodeError) as plain:
+        protocol.dumps(value).encode("utf-8")
+    with pytest.raises(UnicodeEncodeError) as got:
+        outputs.output_message(value, str(tmp_path), str(tmp_path))
+    assert str(got.value) == str(plain.value)
+    assert os.listdir(tmp_path) == [], "no spill file is left behind"
 
 
 def test_is_stream() -> None:

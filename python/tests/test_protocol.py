@@ -164,6 +164,27 @@ def test_invalid_utf8_is_an_error() -> None:
         reader_over([struct.pack(">I", 3) + b"\xff\xfe\xfd"]).read_frame()
 
 
+def test_a_frame_after_a_bad_one_in_the_same_buffer_is_not_read_early() -> None:
+    # The payload is decoded from the reader's buffer in place; what follows it stays buffered.
+    good = p.encode_frame(p.idle(7))
+    r = reader_over([good + good[:3], good[3:]])
+    assert r.read_frame() == p.idle(7)
+    assert r.read_frame() == p.idle(7)
+    assert r.read_frame() is None
+
+
+def test_encoded_messages_send_their_prebuilt_frame() -> None:
+    msg = p.output({"a": "é"})
+    payload = p.encode_json(msg)
+    enc = p.Encoded(msg, (payload[:5], payload[5:]))
+    assert enc == msg, "it reads like the plain message"
+    assert p.encode_json(enc) == payload
+    assert p.encode_frame(enc) == p.encode_frame(msg)
+    too_big = p.Encoded(p.output("x"), (b"x" * (p.MAX_FRAME_LEN + 1),))
+    with pytest.raises(p.ProtocolError, match="exceeds"):
+        p.encode_frame(too_big)
+
+
 def test_non_object_is_an_error() -> None:
     with pytest.raises(p.ProtocolError):
         reader_over([struct.pack(">I", 2) + b"[]"]).read_frame()
@@ -224,6 +245,22 @@ def test_spill_round_trip_deletes_the_file(tmp_path: Any) -> None:
     assert os.path.basename(path).startswith("spill-") and path.endswith(".json")
     assert p.take_spill(str(tmp_path), path) == {"a": 1}
     assert not os.path.exists(path)
+
+
+def test_spill_written_in_pieces_holds_them_in_order(tmp_path: Any) -> None:
+    path = p.write_spill_chunks(str(tmp_path / "spill"), iter([b'{"a":', b'"\xc3\xa9"', b"}"]))
+    assert open(path, "rb").read() == b'{"a":"\xc3\xa9"}'
+    assert p.take_spill(str(tmp_path / "spill"), path) == {"a": "é"}
+
+
+def test_a_failed_spill_write_leaves_no_file(tmp_path: Any) -> None:
+    def pieces() -> Any:
+        yield b'"abc'
+        raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+
+    with pytest.raises(UnicodeEncodeError):
+        p.write_spill_chunks(str(tmp_path), pieces())
+    assert os.listdir(tmp_path) == []
 
 
 def test_corrupt_spill_is_deleted_before_parsing(tmp_path: Any) -> None:

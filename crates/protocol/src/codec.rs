@@ -78,33 +78,34 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
 impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
     type Error = ProtocolError;
 
-    /// Serializes straight into `dst` behind a placeholder header, then writes the length into it
-    /// (no intermediate buffer). A refused frame leaves `dst` as it was.
     fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        // The JSON is written straight after a placeholder header (no separate payload buffer), and
+        // the header is filled in once the length is known; a refused frame leaves `dst` as it was.
         let start = dst.len();
         dst.put_u32(0);
-        if let Err(e) = serde_json::to_writer((&mut *dst).writer(), &item) {
+        let written = serde_json::to_writer((&mut *dst).writer(), &item);
+        let len = dst.len() - start - HEADER_LEN;
+        if let Err(e) = written {
             dst.truncate(start);
             return Err(ProtocolError::Encode(e));
         }
-        let payload_len = dst.len() - start - HEADER_LEN;
-        if payload_len > self.max_len {
+        if len > self.max_len {
             dst.truncate(start);
             return Err(ProtocolError::FrameTooLarge {
-                len: payload_len,
+                len,
                 max: self.max_len,
             });
         }
         // The length fits in u32: it is at most `max_len`, which is far below 4 GiB in practice, and
         // `try_from` turns any larger limit into an error instead of a wrapped length.
-        let Ok(len) = u32::try_from(payload_len) else {
+        let Ok(header) = u32::try_from(len) else {
             dst.truncate(start);
             return Err(ProtocolError::FrameTooLarge {
-                len: payload_len,
+                len,
                 max: u32::MAX as usize,
             });
         };
-        dst[start..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+        dst[start..start + HEADER_LEN].copy_from_slice(&header.to_be_bytes());
         Ok(())
     }
 }
@@ -200,13 +201,14 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_frame_leaves_earlier_frames_in_the_buffer_intact() {
+    fn frames_append_and_a_refused_one_leaves_the_earlier_ones_intact() {
         let mut codec = FrameCodec::<ControlResponse, ControlResponse>::with_max_len(64);
         let mut buf = BytesMut::new();
         codec
             .encode(ControlResponse::ShuttingDown, &mut buf)
-            .expect("small frame");
-        let before = buf.clone();
+            .expect("first");
+        let first = buf.clone();
+        assert_eq!(first, frame(br#"{"type":"shutting_down"}"#));
         codec
             .encode(
                 ControlResponse::Fatal {
@@ -215,9 +217,13 @@ mod tests {
                 &mut buf,
             )
             .unwrap_err();
-        assert_eq!(buf, before);
-        assert_eq!(&buf[..4], &[0, 0, 0, 24]);
-        assert_eq!(&buf[4..], br#"{"type":"shutting_down"}"#);
+        assert_eq!(buf, first, "a refused frame leaves no bytes behind");
+        codec
+            .encode(ControlResponse::Idle { slot: SlotId(2) }, &mut buf)
+            .expect("third");
+        let mut expected = first;
+        expected.extend_from_slice(&frame(br#"{"type":"idle","slot":2}"#));
+        assert_eq!(buf, expected);
     }
 
     #[test]

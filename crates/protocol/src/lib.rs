@@ -15,6 +15,7 @@
 //! * [`limits`]: frame, spill and log limits, and log truncation.
 //! * [`spill`]: payloads too large for a frame travel as files.
 //! * [`error`]: every way a channel can fail, as one enum.
+//! * [`json`]: compact JSON writing identical to `serde_json`'s, faster on long strings.
 //!
 //! The Python side (`python/cogvisor_worker/protocol.py`) builds the same JSON; both suites assert it
 //! against one fixture file (`protocol-fixtures/messages.json`) so the two ends cannot drift.
@@ -23,6 +24,7 @@
 pub mod codec;
 pub mod control;
 pub mod error;
+pub mod json;
 pub mod limits;
 pub mod slot;
 pub mod spill;

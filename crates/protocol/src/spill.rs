@@ -1,6 +1,7 @@
 //! Spill files: a payload whose JSON exceeds [`MAX_INLINE_PAYLOAD`] travels as a file in the private
 //! runtime directory instead of inline. The writer creates it; the reader deletes it after reading.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::{ProtocolError, MAX_INLINE_PAYLOAD};
@@ -12,37 +13,104 @@ pub enum Payload {
     File(PathBuf),
 }
 
-/// Measures `value`'s JSON without keeping it; if it exceeds [`MAX_INLINE_PAYLOAD`] writes it to a new
-/// spill file in `dir`. (An inline value is serialized once more into its frame: measuring allocates
-/// nothing, which costs less than holding the bytes for a frame that rarely spills.)
-pub fn prepare(dir: &Path, value: serde_json::Value) -> Result<Payload, ProtocolError> {
-    if json_len(&value)? <= MAX_INLINE_PAYLOAD {
-        return Ok(Payload::Inline(value));
+/// Serializes `value` inline when its JSON fits in [`MAX_INLINE_PAYLOAD`], else streams it into a new
+/// spill file in `dir`.
+///
+/// No full-size buffer is built on either path: the size is measured by serializing into a counter
+/// that stops at the limit (skipped when the strings alone are over it), and a spilled value is
+/// written to the file through a small buffer. The caller keeps `value`; an inline payload is a copy.
+pub fn prepare(dir: &Path, value: &serde_json::Value) -> Result<Payload, ProtocolError> {
+    if min_json_len(value) <= MAX_INLINE_PAYLOAD && fits_inline(value)? {
+        return Ok(Payload::Inline(value.clone()));
     }
-    let bytes = serde_json::to_vec(&value).map_err(ProtocolError::Encode)?;
     let path = dir.join(format!("spill-{}.json", uuid::Uuid::new_v4()));
-    std::fs::write(&path, &bytes).map_err(|source| ProtocolError::SpillIo {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(Payload::File(path))
+    match write_spill(&path, value) {
+        Ok(()) => Ok(Payload::File(path)),
+        Err(e) => {
+            // A partial file is useless to the reader; nothing else will delete it.
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
 }
 
-/// The length of `value`'s compact JSON, counted without allocating it.
-fn json_len(value: &serde_json::Value) -> Result<usize, ProtocolError> {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+/// Buffer of the spill file writer.
+const SPILL_WRITE_BUFFER: usize = 256 * 1024;
+
+fn write_spill(path: &Path, value: &serde_json::Value) -> Result<(), ProtocolError> {
+    let io_err = |source| ProtocolError::SpillIo {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_err)?;
+    let mut out = std::io::BufWriter::with_capacity(SPILL_WRITE_BUFFER, file);
+    crate::json::write_compact(&mut out, value).map_err(|e| match e.io_error_kind() {
+        Some(kind) => io_err(std::io::Error::new(kind, e.to_string())),
+        None => ProtocolError::Encode(e),
+    })?;
+    out.flush().map_err(io_err)?;
+    Ok(())
+}
+
+/// Whether the compact JSON of `value` is at most [`MAX_INLINE_PAYLOAD`] bytes; stops counting at
+/// the limit.
+fn fits_inline(value: &serde_json::Value) -> Result<bool, ProtocolError> {
+    let mut counter = Counter {
+        len: 0,
+        limit: MAX_INLINE_PAYLOAD,
+    };
+    match crate::json::write_compact(&mut counter, value) {
+        Ok(()) => Ok(true),
+        Err(_) if counter.len > counter.limit => Ok(false),
+        Err(e) => Err(ProtocolError::Encode(e)),
     }
-    let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, value).map_err(ProtocolError::Encode)?;
-    Ok(counter.0)
+}
+
+/// A writer that only counts, and fails once the count passes `limit`.
+struct Counter {
+    len: usize,
+    limit: usize,
+}
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.len = self.len.saturating_add(buf.len());
+        if self.len > self.limit {
+            return Err(std::io::Error::other("over the inline payload limit"));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A lower bound of the compact JSON length of `v`, without serializing it: every string takes at
+/// least its bytes and two quotes.
+fn min_json_len(v: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match v {
+        Value::Null | Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        Value::Number(_) => 1,
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => items
+            .iter()
+            .fold(2 + items.len().saturating_sub(1), |n, item| {
+                n.saturating_add(min_json_len(item))
+            }),
+        Value::Object(map) => map
+            .iter()
+            .fold(2 + map.len().saturating_sub(1), |n, (k, item)| {
+                n.saturating_add(k.len() + 3)
+                    .saturating_add(min_json_len(item))
+            }),
+    }
 }
 
 /// Reads the spill file at `path`, which must lie directly in `dir`, deletes it, and parses it.
@@ -70,10 +138,33 @@ pub fn take(dir: &Path, path: &Path) -> Result<serde_json::Value, ProtocolError>
         path: path.to_path_buf(),
         source,
     })?;
+    let bytes = match plain_string(bytes) {
+        Ok(value) => return Ok(value),
+        Err(bytes) => bytes,
+    };
     serde_json::from_slice(&bytes).map_err(|source| ProtocolError::SpillMalformed {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// The value of a payload that is one JSON string with nothing escaped in it (the usual shape of a
+/// large text output): its own bytes without the quotes, so the value costs no second buffer and no
+/// parse. Anything else is handed back for the JSON parser (which also reports what is malformed).
+fn plain_string(bytes: Vec<u8>) -> Result<serde_json::Value, Vec<u8>> {
+    let n = bytes.len();
+    if n < 2
+        || bytes[0] != b'"'
+        || bytes[n - 1] != b'"'
+        || crate::json::needs_escape(&bytes[1..n - 1])
+    {
+        return Err(bytes);
+    }
+    let mut text = String::from_utf8(bytes).map_err(|e| e.into_bytes())?;
+    // Both quotes are ASCII, so these cuts are on character boundaries.
+    text.pop();
+    text.remove(0);
+    Ok(serde_json::Value::String(text))
 }
 
 #[cfg(test)]
@@ -84,49 +175,157 @@ mod tests {
     #[test]
     fn small_payload_stays_inline() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let got = prepare(dir.path(), json!({"text": "hi"})).expect("prepare");
+        let got = prepare(dir.path(), &json!({"text": "hi"})).expect("prepare");
         assert_eq!(got, Payload::Inline(json!({"text": "hi"})));
         assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
-    }
-
-    #[test]
-    fn the_measured_length_is_the_serialized_length() {
-        for value in [
-            json!(null),
-            json!({"text": "hé\"\n", "n": [1, 2.5, -3], "nested": {"a": true}}),
-            json!("x".repeat(1000)),
-        ] {
-            let bytes = serde_json::to_vec(&value).expect("serialize");
-            assert_eq!(json_len(&value).expect("measure"), bytes.len(), "{value}");
-        }
-    }
-
-    #[test]
-    fn a_payload_of_exactly_the_limit_stays_inline_and_one_more_byte_spills() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        // `"…"`: the string plus its two quotes.
-        let at_limit = json!("a".repeat(MAX_INLINE_PAYLOAD - 2));
-        assert!(matches!(
-            prepare(dir.path(), at_limit).expect("prepare"),
-            Payload::Inline(_)
-        ));
-        let over = json!("a".repeat(MAX_INLINE_PAYLOAD - 1));
-        assert!(matches!(
-            prepare(dir.path(), over).expect("prepare"),
-            Payload::File(_)
-        ));
     }
 
     #[test]
     fn large_payload_spills_and_the_reader_deletes_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let big = json!({"text": "a".repeat(MAX_INLINE_PAYLOAD + 1)});
-        let Payload::File(path) = prepare(dir.path(), big.clone()).expect("prepare") else {
+        let Payload::File(path) = prepare(dir.path(), &big).expect("prepare") else {
             panic!("expected a spill file");
         };
         assert!(path.starts_with(dir.path()));
         assert_eq!(take(dir.path(), &path).expect("take"), big);
         assert!(!path.exists(), "the reader deletes the spill file");
+    }
+
+    /// `{"t":"…"}` with a string of `n` bytes: its JSON is `n + 8` bytes.
+    fn sized(n: usize) -> serde_json::Value {
+        json!({"t": "a".repeat(n)})
+    }
+
+    #[test]
+    fn a_payload_of_exactly_the_limit_is_inline_and_one_byte_more_spills() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = sized(MAX_INLINE_PAYLOAD - 8);
+        assert_eq!(
+            serde_json::to_vec(&at).expect("json").len(),
+            MAX_INLINE_PAYLOAD
+        );
+        assert_eq!(
+            prepare(dir.path(), &at).expect("prepare"),
+            Payload::Inline(at)
+        );
+        let over = sized(MAX_INLINE_PAYLOAD - 7);
+        assert!(matches!(
+            prepare(dir.path(), &over).expect("prepare"),
+            Payload::File(_)
+        ));
+    }
+
+    #[test]
+    fn a_spill_file_holds_exactly_the_compact_json() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Far over the limit (streamed without measuring), and nested with escapes and numbers.
+        let big = json!({"b": ["é\"\n", 1.5, -2, null, true], "a": "x".repeat(MAX_INLINE_PAYLOAD)});
+        let Payload::File(path) = prepare(dir.path(), &big).expect("prepare") else {
+            panic!("expected a spill file");
+        };
+        let written = std::fs::read(&path).expect("read");
+        assert_eq!(written, serde_json::to_vec(&big).expect("json"));
+    }
+
+    #[test]
+    fn escapes_that_push_a_payload_over_the_limit_spill_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Its bytes are under the limit, but each control character is six bytes of JSON.
+        let escaped = json!("\u{1}".repeat(MAX_INLINE_PAYLOAD / 2));
+        assert!(min_json_len(&escaped) <= MAX_INLINE_PAYLOAD);
+        let Payload::File(path) = prepare(dir.path(), &escaped).expect("prepare") else {
+            panic!("expected a spill file");
+        };
+        assert_eq!(take(dir.path(), &path).expect("take"), escaped);
+    }
+
+    #[test]
+    fn min_json_len_never_exceeds_the_real_length() {
+        for v in [
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(0),
+            json!(-12.5e300),
+            json!(""),
+            json!("é\n\"x"),
+            json!([]),
+            json!([1, [2, {}], "a"]),
+            json!({}),
+            json!({"k": {"": [null, false]}, "z": "\u{0}"}),
+        ] {
+            let real = serde_json::to_vec(&v).expect("json").len();
+            assert!(
+                min_json_len(&v) <= real,
+                "{v}: {} > {real}",
+                min_json_len(&v)
+            );
+        }
+        // Exact for plain strings and containers of them.
+        let v = json!({"ab": ["c", "de"]});
+        assert_eq!(
+            min_json_len(&v),
+            serde_json::to_vec(&v).expect("json").len()
+        );
+    }
+
+    #[test]
+    fn an_unwritable_spill_dir_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing");
+        let err = prepare(&missing, &sized(MAX_INLINE_PAYLOAD)).unwrap_err();
+        assert!(matches!(err, ProtocolError::SpillIo { .. }), "{err}");
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    fn take_text(dir: &Path, text: &[u8]) -> Result<serde_json::Value, ProtocolError> {
+        let path = dir.join(format!("spill-{}.json", uuid::Uuid::new_v4()));
+        std::fs::write(&path, text).expect("write");
+        let got = take(dir, &path);
+        assert!(!path.exists(), "the reader deletes the spill file");
+        got
+    }
+
+    #[test]
+    fn a_spilled_string_reads_as_the_json_parser_reads_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for text in [
+            &br#""""#[..],
+            br#""plain text""#,
+            "\"é🦀 ünïcode\"".as_bytes(),
+            br#""with \"escapes\" \n \u00e9 \\""#,
+            br#""a"  "#,
+            br#" "a""#,
+            br#"{"a": "b"}"#,
+            br#"["x"]"#,
+        ] {
+            let expected: serde_json::Value = serde_json::from_slice(text).expect("valid JSON");
+            assert_eq!(
+                take_text(dir.path(), text).expect("take"),
+                expected,
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_spilled_string_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for text in [
+            &b"\""[..],
+            b"\"a\tb\"",
+            b"\"a\"b\"",
+            b"\"bad \xff utf-8\"",
+            b"\"unterminated",
+            b"\"\\\"",
+        ] {
+            let err = take_text(dir.path(), text).unwrap_err();
+            assert!(
+                matches!(err, ProtocolError::SpillMalformed { .. }),
+                "{text:?}: {err}"
+            );
+        }
     }
 
     #[test]

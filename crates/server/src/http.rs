@@ -3,14 +3,15 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use cogvisor_supervisor::{AdmitError, Supervisor};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -276,26 +277,47 @@ pub fn validate_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Reads a request body of up to [`BODY_LIMIT`] bytes into one buffer, sized from `Content-Length`
+/// when the client sent it, so the body is held once (not as its chunks plus a joined copy).
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "request body is larger than the {} MiB limit",
+            BODY_LIMIT / (1024 * 1024)
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    // A body declared over the limit is still read up to it before the 413, as axum's limit does: a
+    // client that is still sending would otherwise see its connection reset instead of the answer.
+    let reserve = declared
+        .filter(|&n| n <= BODY_LIMIT as u64)
+        .map_or(0, |n| n as usize);
+    let mut buf = BytesMut::with_capacity(reserve);
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+        if buf.len() + chunk.len() > BODY_LIMIT {
+            return Err(too_large());
+        }
+        if buf.is_empty() && declared == Some(chunk.len() as u64) {
+            // The whole body in one chunk (hyper ends a body at its Content-Length): no copy.
+            return Ok(chunk);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
 /// Parses a JSON body: 415 for a non-JSON content type, 400 for malformed JSON, 422 for wrong types.
-/// No body and no content type means `{}`, as in Cog.
+/// No body and no content type means `{}`, as in Cog. The body is dropped before this returns.
 fn parse_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
-    body: &Result<Bytes, BytesRejection>,
+    body: Bytes,
 ) -> Result<T, ApiError> {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(ApiError::TooLarge(format!(
-                "request body is larger than the {} MiB limit",
-                BODY_LIMIT / (1024 * 1024)
-            )))
-        }
-        Err(rejection) => {
-            return Err(ApiError::BadRequest(format!(
-                "cannot read the request body: {rejection}"
-            )))
-        }
-    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -306,7 +328,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(
                 "expected Content-Type: application/json, got {ct:?}"
             )))
         }
-        _ => body,
+        _ => &body,
     };
     // One pass straight into `T` for a well-formed object body. Anything else (bad JSON, a
     // non-object, wrong types, a duplicate key) takes the two passes below, whose error messages are
@@ -318,6 +340,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(
     }
     let value: Value = serde_json::from_slice(text)
         .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
+    drop(body);
     if !value.is_object() {
         return Err(ApiError::BadRequest(
             "request body must be a JSON object".into(),
@@ -361,7 +384,7 @@ impl Drop for CancelOnDrop {
 async fn create_prediction(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     run(state, Kind::Prediction, None, headers, body).await
 }
@@ -369,7 +392,7 @@ async fn create_prediction(
 async fn create_training(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     run(state, Kind::Training, None, headers, body).await
 }
@@ -378,7 +401,7 @@ async fn put_prediction(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     run(state, Kind::Prediction, Some(id), headers, body).await
 }
@@ -387,7 +410,7 @@ async fn put_training(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     run(state, Kind::Training, Some(id), headers, body).await
 }
@@ -402,7 +425,7 @@ async fn get_training(State(state): State<AppState>, Path(id): Path<String>) -> 
 
 fn find(state: &AppState, kind: Kind, id: &str) -> Response {
     match state.predictions.get(id).filter(|p| p.kind == kind) {
-        Some(p) => Json(p.snapshot()).into_response(),
+        Some(p) => json_bytes(StatusCode::OK, p.snapshot_json()),
         None => not_found(kind),
     }
 }
@@ -460,9 +483,13 @@ async fn run(
     kind: Kind,
     path_id: Option<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
-    let body: PredictionBody = match parse_body(&headers, &body) {
+    let body = match read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let body: PredictionBody = match parse_body(&headers, body) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
@@ -512,11 +539,11 @@ async fn run(
         }
         if !existing.status().is_terminal() {
             // Already running (a retried PUT, or a POST reusing an id): never a second run.
-            return (StatusCode::ACCEPTED, Json(existing.snapshot())).into_response();
+            return json_bytes(StatusCode::ACCEPTED, existing.snapshot_json());
         }
         if is_put {
             // A PUT is idempotent: a finished prediction answers with its result.
-            return (StatusCode::OK, Json(existing.snapshot())).into_response();
+            return json_bytes(StatusCode::OK, existing.snapshot_json());
         }
     }
     let input = match body.input {
@@ -566,9 +593,9 @@ async fn run(
         return sse::respond(state.predictions.clone(), prediction);
     }
     if wants_async(&headers) {
-        let body = Json(prediction.snapshot());
+        let body = prediction.snapshot_json();
         drop(driver);
-        return (StatusCode::ACCEPTED, body).into_response();
+        return json_bytes(StatusCode::ACCEPTED, body);
     }
     // Declared after the driver, so dropped before it: a client that goes away cancels first, then
     // the driver moves to a task of its own and applies the cancellation.
@@ -579,7 +606,20 @@ async fn run(
     };
     driver.run().await;
     guard.armed = false;
-    (StatusCode::OK, Json(prediction.sync_body())).into_response()
+    json_bytes(StatusCode::OK, prediction.sync_body_json())
+}
+
+/// A response of already-serialized JSON, with the content type `Json` sets.
+fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// Cog's 422 body for input validation failures.
@@ -641,7 +681,7 @@ mod tests {
             "application/json".parse().expect("header"),
         );
         let parse = |b: &'static str| {
-            parse_body::<PredictionBody>(&headers, &Ok(Bytes::from_static(b.as_bytes())))
+            parse_body::<PredictionBody>(&headers, Bytes::from_static(b.as_bytes()))
                 .expect("parses")
         };
         let body = parse(
@@ -663,6 +703,53 @@ mod tests {
         assert!(!is_json("text/plain"));
     }
 
+    fn chunked(chunks: &[&'static str]) -> Body {
+        let items: Vec<Result<Bytes, std::io::Error>> = chunks
+            .iter()
+            .map(|c| Ok(Bytes::from_static(c.as_bytes())))
+            .collect();
+        Body::from_stream(futures::stream::iter(items))
+    }
+
+    fn with_length(n: u64) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, n.into());
+        headers
+    }
+
+    #[tokio::test]
+    async fn a_body_in_chunks_is_read_whole_with_or_without_a_length() {
+        let got = read_body(&with_length(9), chunked(&["{\"a\"", ":", "1}\n"]))
+            .await
+            .expect("body");
+        assert_eq!(&got[..], b"{\"a\":1}\n");
+        let got = read_body(&HeaderMap::new(), chunked(&["ab", "", "c"]))
+            .await
+            .expect("body");
+        assert_eq!(&got[..], b"abc");
+        let got = read_body(&with_length(3), chunked(&["abc"]))
+            .await
+            .expect("body");
+        assert_eq!(&got[..], b"abc");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413_declared_or_not() {
+        let big: &'static str = Box::leak("x".repeat(BODY_LIMIT / 2 + 1).into_boxed_str());
+        let declared = read_body(&with_length(BODY_LIMIT as u64 + 2), chunked(&[big, big]))
+            .await
+            .unwrap_err();
+        assert!(matches!(declared, ApiError::TooLarge(_)), "{declared}");
+        let undeclared = read_body(&HeaderMap::new(), chunked(&[big, big]))
+            .await
+            .unwrap_err();
+        assert!(matches!(undeclared, ApiError::TooLarge(_)), "{undeclared}");
+        assert_eq!(
+            undeclared.into_response().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+
     #[test]
     fn body_parsing_errors_have_the_right_status() {
         let mut headers = HeaderMap::new();
@@ -672,7 +759,7 @@ mod tests {
         );
         let status = |h: &HeaderMap, b: &'static str| match parse_body::<PredictionBody>(
             h,
-            &Ok(Bytes::from_static(b.as_bytes())),
+            Bytes::from_static(b.as_bytes()),
         ) {
             Ok(_) => StatusCode::OK,
             Err(e) => e.into_response().status(),

@@ -99,7 +99,8 @@ struct State {
     started_at: Option<String>,
     completed_at: Option<String>,
     logs: BoundedLog,
-    outputs: Vec<Value>,
+    /// Shared with the SSE history's output events.
+    outputs: Vec<Arc<Value>>,
     metrics: Map<String, Value>,
     error: Option<String>,
     is_stream: bool,
@@ -120,7 +121,22 @@ const LIVE_CAPACITY: usize = 1024;
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamEvent {
     pub name: &'static str,
-    pub data: Value,
+    pub data: EventData,
+}
+
+/// What an SSE event carries. An output event shares its value with the prediction's outputs, and
+/// the `completed` event (the sync response body) is rendered from the final state when sent, so the
+/// history holds no second copy of an output. [`Prediction::event_json`] renders it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventData {
+    Json(Value),
+    /// `{"chunk": <output>, "index": <n>}`.
+    Output {
+        chunk: Arc<Value>,
+        index: usize,
+    },
+    /// The sync response body of the finished prediction.
+    Completed,
 }
 
 /// What a new SSE subscriber gets: the history so far, then live events.
@@ -137,7 +153,8 @@ pub struct Subscription {
 pub struct Prediction {
     pub id: String,
     pub kind: Kind,
-    input: Value,
+    /// Shared with the supervisor's request, which streams a large one into a spill file.
+    input: Arc<Value>,
     created_at: String,
     output_is_array: bool,
     state: Mutex<State>,
@@ -155,7 +172,7 @@ impl Prediction {
     pub(crate) fn with_history(
         id: String,
         kind: Kind,
-        input: Value,
+        input: impl Into<Arc<Value>>,
         output_is_array: bool,
         log_limit: usize,
         history_capacity: usize,
@@ -163,7 +180,7 @@ impl Prediction {
         Self {
             id,
             kind,
-            input,
+            input: input.into(),
             created_at: now(),
             output_is_array,
             state: Mutex::new(State {
@@ -201,7 +218,7 @@ impl Prediction {
 
     /// Records an SSE event and sends it to live subscribers. Called with the state locked, so a
     /// subscriber's history snapshot and its live receiver never miss or repeat an event.
-    fn record(&self, state: &mut State, name: &'static str, data: Value) {
+    fn record(&self, state: &mut State, name: &'static str, data: EventData) {
         let event = StreamEvent { name, data };
         if self.history_capacity > 0 {
             if state.history.len() == self.history_capacity {
@@ -260,74 +277,116 @@ impl Prediction {
         let _ = rx.wait_for(|done| *done).await;
     }
 
-    /// About how many bytes this prediction holds: its input, outputs and SSE history.
+    /// About how many bytes this prediction holds: its input, outputs and SSE history (whose output
+    /// events share the outputs).
     pub fn approx_bytes(&self) -> usize {
         let state = self.lock();
         approx_bytes(&self.input)
-            + state.outputs.iter().map(approx_bytes).sum::<usize>()
+            + state.outputs.iter().map(|o| approx_bytes(o)).sum::<usize>()
             + state
                 .history
                 .iter()
-                .map(|e| approx_bytes(&e.data))
+                .map(|e| match &e.data {
+                    EventData::Json(v) => approx_bytes(v),
+                    EventData::Output { .. } | EventData::Completed => 16,
+                })
                 .sum::<usize>()
             + state.logs.bytes()
     }
 
-    fn output(&self, state: &State) -> Value {
+    /// The `output` field of a finished prediction, by Cog's array rules.
+    fn output(&self, state: &State) -> Field {
         if state.is_stream || self.output_is_array || state.outputs.len() > 1 {
-            Value::Array(state.outputs.clone())
+            Field::Outputs(state.outputs.clone())
         } else {
-            state.outputs.first().cloned().unwrap_or(Value::Null)
+            state
+                .outputs
+                .first()
+                .cloned()
+                .map_or(Field::Null, Field::Json)
         }
     }
 
     /// The full state: what async responses, polling and webhooks show.
-    pub fn snapshot(&self) -> Value {
+    fn snapshot_body(&self) -> Body {
         let state = self.lock();
-        let mut body = Map::new();
-        body.insert("id".into(), self.id.clone().into());
-        body.insert("status".into(), state.status.as_str().into());
-        body.insert("input".into(), self.input.clone());
+        let mut body = Body::new();
+        body.insert("id", Field::Text(self.id.clone()));
+        body.insert("status", Field::Static(state.status.as_str()));
+        body.insert("input", Field::Json(self.input.clone()));
         if !state.status.is_terminal() && !state.outputs.is_empty() {
             // While running: the items so far, always as an array (as Cog's webhooks).
-            body.insert("output".into(), Value::Array(state.outputs.clone()));
+            body.insert("output", Field::Outputs(state.outputs.clone()));
         } else if state.status == Status::Succeeded || !state.outputs.is_empty() {
-            body.insert("output".into(), self.output(&state));
+            body.insert("output", self.output(&state));
         }
         if let Some(error) = &state.error {
-            body.insert("error".into(), error.clone().into());
+            body.insert("error", Field::Text(error.clone()));
         }
-        body.insert("logs".into(), state.logs.render().into());
-        body.insert("metrics".into(), Value::Object(metrics_with_time(&state)));
-        body.insert("created_at".into(), self.created_at.clone().into());
+        body.insert("logs", Field::Text(state.logs.render()));
+        body.insert("metrics", Field::Metrics(metrics_with_time(&state)));
+        body.insert("created_at", Field::Text(self.created_at.clone()));
         if let Some(t) = &state.started_at {
-            body.insert("started_at".into(), t.clone().into());
+            body.insert("started_at", Field::Text(t.clone()));
         }
         if let Some(t) = &state.completed_at {
-            body.insert("completed_at".into(), t.clone().into());
+            body.insert("completed_at", Field::Text(t.clone()));
         }
-        Value::Object(body)
+        body
     }
 
     /// Cog's sync response body: `id, status, output|error, logs, metrics`.
-    pub fn sync_body(&self) -> Value {
+    fn sync_body_fields(&self) -> Body {
         let state = self.lock();
-        let mut body = Map::new();
-        body.insert("id".into(), self.id.clone().into());
-        body.insert("status".into(), state.status.as_str().into());
+        let mut body = Body::new();
+        body.insert("id", Field::Text(self.id.clone()));
+        body.insert("status", Field::Static(state.status.as_str()));
         match state.status {
             Status::Succeeded => {
-                body.insert("output".into(), self.output(&state));
+                body.insert("output", self.output(&state));
             }
             _ => {
                 if let Some(error) = &state.error {
-                    body.insert("error".into(), error.clone().into());
+                    body.insert("error", Field::Text(error.clone()));
                 }
             }
         }
-        body.insert("logs".into(), state.logs.render().into());
-        body.insert("metrics".into(), Value::Object(metrics_with_time(&state)));
-        Value::Object(body)
+        body.insert("logs", Field::Text(state.logs.render()));
+        body.insert("metrics", Field::Metrics(metrics_with_time(&state)));
+        body
+    }
+
+    /// The full state as JSON: what async responses, polling and webhooks show. Serialized from
+    /// the shared values (outside the state lock), never from a copy of them.
+    pub fn snapshot_json(&self) -> Vec<u8> {
+        self.snapshot_body().to_json()
+    }
+
+    /// Cog's sync response body as JSON.
+    pub fn sync_body_json(&self) -> Vec<u8> {
+        self.sync_body_fields().to_json()
+    }
+
+    /// The data line of an SSE event of this prediction.
+    pub fn event_json(&self, event: &StreamEvent) -> String {
+        match &event.data {
+            EventData::Json(v) => v.to_string(),
+            EventData::Output { chunk, index } => {
+                // The keys in the order a JSON object of them serializes in.
+                format!("{{\"chunk\":{chunk},\"index\":{index}}}")
+            }
+            EventData::Completed => String::from_utf8_lossy(&self.sync_body_json()).into_owned(),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn snapshot(&self) -> Value {
+        serde_json::from_slice(&self.snapshot_json()).expect("snapshot JSON")
+    }
+
+    #[cfg(test)]
+    pub fn sync_body(&self) -> Value {
+        serde_json::from_slice(&self.sync_body_json()).expect("sync body JSON")
     }
 
     /// Folds one event in; true when it ended the prediction.
@@ -341,7 +400,11 @@ impl Prediction {
                     cogvisor_protocol::LogSource::Stdout => "stdout",
                     cogvisor_protocol::LogSource::Stderr => "stderr",
                 };
-                self.record(state, "log", json!({"data": data, "source": source}));
+                self.record(
+                    state,
+                    "log",
+                    EventData::Json(json!({"data": data, "source": source})),
+                );
                 self.fire(webhook::Event::Logs);
             }
             PredictionEvent::Output(v) => self.push_output(state, v),
@@ -358,7 +421,7 @@ impl Prediction {
                 self.record(
                     state,
                     "metric",
-                    json!({"mode": mode_name, "name": name, "value": value}),
+                    EventData::Json(json!({"mode": mode_name, "name": name, "value": value})),
                 );
                 apply_metric(&mut state.metrics, &name, value, mode)
             }
@@ -377,12 +440,16 @@ impl Prediction {
 
     fn push_output(&self, state: &mut State, value: Value) {
         let index = state.outputs.len();
+        let chunk = Arc::new(value);
         self.record(
             state,
             "output",
-            json!({"chunk": value.clone(), "index": index}),
+            EventData::Output {
+                chunk: chunk.clone(),
+                index,
+            },
         );
-        state.outputs.push(value);
+        state.outputs.push(chunk);
         self.fire(webhook::Event::Output);
     }
 
@@ -395,7 +462,7 @@ impl Prediction {
         self.record(
             state,
             "start",
-            json!({"id": self.id, "status": "processing"}),
+            EventData::Json(json!({"id": self.id, "status": "processing"})),
         );
         drop(guard);
         self.fire(webhook::Event::Start);
@@ -410,13 +477,108 @@ impl Prediction {
             }
             state.predict_time = Some(predict_time);
             state.completed_at = Some(now());
+            // The state is final from here on, so the body rendered when this event is sent is the
+            // one of this moment.
+            self.record(&mut state, "completed", EventData::Completed);
         }
-        let body = self.sync_body();
-        let mut guard = self.lock();
-        self.record(&mut guard, "completed", body);
-        drop(guard);
         self.done.send_replace(true);
         self.fire(webhook::Event::Completed);
+    }
+}
+
+/// One field of a response body, holding what it shows by reference count where that is large.
+#[derive(Debug)]
+enum Field {
+    Null,
+    Static(&'static str),
+    Text(String),
+    Json(Arc<Value>),
+    Outputs(Vec<Arc<Value>>),
+    Metrics(Map<String, Value>),
+}
+
+impl serde::Serialize for Field {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Field::Null => serializer.serialize_unit(),
+            Field::Static(s) => serializer.serialize_str(s),
+            Field::Text(s) => serializer.serialize_str(s),
+            Field::Json(v) => v.serialize(serializer),
+            Field::Outputs(items) => serializer.collect_seq(items.iter().map(|v| &**v)),
+            Field::Metrics(m) => m.serialize(serializer),
+        }
+    }
+}
+
+/// A response body: its fields sorted by name, as a `serde_json` object serializes them, so the
+/// bytes are the same as those of the equivalent `Value`.
+#[derive(Debug, Default)]
+struct Body(std::collections::BTreeMap<&'static str, Field>);
+
+impl Body {
+    fn new() -> Self {
+        Self::default()
+    }
+
+    fn insert(&mut self, name: &'static str, field: Field) {
+        self.0.insert(name, field);
+    }
+
+    /// Compact JSON, written into a buffer sized for it up front (no regrowth copies).
+    fn to_json(&self) -> Vec<u8> {
+        let estimate = self
+            .0
+            .iter()
+            .map(|(name, field)| {
+                name.len()
+                    + 4
+                    + match field {
+                        Field::Null | Field::Static(_) => 16,
+                        Field::Text(s) => s.len() + 2,
+                        Field::Json(v) => approx_bytes(v),
+                        Field::Outputs(items) => items.iter().map(|v| approx_bytes(v)).sum(),
+                        Field::Metrics(m) => m.len() * 32,
+                    }
+            })
+            .sum::<usize>();
+        let mut out = Vec::with_capacity(estimate + 64);
+        if let Err(e) = self.write(&mut out) {
+            // Unreachable: values that came from JSON, and a Vec never fails to write.
+            tracing::error!(error = %e, "cannot encode a prediction body");
+            return b"{}".to_vec();
+        }
+        out
+    }
+
+    /// The object, as `serde_json` writes it (fields in key order), with large values written by
+    /// [`cogvisor_protocol::json`].
+    fn write(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        use cogvisor_protocol::json::{write_compact, write_str};
+        out.push(b'{');
+        for (i, (name, field)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(out, name)?;
+            out.push(b':');
+            match field {
+                Field::Json(v) => write_compact(out, v)?,
+                Field::Outputs(items) => {
+                    out.push(b'[');
+                    for (j, item) in items.iter().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        write_compact(out, item)?;
+                    }
+                    out.push(b']');
+                }
+                Field::Text(s) => write_str(out, s)?,
+                other => serde_json::to_writer(&mut *out, other)?,
+            }
+        }
+        out.push(b'}');
+        Ok(())
     }
 }
 
@@ -637,6 +799,7 @@ impl PredictionService {
         if self.get(&id).is_some_and(|p| !p.status().is_terminal()) {
             return Err(CreateError::Running(id));
         }
+        let input = Arc::new(input);
         let prediction = Arc::new(Prediction::with_history(
             id.clone(),
             kind,
@@ -959,8 +1122,14 @@ mod tests {
         let sub = p.subscribe();
         let names: Vec<&str> = sub.replay.iter().map(|e| e.name).collect();
         assert_eq!(names, ["start", "log", "output", "output", "completed"]);
-        assert_eq!(sub.replay[3].data, json!({"chunk": "y", "index": 1}));
-        assert_eq!(sub.replay[4].data["output"], json!(["x", "y"]));
+        let data = |i: usize| -> Value {
+            serde_json::from_str(&p.event_json(&sub.replay[i])).expect("event JSON")
+        };
+        assert_eq!(data(0), json!({"id": "p1", "status": "processing"}));
+        assert_eq!(data(1), json!({"data": "a\n", "source": "stdout"}));
+        assert_eq!(p.event_json(&sub.replay[3]), r#"{"chunk":"y","index":1}"#);
+        assert_eq!(data(4), p.sync_body());
+        assert_eq!(data(4)["output"], json!(["x", "y"]));
         assert_eq!(sub.evicted, 0);
     }
 
@@ -1039,9 +1208,9 @@ mod tests {
         let before = p.approx_bytes();
         assert!((100_000..100_100).contains(&before), "{before}");
         p.apply(PredictionEvent::Output(json!(big)));
-        // The output itself and its SSE history event.
+        // The output once: its SSE history event shares it.
         let after = p.approx_bytes();
-        assert!((300_000..300_300).contains(&after), "{after}");
+        assert!((200_000..200_100).contains(&after), "{after}");
         p.apply(PredictionEvent::Log {
             source: cogvisor_protocol::LogSource::Stdout,
             data: "12345".into(),
@@ -1118,6 +1287,80 @@ mod tests {
         r.unfile("a");
         assert_eq!(ids(&r), ["b"]);
         assert_eq!(r.finished_bytes, 20);
+    }
+
+    #[test]
+    fn the_history_shares_outputs_instead_of_copying_them() {
+        let p = prediction(false);
+        p.apply(PredictionEvent::Output(json!("big")));
+        let state = p.lock();
+        let EventData::Output { chunk, index: 0 } = &state.history[0].data else {
+            panic!("expected an output event: {:?}", state.history[0]);
+        };
+        assert!(Arc::ptr_eq(chunk, &state.outputs[0]));
+    }
+
+    #[test]
+    fn bodies_are_the_compact_json_of_their_value_with_sorted_keys() {
+        // The bytes must be exactly what serializing the equivalent `Value` gives: re-serializing
+        // the parsed body reproduces them.
+        let canonical = |bytes: Vec<u8>| {
+            let value: Value = serde_json::from_slice(&bytes).expect("JSON");
+            assert_eq!(
+                String::from_utf8(serde_json::to_vec(&value).expect("JSON")).expect("utf-8"),
+                String::from_utf8(bytes).expect("utf-8")
+            );
+        };
+        let p = prediction(true);
+        canonical(p.snapshot_json());
+        p.start();
+        p.apply(PredictionEvent::Log {
+            source: cogvisor_protocol::LogSource::Stdout,
+            data: "line \"1\"\n".into(),
+        });
+        p.apply(PredictionEvent::Output(
+            json!({"z": 1, "a": [1.5, null, "é"]}),
+        ));
+        p.apply(PredictionEvent::Metric {
+            name: "m.n".into(),
+            value: json!(3),
+            mode: cogvisor_protocol::MetricMode::Replace,
+        });
+        canonical(p.snapshot_json());
+        p.apply(PredictionEvent::Succeeded {
+            predict_time: 0.0,
+            is_stream: false,
+        });
+        p.finish(0.25);
+        canonical(p.snapshot_json());
+        canonical(p.sync_body_json());
+        assert_eq!(
+            String::from_utf8(p.sync_body_json()).expect("utf-8"),
+            r#"{"id":"p1","logs":"line \"1\"\n","metrics":{"m":{"n":3},"predict_time":0.25},"output":[{"a":[1.5,null,"é"],"z":1}],"status":"succeeded"}"#
+        );
+        let long = prediction(false);
+        long.apply(PredictionEvent::Output(json!({
+            "plain": "x".repeat(1000),
+            "escaped": format!("{}\"\n", "y".repeat(1000)),
+        })));
+        long.apply(PredictionEvent::Output(json!("z".repeat(1000))));
+        long.apply(PredictionEvent::Succeeded {
+            predict_time: 0.0,
+            is_stream: true,
+        });
+        long.finish(0.5);
+        canonical(long.sync_body_json());
+        canonical(long.snapshot_json());
+        let failed = prediction(false);
+        failed.apply(PredictionEvent::Failed {
+            error: "boom".into(),
+        });
+        failed.finish(0.5);
+        canonical(failed.sync_body_json());
+        assert_eq!(
+            String::from_utf8(failed.sync_body_json()).expect("utf-8"),
+            r#"{"error":"boom","id":"p1","logs":"","metrics":{"predict_time":0.5},"status":"failed"}"#
+        );
     }
 
     #[test]

@@ -50,10 +50,10 @@ enum Phase {
     Done,
 }
 
-fn to_event(event: &StreamEvent) -> Event {
+fn to_event(prediction: &Prediction, event: &StreamEvent) -> Event {
     Event::default()
         .event(event.name)
-        .data(event.data.to_string())
+        .data(prediction.event_json(event))
 }
 
 fn error_event(message: &str, skipped: u64) -> Event {
@@ -72,10 +72,13 @@ fn after(event: &StreamEvent, next: Phase) -> Phase {
 }
 
 /// The next event of a live receiver and the phase after it.
-async fn live_step(mut live: Receiver<StreamEvent>) -> Option<(Event, Phase)> {
+async fn live_step(
+    prediction: &Prediction,
+    mut live: Receiver<StreamEvent>,
+) -> Option<(Event, Phase)> {
     match live.recv().await {
         Ok(e) => {
-            let event = to_event(&e);
+            let event = to_event(prediction, &e);
             Some((event, after(&e, Phase::Live(live))))
         }
         Err(RecvError::Lagged(skipped)) => Some((
@@ -111,10 +114,13 @@ fn events(
                 Phase::Done,
             ),
             Phase::Replay(mut replay, live) => match replay.pop_front() {
-                Some(e) => (to_event(&e), after(&e, Phase::Replay(replay, live))),
-                None => live_step(live).await?,
+                Some(e) => (
+                    to_event(&watcher.prediction, &e),
+                    after(&e, Phase::Replay(replay, live)),
+                ),
+                None => live_step(&watcher.prediction, live).await?,
             },
-            Phase::Live(live) => live_step(live).await?,
+            Phase::Live(live) => live_step(&watcher.prediction, live).await?,
         };
         Some((Ok(event), (next, watcher)))
     })

@@ -422,7 +422,7 @@ impl<T: Transport> Sender<T> {
     }
 
     fn payload(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.prediction.snapshot()).unwrap_or_default()
+        self.prediction.snapshot_json()
     }
 
     /// A non-terminal webhook: one attempt (the next send carries the same state anyway).

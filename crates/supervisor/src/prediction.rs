@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use cogvisor_protocol::{LogSource, MetricMode};
 use tokio::sync::mpsc;
@@ -11,7 +12,9 @@ use tokio::sync::mpsc;
 pub struct PredictionRequest {
     /// Already validated by the caller (charset, length).
     pub id: String,
-    pub input: serde_json::Value,
+    /// Shared with the caller, which keeps it for the prediction's state: never copied here (a large
+    /// one is streamed into a spill file).
+    pub input: Arc<serde_json::Value>,
     pub context: BTreeMap<String, String>,
 }
 

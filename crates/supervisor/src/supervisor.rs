@@ -300,7 +300,7 @@ impl Supervisor {
         output_dir: &std::path::Path,
     ) -> Result<(), String> {
         let (input, input_file) =
-            match spill::prepare(&self.inner.runtime.spill_dir(), request.input)
+            match spill::prepare(&self.inner.runtime.spill_dir(), &request.input)
                 .map_err(|e| format!("cannot prepare input: {e}"))?
             {
                 spill::Payload::Inline(v) => (Some(v), None),
