@@ -42,7 +42,8 @@ def test_one_scenario_for_cogvisor_prints_the_table_and_writes_json(tmp_path):
 
     report = json.loads(out.read_text())
     rows = {(r["scenario"], r["metric"]): r for r in report["rows"]}
-    assert set(report) == {"rounds", "duration", "elapsed_s", "rows"}
+    assert set(report) == {"rounds", "duration", "elapsed_s", "rows", "notes"}
+    assert report["notes"] == []  # only the 50 ms async scenario adds one (the machine's ceiling)
     assert rows[("trivial sync, 1 client", "successful req/s")]["median"]["cogvisor"] > 0
     assert list(rows[("trivial sync, 1 client", "successful req/s")]["median"]) == ["cogvisor"]
     # cogvisor never answers 409 to a single back-to-back client, and leaves nothing behind.
@@ -55,6 +56,22 @@ def test_one_scenario_for_cogvisor_prints_the_table_and_writes_json(tmp_path):
     # The prediction is not held behind the 3 s healthcheck (the 50 ms target is for `make bench`, on
     # a quiet machine; a smoke test on a busy one only checks it was not blocked).
     assert len(delay["values"]["cogvisor"]) == 1 and 0 <= delay["values"]["cogvisor"][0] < 1000, delay
+
+
+def test_async_sleep_scenario_notes_the_machines_ceiling(tmp_path):
+    out = tmp_path / "bench.json"
+    done = run_bench(
+        "--servers", "cogvisor", "--only", "async_sleep_8", "--rounds", "1", "--duration", "1", "--json", str(out),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    (note,) = report["notes"]
+    assert note.startswith("async sleep 50 ms, 8 clients: the machine's ceiling"), note
+    percent = float(note.split("reaches ")[1].split("%")[0])
+    assert 10 < percent <= 101, note  # a bare sleeping server cannot beat the ideal by more than rounding
+    assert f"* {note}" in done.stdout
+    rows = {(r["scenario"], r["metric"]): r for r in report["rows"]}
+    assert rows[("after every stop", "servers stopped")]["median"]["cogvisor"] == 1  # the ceiling server is not counted
 
 
 def test_unknown_scenario_is_named_in_the_error():
