@@ -12,6 +12,13 @@ SIGKILL to the worker's whole process group, itself included. It reads nothing, 
 control messages are untouched. In every orderly stop the supervisor kills the group itself, the guard
 with it.
 
+Processes that left the group — a daemon that called ``setsid()`` — are found by the worker tree's
+mark: the supervisor gives every worker a ``COGVISOR_TREE_ID`` unique to that worker, which every
+process the model starts inherits with its environment. After the group, the guard kills every process
+of this user whose ``/proc/<pid>/environ`` carries that exact ``COGVISOR_TREE_ID=...`` entry, sweeping
+until a pass finds none (a daemon may fork while it is being killed). A process that cleared its
+environment (``env -i``) is out of its reach.
+
 It only starts when the worker leads its own process group and its control input is a pipe (as the
 supervisor spawns it), so a worker started by hand or by a test harness never kills a group it does not
 own, and never leaves a guard waiting on something that cannot hang up.
@@ -24,6 +31,10 @@ import select
 import signal
 import stat
 
+TREE_ID_VAR = "COGVISOR_TREE_ID"
+# Sweeps of /proc after the group is killed; each kills what it finds, until one finds nothing.
+MAX_SWEEPS = 20
+
 
 def start_group_guard(control_in: int = 0) -> int | None:
     """Forks the guard watching `control_in`; returns its pid, or None when it does not apply."""
@@ -35,6 +46,7 @@ def start_group_guard(control_in: int = 0) -> int | None:
             return None
     except OSError:
         return None
+    tree_id = os.environ.get(TREE_ID_VAR, "")
     watched = os.dup(control_in)  # non-inheritable, but fork keeps it
     pid = os.fork()
     if pid != 0:
@@ -52,9 +64,55 @@ def start_group_guard(control_in: int = 0) -> int | None:
                 continue
             if any(mask & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, mask in events):
                 break
+        if tree_id:
+            # Out of the group first, so the group's SIGKILL below cannot end the sweep early.
+            os.setpgid(0, 0)
         os.killpg(pgid, signal.SIGKILL)
+        if tree_id:
+            kill_marked(tree_id)
     finally:
         os._exit(0)
+
+
+def marked_pids(tree_id: str, proc: str = "/proc") -> list[int]:
+    """Pids of this user's processes (but this one) whose environment holds ``COGVISOR_TREE_ID=tree_id``."""
+    entry = f"{TREE_ID_VAR}={tree_id}".encode()
+    me, uid = os.getpid(), os.getuid()
+    found = []
+    try:
+        names = os.listdir(proc)
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit() or int(name) == me:
+            continue
+        path = os.path.join(proc, name)
+        try:
+            if os.stat(path).st_uid != uid:
+                continue
+            with open(os.path.join(path, "environ"), "rb") as f:
+                environ = f.read()
+        except OSError:
+            continue  # gone, or not ours to read
+        if entry in environ.split(b"\0"):
+            found.append(int(name))
+    return found
+
+
+def kill_marked(tree_id: str, proc: str = "/proc") -> int:
+    """SIGKILL every process marked with ``tree_id``, sweeping until none is left; returns how many."""
+    killed = 0
+    for _ in range(MAX_SWEEPS):
+        pids = marked_pids(tree_id, proc)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed
 
 
 def _close_all_but(keep: int) -> None:

@@ -91,3 +91,65 @@ def test_no_guard_when_the_control_input_is_not_a_pipe():
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+def test_kill_marked_kills_exactly_the_processes_carrying_the_tree_id():
+    from cogvisor_worker.guard import kill_marked, marked_pids
+
+    tree_id = f"/tmp/cogvisor-test-{os.getpid()}#{time.monotonic_ns()}"
+    marked = subprocess.Popen(["sleep", "100"], env={**os.environ, "COGVISOR_TREE_ID": tree_id}, start_new_session=True)
+    # A prefix of the id is another tree: it must not match.
+    other = subprocess.Popen(["sleep", "100"], env={**os.environ, "COGVISOR_TREE_ID": tree_id + "0"}, start_new_session=True)
+    try:
+        assert marked_pids(tree_id) == [marked.pid]
+        assert kill_marked(tree_id) >= 1
+        assert marked.wait(timeout=10) == -signal.SIGKILL
+        assert other.poll() is None
+        assert marked_pids(tree_id) == []
+    finally:
+        for p in (marked, other):
+            p.kill()
+            p.wait(timeout=10)
+
+
+DAEMON_SCRIPT = """
+import os, sys, time
+sys.path.insert(0, {path!r})
+from cogvisor_worker.guard import start_group_guard
+guard = start_group_guard(0)
+r, w = os.pipe()
+if os.fork() == 0:  # double fork + setsid: a daemon out of the worker's group and session
+    os.setsid()
+    if os.fork() == 0:
+        os.write(w, str(os.getpid()).encode() + b"\\n")
+        time.sleep(100)
+    os._exit(0)
+daemon = int(os.read(r, 64))
+print(guard, daemon, flush=True)
+time.sleep(100)
+"""
+
+
+def test_a_setsid_daemon_with_the_tree_id_dies_when_the_control_pipe_hangs_up():
+    tree_id = f"/tmp/cogvisor-test-{os.getpid()}#{time.monotonic_ns()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DAEMON_SCRIPT.format(path=PYTHON_DIR)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+        text=True,
+        env={**os.environ, "COGVISOR_TREE_ID": tree_id},
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    guard, daemon = (int(x) for x in proc.stdout.readline().split())
+    try:
+        assert os.getpgid(daemon) != proc.pid  # really out of the group
+        proc.stdin.close()
+        assert wait_gone([proc.pid, guard, daemon]) == []
+    finally:
+        for pid in (daemon, proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(timeout=10)

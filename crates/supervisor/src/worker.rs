@@ -201,6 +201,9 @@ pub async fn start(
         .env("PYTHONPATH", python_path(config))
         .env("PYTHONUNBUFFERED", "1")
         .env("COGVISOR_GENERATION", number.to_string())
+        // Inherited by everything the model starts: the worker's group guard finds daemons that left
+        // the process group by it when the supervisor is SIGKILLed (python/cogvisor_worker/guard.py).
+        .env("COGVISOR_TREE_ID", tree_id(runtime.path(), number))
         .env(
             "COGVISOR_HEALTHCHECK_TIMEOUT",
             config.health_timeout.as_secs_f64().to_string(),
@@ -422,6 +425,11 @@ pub fn watch_exit(
         let _ = tx.send(Some(exit));
     });
     rx
+}
+
+/// The mark of one worker's process tree: unique per runtime directory and generation.
+fn tree_id(runtime_dir: &std::path::Path, generation: u64) -> String {
+    format!("{}#{generation}", runtime_dir.display())
 }
 
 /// PYTHONPATH for the worker: our directories first, then whatever the environment had.
