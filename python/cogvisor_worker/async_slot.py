@@ -244,18 +244,11 @@ class AsyncSlot(Slot):
         self.worker.control.try_send(protocol.idle(self.index))
 
     # -- cancel (control thread) ------------------------------------------------------------------
-    def cancel(self, pid: str) -> bool:
-        """Cancel prediction ``pid`` if it runs here; True if the cancel was taken."""
-        with self.lock:
-            pred = self.current
-            if pred is None or pred.id != pid or pred.finished or pred.cancelled:
-                return False
-            pred.cancelled = True
+    def deliver_cancel(self, pred: Prediction) -> None:
         try:
             self.loop.call_soon_threadsafe(self._cancel_task, pred)
-        except RuntimeError:
+        except RuntimeError:  # the loop is closed: the worker is exiting
             pass
-        return True
 
     def _cancel_task(self, pred: Prediction) -> None:
         # On the loop, so `interruptible` cannot change under us: only model code is ever cancelled.

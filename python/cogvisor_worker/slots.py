@@ -74,7 +74,7 @@ Outcome = tuple[Any, ...]  # ("done", is_stream) | ("cancelled",) | ("failed", e
 
 class Slot:
     """What sync and async slots share. Subclasses provide ``emit`` (send one message from any thread),
-    ``start`` and ``cancel``."""
+    ``start`` and ``deliver_cancel``."""
 
     def __init__(self, worker: "Worker", index: int, sock: socket.socket) -> None:
         self.worker = worker
@@ -91,6 +91,17 @@ class Slot:
         raise NotImplementedError
 
     def cancel(self, pid: str) -> bool:
+        """Cancel prediction ``pid`` if it runs here (control thread); True if the cancel was taken."""
+        with self.lock:
+            pred = self.current
+            if pred is None or pred.id != pid or pred.finished or pred.cancelled:
+                return False
+            pred.cancelled = True
+            self.deliver_cancel(pred)
+        return True
+
+    def deliver_cancel(self, pred: Prediction) -> None:
+        """Interrupt the model code of ``pred`` (called with ``self.lock`` held)."""
         raise NotImplementedError
 
     def poison(self, error: str) -> None:

@@ -174,13 +174,7 @@ class SyncSlot(Slot):
         return self.end(pred, outcome)
 
     # -- cancel (control thread) ------------------------------------------------------------------
-    def cancel(self, pid: str) -> bool:
-        """Deliver a cancel into prediction ``pid`` if it runs here; True if delivered."""
-        with self.lock:
-            pred = self.current
-            if pred is None or pred.id != pid or pred.finished or pred.cancelled:
-                return False
-            pred.cancelled = True
-            if pred.interruptible and pred.thread_id is not None:
-                _set_async_exc(pred.thread_id, cog.CancelationException)
-        return True
+    def deliver_cancel(self, pred: Prediction) -> None:
+        # Under the slot lock, so `interruptible` cannot change under us: only model code is interrupted.
+        if pred.interruptible and pred.thread_id is not None:
+            _set_async_exc(pred.thread_id, cog.CancelationException)

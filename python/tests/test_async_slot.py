@@ -4,33 +4,15 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any, Iterator
-
-import pytest
+from typing import Any
 
 from cogvisor_worker import protocol as p
 
-from harness import Supervisor, logs, outputs
+from harness import logs, outputs
 
 
-@pytest.fixture
-def start() -> Iterator[Any]:
-    made: list[Supervisor] = []
-
-    def make(files: dict[str, str], **kw: Any) -> Supervisor:
-        sup = Supervisor(files, **kw)
-        made.append(sup)
-        sup_ready = sup.ready()
-        assert sup_ready["type"] == "ready", sup_ready
-        return sup
-
-    yield make
-    for sup in made:
-        sup.close()
-
-
-def test_log_from_a_thread_arrives_before_the_terminal_message(start: Any) -> None:
-    sup = start(
+def test_log_from_a_thread_arrives_before_the_terminal_message(start_ready: Any) -> None:
+    sup = start_ready(
         {
             "predict.py": """
             import asyncio, contextvars
@@ -52,8 +34,8 @@ def test_log_from_a_thread_arrives_before_the_terminal_message(start: Any) -> No
     assert outputs(msgs) == ["ok"] and msgs[-1]["type"] == "done"
 
 
-def test_outputs_keep_their_order_with_files_encoded_off_the_loop(start: Any) -> None:
-    sup = start(
+def test_outputs_keep_their_order_with_files_encoded_off_the_loop(start_ready: Any) -> None:
+    sup = start_ready(
         {
             "predict.py": """
             from cog import Path
@@ -81,8 +63,8 @@ def test_outputs_keep_their_order_with_files_encoded_off_the_loop(start: Any) ->
     assert msgs[-1]["is_stream"] is True
 
 
-def test_a_second_predict_on_a_busy_slot_poisons_it(start: Any) -> None:
-    sup = start(
+def test_a_second_predict_on_a_busy_slot_poisons_it(start_ready: Any) -> None:
+    sup = start_ready(
         {
             "predict.py": """
             import asyncio
@@ -103,8 +85,8 @@ def test_a_second_predict_on_a_busy_slot_poisons_it(start: Any) -> None:
     assert outputs(sup.until_terminal(1)) == ["slept"]
 
 
-def test_cancel_after_the_model_returned_does_not_interrupt_the_end(start: Any) -> None:
-    sup = start(
+def test_cancel_after_the_model_returned_does_not_interrupt_the_end(start_ready: Any) -> None:
+    sup = start_ready(
         {
             "predict.py": """
             import asyncio
@@ -126,8 +108,8 @@ def test_cancel_after_the_model_returned_does_not_interrupt_the_end(start: Any) 
     assert sup.until_terminal(0)[-1]["type"] == "done"
 
 
-def test_input_file_and_url_inputs_are_prepared_off_the_loop(start: Any, tmp_path: Any) -> None:
-    sup = start(
+def test_input_file_and_url_inputs_are_prepared_off_the_loop(start_ready: Any, tmp_path: Any) -> None:
+    sup = start_ready(
         {
             "predict.py": """
             import asyncio
@@ -148,8 +130,8 @@ def test_input_file_and_url_inputs_are_prepared_off_the_loop(start: Any, tmp_pat
     assert outputs(sup.until_terminal(1)) == ["0:hello"]
 
 
-def test_truncated_frame_at_close_names_the_cause(start: Any) -> None:
-    sup = start(
+def test_truncated_frame_at_close_names_the_cause(start_ready: Any) -> None:
+    sup = start_ready(
         {
             "predict.py": """
             class Predictor:

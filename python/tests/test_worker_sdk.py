@@ -13,22 +13,6 @@ from cogvisor_worker import protocol as p
 from harness import Supervisor, logs, outputs
 
 
-@pytest.fixture
-def start() -> Iterator[Any]:
-    made: list[Supervisor] = []
-
-    def make(files: dict[str, str], **kw: Any) -> Supervisor:
-        sup = Supervisor(files, **kw)
-        made.append(sup)
-        msg = sup.ready()
-        assert msg["type"] == "ready", msg
-        return sup
-
-    yield make
-    for sup in made:
-        sup.close()
-
-
 RELEASE = threading.Event()
 REQUESTED = threading.Event()
 
@@ -81,8 +65,8 @@ class Predictor(BasePredictor):
 """
 
 
-def test_url_inputs_are_downloaded_and_deleted_after(start: Any, server: str) -> None:
-    sup = start({"predict.py": FILES})
+def test_url_inputs_are_downloaded_and_deleted_after(start_ready: Any, server: str) -> None:
+    sup = start_ready({"predict.py": FILES})
     data = "data:text/plain;base64," + base64.b64encode(b"inline").decode()
     sup.predict(0, "f", {"p": f"{server}/a.txt", "ps": [data, f"{server}/b.txt"], "key": "s3", "plain": f"{server}/x"})
     msgs = sup.until_terminal(0)
@@ -95,8 +79,8 @@ def test_url_inputs_are_downloaded_and_deleted_after(start: Any, server: str) ->
     assert not os.path.exists(out["where"]), "downloaded inputs are deleted when the prediction ends"
 
 
-def test_undownloadable_url_fails_with_url_and_status(start: Any, server: str) -> None:
-    sup = start({"predict.py": FILES})
+def test_undownloadable_url_fails_with_url_and_status(start_ready: Any, server: str) -> None:
+    sup = start_ready({"predict.py": FILES})
     url = f"{server}/missing.txt"
     sup.predict(0, "m", {"p": url})
     msgs = sup.until_terminal(0)
@@ -105,8 +89,8 @@ def test_undownloadable_url_fails_with_url_and_status(start: Any, server: str) -
     assert sup.until_terminal(0)[-1]["type"] == "done", "the worker lives on"
 
 
-def test_cancel_during_input_download_ends_cancelled_without_running_the_model(start: Any, server: str) -> None:
-    sup = start({"predict.py": FILES})
+def test_cancel_during_input_download_ends_cancelled_without_running_the_model(start_ready: Any, server: str) -> None:
+    sup = start_ready({"predict.py": FILES})
     RELEASE.clear()
     REQUESTED.clear()
     sup.predict(0, "dl", {"p": f"{server}/hang.txt"})
@@ -117,8 +101,8 @@ def test_cancel_during_input_download_ends_cancelled_without_running_the_model(s
     assert sup.until_terminal(0) == [p.slot_cancelled("dl")], "the model never ran (it would have printed)"
 
 
-def test_unencodable_output_fails_naming_the_type_and_worker_lives_on(start: Any) -> None:
-    sup = start(
+def test_unencodable_output_fails_naming_the_type_and_worker_lives_on(start_ready: Any) -> None:
+    sup = start_ready(
         {
             "predict.py": """
             class Thing:
@@ -136,8 +120,8 @@ def test_unencodable_output_fails_naming_the_type_and_worker_lives_on(start: Any
     assert outputs(sup.until_terminal(0)) == ["fine"]
 
 
-def test_nested_files_and_file_objects(start: Any) -> None:
-    sup = start(
+def test_nested_files_and_file_objects(start_ready: Any) -> None:
+    sup = start_ready(
         {
             "predict.py": """
             import io, tempfile
@@ -163,8 +147,8 @@ def test_nested_files_and_file_objects(start: Any) -> None:
     assert msgs[-1]["type"] == "done" and msgs[-1]["is_stream"] is True
 
 
-def test_metrics_scope_and_context(start: Any) -> None:
-    sup = start(
+def test_metrics_scope_and_context(start_ready: Any) -> None:
+    sup = start_ready(
         {
             "predict.py": """
             import cog
@@ -200,7 +184,7 @@ def test_metrics_scope_and_context(start: Any) -> None:
     assert [m for m in msgs if m["type"] == "metric"][0] == p.metric("tokens", 1, "replace"), "metrics per prediction"
 
 
-def test_setup_weights_from_cog_weights(start: Any) -> None:
+def test_setup_weights_from_cog_weights(start_ready: Any) -> None:
     src = {
         "predict.py": """
         class Predictor:
@@ -210,17 +194,17 @@ def test_setup_weights_from_cog_weights(start: Any) -> None:
                 return repr(self.w)
         """
     }
-    sup = start(src, env={"COG_WEIGHTS": "https://weights/x.tar"})
+    sup = start_ready(src, env={"COG_WEIGHTS": "https://weights/x.tar"})
     sup.predict(0, "w")
     assert outputs(sup.until_terminal(0)) == ["'https://weights/x.tar'"]
     env = {k: v for k, v in os.environ.items() if k != "COG_WEIGHTS"}
     os.environ.pop("COG_WEIGHTS", None)
-    sup = start(src, env=env)
+    sup = start_ready(src, env=env)
     sup.predict(0, "w")
     assert outputs(sup.until_terminal(0)) == ["None"]
 
 
-def test_train_mode_sends_a_training_schema(start: Any) -> None:
+def test_train_mode_sends_a_training_schema(start_ready: Any) -> None:
     sup = Supervisor(
         {
             "predict.py": """
@@ -266,8 +250,8 @@ def test_unsupported_input_type_fails_setup_naming_it() -> None:
         sup.close()
 
 
-def test_schema_file_wins_over_the_signature(start: Any) -> None:
-    sup = start(
+def test_schema_file_wins_over_the_signature(start_ready: Any) -> None:
+    sup = start_ready(
         {
             "predict.py": "class Predictor:\n    def predict(self, x: int) -> int:\n        return x\n",
             ".cog/openapi_schema.json": '{"openapi": "3.0.2", "components": {"schemas": {"Input": {"type": "object"}}}}',
@@ -276,8 +260,8 @@ def test_schema_file_wins_over_the_signature(start: Any) -> None:
     assert sup.control_seen[-1]["schema"] == {"openapi": "3.0.2", "components": {"schemas": {"Input": {"type": "object"}}}}
 
 
-def test_partial_line_is_flushed_at_the_end_of_its_prediction(start: Any) -> None:
-    sup = start(
+def test_partial_line_is_flushed_at_the_end_of_its_prediction(start_ready: Any) -> None:
+    sup = start_ready(
         {
             "predict.py": """
             class Predictor:
@@ -293,8 +277,8 @@ def test_partial_line_is_flushed_at_the_end_of_its_prediction(start: Any) -> Non
     assert logs(sup.until_terminal(0)) == "line", "nothing leaks into the next prediction"
 
 
-def test_failed_prediction_keeps_its_logs(start: Any) -> None:
-    sup = start(
+def test_failed_prediction_keeps_its_logs(start_ready: Any) -> None:
+    sup = start_ready(
         {
             "predict.py": """
             class Predictor:
@@ -311,8 +295,8 @@ def test_failed_prediction_keeps_its_logs(start: Any) -> None:
     assert "before the failure\n" in text and "Traceback" in text
 
 
-def test_prints_from_concurrent_async_predictions_go_to_their_own(start: Any) -> None:
-    sup = start(
+def test_prints_from_concurrent_async_predictions_go_to_their_own(start_ready: Any) -> None:
+    sup = start_ready(
         {
             "predict.py": """
             import asyncio
@@ -333,8 +317,8 @@ def test_prints_from_concurrent_async_predictions_go_to_their_own(start: Any) ->
     assert logs(b) == "".join(f"b {i}\n" for i in range(20))
 
 
-def test_cancel_async_prediction_is_cancelled(start: Any) -> None:
-    sup = start(
+def test_cancel_async_prediction_is_cancelled(start_ready: Any) -> None:
+    sup = start_ready(
         {
             "predict.py": """
             import asyncio
@@ -352,8 +336,8 @@ def test_cancel_async_prediction_is_cancelled(start: Any) -> None:
     assert sup.until_terminal(0) == [p.slot_cancelled("c")]
 
 
-def test_async_generator_items_are_sent_as_yielded(start: Any) -> None:
-    sup = start(
+def test_async_generator_items_are_sent_as_yielded(start_ready: Any) -> None:
+    sup = start_ready(
         {
             "predict.py": """
             import asyncio
