@@ -120,10 +120,18 @@ class AsyncSlot(Slot):
             end = protocol.HEADER_LEN + length
             if len(buf) < end:
                 return
-            payload = bytes(buf[protocol.HEADER_LEN : end])
-            del buf[:end]
             try:
-                msg = protocol.decode_payload(payload)
+                # Decoded straight from the buffer: no bytes copy of a payload that may be 8 MiB.
+                with memoryview(buf) as view:
+                    payload = view[protocol.HEADER_LEN : end]
+                    try:
+                        text = str(payload, "utf-8")
+                    except UnicodeDecodeError as e:
+                        raise protocol.ProtocolError(f"malformed frame of {length} bytes: {e}") from e
+                    finally:
+                        payload.release()
+                del buf[:end]
+                msg = protocol.decode_payload_text(text, length)
             except protocol.ProtocolError as e:
                 self.poison(f"slot {self.index} channel error: {e}")
                 return

@@ -145,3 +145,26 @@ def test_truncated_frame_at_close_names_the_cause(start_ready: Any) -> None:
     sup.slots[1].shutdown(1)  # SHUT_WR: the worker sees the end of the stream mid-frame
     failed = sup.expect_type("failed")
     assert failed["slot"] == 1 and "stream ended in the middle of a frame" in failed["error"]
+
+
+def test_a_frame_that_is_not_utf8_poisons_the_slot_and_a_split_frame_is_read_whole(start_ready: Any) -> None:
+    sup = start_ready(
+        {
+            "predict.py": """
+            class Predictor:
+                async def predict(self, text: str) -> str:
+                    return text[::-1]
+            """
+        },
+        slots=2,
+    )
+    # A frame written in pieces (header, then the payload byte by byte) is one message.
+    out_dir = os.path.join(sup.runtime_dir, "outputs", "split")
+    frame = p.encode_frame(p.predict("split", out_dir, input={"text": "héllo"}, context={}))
+    sup.slots[0].sendall(frame[:3])
+    for i in range(3, len(frame)):
+        sup.slots[0].sendall(frame[i : i + 1])
+    assert outputs(sup.until_terminal(0)) == ["olléh"]
+    sup.slots[1].sendall(struct.pack(">I", 4) + b'"\xff"x')
+    failed = sup.expect_type("failed")
+    assert failed["slot"] == 1 and "malformed frame of 4 bytes" in failed["error"], failed
