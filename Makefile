@@ -9,7 +9,7 @@ BIN := target/release/cogvisor
 TEST_BIN := target/debug/cogvisor
 PORT ?= 5000
 
-.PHONY: build build-test-bin serve test test-rust test-python test-e2e test-faults lint fmt python-deps e2e-deps clean bench bench-peer
+.PHONY: build build-test-bin serve test test-rust test-python test-python-oldest test-e2e test-faults lint fmt python-deps e2e-deps clean bench bench-peer
 
 build:
 	$(CARGO) build --release --locked
@@ -19,7 +19,7 @@ serve: build
 
 # Every suite: formatting and lints, Rust unit/snapshot tests, the Python worker's tests, and the
 # end-to-end suite that drives the real binary over HTTP, and the fault-injection suite.
-test: lint test-rust test-python test-e2e test-faults
+test: lint test-rust test-python test-python-oldest test-e2e test-faults
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -37,6 +37,21 @@ e2e-deps: python-deps
 
 test-python: python-deps
 	$(PYTHON) -m pytest -q python/tests
+
+# The worker and the SDK run inside users' model environments, Python >= 3.10: their tests run on the
+# oldest supported version too when one is on this machine (PATH or pyenv), in a private venv.
+PYTHON_OLDEST ?= $(shell for p in $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) $$(command -v python3.10); do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo "$$p" && break; done)
+OLDEST_VENV := target/py-oldest
+
+test-python-oldest:
+ifeq ($(PYTHON_OLDEST),)
+	@echo "test-python-oldest: skipped, no Python 3.10 on this machine (PATH or ~/.pyenv)"
+else
+	@test -x $(OLDEST_VENV)/bin/python || $(PYTHON_OLDEST) -m venv $(OLDEST_VENV)
+	@$(OLDEST_VENV)/bin/python -c 'import pytest' 2>/dev/null || $(OLDEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'pytest>=7'
+	$(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider python/tests
+endif
 
 build-test-bin:
 	$(CARGO) build --locked --bin cogvisor

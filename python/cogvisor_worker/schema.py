@@ -17,6 +17,7 @@ import enum
 import inspect
 import io
 import pathlib
+import sys
 import types
 import typing
 from typing import Any, Callable
@@ -59,7 +60,10 @@ def _is_opaque(tp: Any) -> bool:
 
 
 def is_file_type(tp: Any) -> bool:
-    return inspect.isclass(tp) and (issubclass(tp, (pathlib.PurePath, io.IOBase)))
+    # Python 3.10 counts generic aliases such as list[Path] as classes; issubclass refuses them.
+    if not inspect.isclass(tp) or typing.get_origin(tp) is not None:
+        return False
+    return issubclass(tp, (pathlib.PurePath, io.IOBase))
 
 
 def _pydantic_schema(tp: Any) -> dict[str, Any] | None:
@@ -187,8 +191,17 @@ def resolve_hints(fn: Callable[..., Any]) -> tuple[dict[str, Any], list[str]]:
     unannotated, i.e. any JSON, rather than failing the model: Cog's build-time analysis reads
     source and does not need them to resolve)."""
     func = getattr(fn, "__func__", fn)
+    target: Any = func
+    if sys.version_info < (3, 11):
+        # Python 3.10's get_type_hints makes a parameter whose default is None Optional (3.11 dropped
+        # that), and the loader has replaced a required input's Input() default by None: read the
+        # annotations from an object without defaults instead.
+        target = types.SimpleNamespace(
+            __annotations__=dict(getattr(func, "__annotations__", {})),
+            __globals__=getattr(func, "__globals__", {}),
+        )
     try:
-        return typing.get_type_hints(func, include_extras=True), []
+        return typing.get_type_hints(target, include_extras=True), []
     except Exception:  # noqa: BLE001 - resolved one by one below
         pass
     hints: dict[str, Any] = {}
