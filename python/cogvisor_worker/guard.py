@@ -19,6 +19,11 @@ of this user whose ``/proc/<pid>/environ`` carries that exact ``COGVISOR_TREE_ID
 until a pass finds none (a daemon may fork while it is being killed). A process that cleared its
 environment (``env -i``) is out of its reach.
 
+Last, the runtime directory (the part of ``COGVISOR_TREE_ID`` before ``#``): its ``owner`` file names the
+supervisor (``<pid> <start time>``). When that process is gone — exited, a zombie, or its pid reused —
+within a few seconds, nothing else will remove the directory, so the guard does. A supervisor that is
+still alive (it closed the pipe itself, in an orderly stop) keeps its directory.
+
 It only starts when the worker leads its own process group and its control input is a pipe (as the
 supervisor spawns it), so a worker started by hand or by a test harness never kills a group it does not
 own, and never leaves a guard waiting on something that cannot hang up.
@@ -28,12 +33,16 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import stat
+import time
 
 TREE_ID_VAR = "COGVISOR_TREE_ID"
 # Sweeps of /proc after the group is killed; each kills what it finds, until one finds nothing.
 MAX_SWEEPS = 20
+# How long the guard waits for the runtime directory's owner to be gone before it leaves the directory be.
+OWNER_GONE_WAIT = 3.0
 
 
 def start_group_guard(control_in: int = 0) -> int | None:
@@ -70,8 +79,49 @@ def start_group_guard(control_in: int = 0) -> int | None:
         os.killpg(pgid, signal.SIGKILL)
         if tree_id:
             kill_marked(tree_id)
+            remove_orphaned_runtime_dir(tree_id.rpartition("#")[0])
     finally:
         os._exit(0)
+
+
+def _identity(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of ``pid`` from /proc, or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # After the command: field 3 is the state, field 22 the start time.
+    return fields[0], fields[19]
+
+
+def owner_gone(runtime_dir: str) -> bool | None:
+    """Whether the process named by ``runtime_dir/owner`` no longer runs; None without a readable owner."""
+    try:
+        with open(os.path.join(runtime_dir, "owner")) as f:
+            pid_text, start = f.read().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    now = _identity(pid)
+    return now is None or now[0] in ("Z", "X") or now[1] != start
+
+
+def remove_orphaned_runtime_dir(runtime_dir: str, wait: float = OWNER_GONE_WAIT) -> bool:
+    """Remove ``runtime_dir`` once its owner is gone (waiting up to ``wait`` s); True if removed."""
+    if not os.path.basename(runtime_dir).startswith("cogvisor-"):
+        return False
+    deadline = time.monotonic() + wait
+    while True:
+        gone = owner_gone(runtime_dir)
+        if gone is None:
+            return False
+        if gone:
+            shutil.rmtree(runtime_dir, ignore_errors=True)
+            return not os.path.exists(runtime_dir)
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
 
 
 def marked_pids(tree_id: str, proc: str = "/proc") -> list[int]:

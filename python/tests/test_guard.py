@@ -153,3 +153,47 @@ def test_a_setsid_daemon_with_the_tree_id_dies_when_the_control_pipe_hangs_up():
             except ProcessLookupError:
                 pass
         proc.wait(timeout=10)
+
+
+def _runtime_dir(tmp_path, owner: str | None):
+    d = tmp_path / "cogvisor-abc123"
+    (d / "spill").mkdir(parents=True)
+    if owner is not None:
+        (d / "owner").write_text(owner)
+    return d
+
+
+def _identity_of(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f"{pid} {f.read().rsplit(')', 1)[1].split()[19]}"
+
+
+def test_the_runtime_dir_of_a_gone_owner_is_removed_and_a_live_owners_kept(tmp_path):
+    from cogvisor_worker.guard import remove_orphaned_runtime_dir
+
+    child = subprocess.Popen(["sleep", "100"])
+    owner = _identity_of(child.pid)
+    d = _runtime_dir(tmp_path, owner)
+    assert remove_orphaned_runtime_dir(str(d), wait=0.1) is False  # alive: kept
+    assert d.exists()
+    child.kill()  # a zombie until reaped: gone already
+    deadline = time.monotonic() + 10
+    while alive(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert remove_orphaned_runtime_dir(str(d), wait=5) is True
+    assert not d.exists()
+    child.wait(timeout=10)
+
+
+def test_a_runtime_dir_without_owner_or_with_a_foreign_name_is_left_alone(tmp_path):
+    from cogvisor_worker.guard import remove_orphaned_runtime_dir
+
+    d = _runtime_dir(tmp_path, None)
+    assert remove_orphaned_runtime_dir(str(d), wait=0) is False and d.exists()
+    other = tmp_path / "not-ours"
+    other.mkdir()
+    (other / "owner").write_text("999999999 1")
+    assert remove_orphaned_runtime_dir(str(other), wait=0) is False and other.exists()
+    # A reused pid (same pid, another start time) is a gone owner.
+    reused = _runtime_dir(tmp_path / "x", f"{os.getpid()} 1")
+    assert remove_orphaned_runtime_dir(str(reused), wait=0) is True

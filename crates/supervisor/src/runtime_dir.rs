@@ -11,9 +11,11 @@
 //!   owner                   "<pid> <start time>" of the cogvisor that owns it
 //! ```
 //!
-//! A cogvisor killed with SIGKILL cannot remove its directory. The next one started with the same parent
-//! removes every `cogvisor-*` directory whose `owner` names a process that no longer exists (the start
-//! time guards against a reused pid), so such leftovers never pile up.
+//! A cogvisor killed with SIGKILL cannot remove its directory; its worker's group guard does
+//! (python/cogvisor_worker/guard.py, the same `owner` rule). As a backstop (a SIGKILL before any worker
+//! ran), the next cogvisor started with the same parent removes every `cogvisor-*` directory whose
+//! `owner` names a process that no longer exists (the start time guards against a reused pid), so such
+//! leftovers never pile up.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
