@@ -377,6 +377,11 @@ def metric(name: str, value: Any, mode: str) -> Message:
     return {"type": "metric", "name": name, "value": value, "mode": mode}
 
 
+def slot_recycle_requested(reason: str, rerun_setup: bool) -> Message:
+    """``cog.recycle_worker()`` during a prediction: on its slot, so it precedes the terminal message."""
+    return {"type": "recycle_requested", "reason": truncate_log(reason), "rerun_setup": rerun_setup}
+
+
 def done(id: str, predict_time: float, is_stream: bool) -> Message:
     return {"type": "done", "id": id, "predict_time": float(predict_time), "is_stream": is_stream}
 

@@ -66,6 +66,15 @@ class Worker:
                 return _runtime.null_scope()
 
             def recycle_worker(self, reason: str, rerun_setup: bool) -> None:
+                # From a prediction: on its slot, ahead of its terminal message, so the supervisor stops
+                # admitting work here before that prediction's response goes out. Else: control channel.
+                target = worker.router.python_target()
+                if target is not None and not getattr(target, "finished", True):
+                    try:
+                        target.slot.emit(protocol.slot_recycle_requested(reason, rerun_setup))
+                        return
+                    except Exception:  # the slot broke: the control channel still reaches the supervisor
+                        pass
                 worker.control.send(protocol.recycle_requested(reason, rerun_setup))
 
         _runtime.install(_Runtime())

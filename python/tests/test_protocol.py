@@ -74,6 +74,7 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     ),
     "slot_response_log": lambda: p.slot_log("stdout", "step 1\n"),
     "slot_response_metric": lambda: p.metric("token_count", 3, "increment"),
+    "slot_response_recycle_requested": lambda: p.slot_recycle_requested("every third prediction (3)", True),
     "slot_response_output": lambda: p.output("hello world"),
 }
 

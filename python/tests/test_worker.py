@@ -511,7 +511,27 @@ def test_metrics_and_recycle(start: Any) -> None:
         p.metric("tokens", 3, "increment"),
         p.metric("score", 0.5, "replace"),
     ]
-    assert sup.expect_type("recycle_requested") == p.recycle_requested("leak", True)
+    # From a prediction the request travels on its slot, ahead of the terminal message.
+    kinds = [m["type"] for m in msgs]
+    assert kinds.index("recycle_requested") < kinds.index("done"), kinds
+    assert p.slot_recycle_requested("leak", True) in msgs
+
+
+def test_recycle_requested_outside_a_prediction_goes_on_the_control_channel(start: Any) -> None:
+    sup = started(
+        start,
+        {
+            "predict.py": """
+            import threading, cog
+            class Predictor(cog.BasePredictor):
+                def setup(self):
+                    threading.Timer(0.05, lambda: cog.recycle_worker("from a timer")).start()
+                def predict(self) -> str:
+                    return "ok"
+            """
+        },
+    )
+    assert sup.expect_type("recycle_requested") == p.recycle_requested("from a timer", False)
 
 
 def test_train_mode_with_recycle_setup(start: Any) -> None:

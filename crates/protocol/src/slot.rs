@@ -71,6 +71,11 @@ pub enum SlotResponse {
         value: serde_json::Value,
         mode: MetricMode,
     },
+    /// Model code of the running prediction called `cog.recycle_worker()`. Sent on the slot, before the
+    /// prediction's terminal message, so the supervisor stops admitting work to this worker before that
+    /// prediction's response can reach its client. (Outside a prediction it travels on the control
+    /// channel as [`crate::ControlResponse::RecycleRequested`].)
+    RecycleRequested { reason: String, rerun_setup: bool },
     /// Terminal: succeeded. `is_stream` says the outputs form an array (generator, iterator or list).
     Done {
         id: String,

@@ -270,6 +270,13 @@ fn all_messages() -> Vec<(&'static str, Message)> {
             }),
         ),
         (
+            "slot_response_recycle_requested",
+            SlotResponse(cogvisor_protocol::SlotResponse::RecycleRequested {
+                reason: "every third prediction (3)".into(),
+                rerun_setup: true,
+            }),
+        ),
+        (
             "slot_response_done",
             SlotResponse(cogvisor_protocol::SlotResponse::Done {
                 id: "pred_123".into(),
@@ -364,6 +371,7 @@ fn variant_coverage_is_complete() {
                 | SlotResponse::Output { .. }
                 | SlotResponse::FileOutput { .. }
                 | SlotResponse::Metric { .. }
+                | SlotResponse::RecycleRequested { .. }
                 | SlotResponse::Done { .. }
                 | SlotResponse::Failed { .. }
                 | SlotResponse::Cancelled { .. } => {}

@@ -99,7 +99,11 @@ impl Inner {
 
     /// Feeds `event` to the health machine, logs a transition once, and returns the actions.
     pub(crate) fn apply(&self, event: Event) -> Vec<Action> {
-        let mut state = self.lock();
+        self.apply_locked(&mut self.lock(), event)
+    }
+
+    /// [`Inner::apply`] with the state lock already held (to decide and apply under one lock).
+    pub(crate) fn apply_locked(&self, state: &mut State, event: Event) -> Vec<Action> {
         let (next, actions) = transition(&state.machine, &event, &self.config.health);
         if next.state != state.machine.state {
             tracing::info!(
@@ -580,6 +584,10 @@ impl Supervisor {
             SlotResponse::Metric { name, value, mode } => {
                 PredictionEvent::Metric { name, value, mode }
             }
+            SlotResponse::RecycleRequested {
+                reason,
+                rerun_setup,
+            } => return self.model_recycle(generation, reason, rerun_setup),
             SlotResponse::Done {
                 id,
                 predict_time,
@@ -612,6 +620,37 @@ impl Supervisor {
                 "message for a slot with no running prediction"
             ),
         }
+    }
+
+    /// `cog.recycle_worker()` from model code. The health machine goes RECYCLING here, at once, so no
+    /// prediction is admitted to this worker from now on (a client that gets the requesting
+    /// prediction's response and sends its next request sees 503, then the new worker); the lifecycle
+    /// task then runs the recycle (the machine is already RECYCLING, which it accepts).
+    fn model_recycle(&self, generation: &Generation, reason: String, rerun_setup: bool) {
+        tracing::info!(
+            generation = generation.number,
+            reason,
+            rerun_setup,
+            "model asked for a worker recycle"
+        );
+        {
+            let mut state = self.inner.lock();
+            if is_current(&state, generation) {
+                let _ = self.inner.apply_locked(
+                    &mut state,
+                    Event::RecycleRequested {
+                        trigger: RecycleTrigger::Model,
+                        reason: reason.clone(),
+                    },
+                );
+            }
+        }
+        let _ = self.inner.commands.send(Command::Recycle {
+            generation: generation.number,
+            trigger: RecycleTrigger::Model,
+            reason,
+            rerun_setup,
+        });
     }
 
     /// A terminal message: free the slot first, then tell the prediction, so its response can never
@@ -715,20 +754,7 @@ impl Supervisor {
                 ControlResponse::RecycleRequested {
                     reason,
                     rerun_setup,
-                } => {
-                    tracing::info!(
-                        generation = generation.number,
-                        reason,
-                        rerun_setup,
-                        "model asked for a worker recycle"
-                    );
-                    let _ = self.inner.commands.send(Command::Recycle {
-                        generation: generation.number,
-                        trigger: RecycleTrigger::Model,
-                        reason,
-                        rerun_setup,
-                    });
-                }
+                } => self.model_recycle(&generation, reason, rerun_setup),
                 ControlResponse::Ready { .. } | ControlResponse::SetupFailed { .. } => {
                     tracing::warn!(
                         generation = generation.number,
