@@ -273,6 +273,19 @@ class Fault:
         assert status == 200 and body["status"] == "succeeded", body
         return body["output"]
 
+    def assert_replaced_cleanly(self, old: int, dead_at: float) -> None:
+        """After worker `old` died at `dead_at`: its tree is gone, generation 2 serves, the recorded
+        health never broke the rules nor said READY for the dead worker, no temp file is left, and the
+        server stops cleanly."""
+        assert self.recorder is not None, "call record() before the fault"
+        wait_tree_gone(self.server, old)
+        assert self.assert_serves()["generation"] == 2
+        samples = self.recorder.stop()
+        assert_valid_transitions(samples)
+        assert_never_ready_with(samples, old, dead_at)
+        wait_no_temp_leftovers(self.tmpdir)
+        self.stop_cleanly()
+
     def stop_cleanly(self, timeout: float = 30) -> None:
         """SIGTERM; the server exits 0, its TMPDIR is empty, and no process it started remains."""
         pids = set(self.server.worker_pids)
