@@ -222,6 +222,17 @@ def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
     return resolve_hints(fn)[0]
 
 
+# Input() options copied into an input's schema property when set, in Cog's key order.
+_INPUT_OPTIONS = (
+    ("description", "description"),
+    ("ge", "minimum"),
+    ("le", "maximum"),
+    ("min_length", "minLength"),
+    ("max_length", "maxLength"),
+    ("regex", "pattern"),
+)
+
+
 def input_schema(
     fn: Callable[..., Any],
     defaults: dict[str, FieldInfo],
@@ -270,18 +281,10 @@ def input_schema(
             except SchemaError as e:
                 raise SchemaError(f"{where}: {e}") from e
         if info is not None:
-            if info.description is not None:
-                prop["description"] = info.description
-            if info.ge is not None:
-                prop["minimum"] = info.ge
-            if info.le is not None:
-                prop["maximum"] = info.le
-            if info.min_length is not None:
-                prop["minLength"] = info.min_length
-            if info.max_length is not None:
-                prop["maxLength"] = info.max_length
-            if info.regex is not None:
-                prop["pattern"] = info.regex
+            for attr, key in _INPUT_OPTIONS:
+                value = getattr(info, attr)
+                if value is not None:
+                    prop[key] = value
             if info.deprecated:
                 prop["deprecated"] = True
             if info.accept is not None and is_file_type(base):
