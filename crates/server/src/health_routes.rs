@@ -20,7 +20,9 @@ pub async fn health_check(State(state): State<AppState>) -> Json<Value> {
 
 fn body(h: &HealthSnapshot) -> Value {
     let mut version = serde_json::Map::new();
-    version.insert("cogvisor".into(), env!("CARGO_PKG_VERSION").into());
+    // coglet's keys, with `coglet` the version cogvisor behaves as, and cogvisor's own beside it.
+    version.insert("coglet".into(), crate::version::COG_VERSION.into());
+    version.insert("cogvisor".into(), crate::version::COGVISOR_VERSION.into());
     if let Some(sdk) = &h.sdk_version {
         version.insert("python_sdk".into(), sdk.clone().into());
     }

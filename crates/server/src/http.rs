@@ -114,8 +114,8 @@ pub fn router(state: AppState) -> Router {
 
 async fn root(State(state): State<AppState>) -> Json<Value> {
     let mut doc = json!({
-        "cog_version": env!("CARGO_PKG_VERSION"),
-        "cogvisor_version": env!("CARGO_PKG_VERSION"),
+        "cog_version": crate::version::COG_VERSION,
+        "cogvisor_version": crate::version::COGVISOR_VERSION,
         "healthcheck_url": "/health-check",
         "openapi_url": "/openapi.json",
         "predictions_url": "/predictions",

@@ -21,6 +21,7 @@ mod settings;
 mod shutdown;
 mod sse;
 mod upload;
+mod version;
 mod webhook;
 
 use std::path::PathBuf;
@@ -297,8 +298,9 @@ async fn serve(
         predictor = %resolved.predictor_ref,
         concurrency = resolved.concurrency,
         %addr,
-        "cogvisor {} starting",
-        env!("CARGO_PKG_VERSION")
+        "cogvisor {} (compatible with Cog {}) starting",
+        version::COGVISOR_VERSION,
+        version::COG_VERSION
     );
     let supervisor = Supervisor::start(config, runtime_dir).await?;
 
