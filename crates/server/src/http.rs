@@ -593,7 +593,8 @@ async fn run(
         return sse::respond(state.predictions.clone(), prediction);
     }
     if wants_async(&headers) {
-        let body = prediction.snapshot_json();
+        // As Cog: the new prediction as created, `starting` (polling shows it `processing`).
+        let body = prediction.created_json();
         drop(driver);
         return json_bytes(StatusCode::ACCEPTED, body);
     }

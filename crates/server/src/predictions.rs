@@ -335,6 +335,20 @@ impl Prediction {
         body
     }
 
+    /// The state of a prediction as it was created, before it started: what the 202 of the request
+    /// that created it shows. Cog answers `starting` there, though the prediction runs already; later
+    /// snapshots, the `start` webhook and the SSE `start` event show `processing`.
+    fn created_body(&self) -> Body {
+        let mut body = Body::new();
+        body.insert("id", Field::Text(self.id.clone()));
+        body.insert("status", Field::Static(Status::Starting.as_str()));
+        body.insert("input", Field::Json(self.input.clone()));
+        body.insert("logs", Field::Static(""));
+        body.insert("metrics", Field::Metrics(Map::new()));
+        body.insert("created_at", Field::Text(self.created_at.clone()));
+        body
+    }
+
     /// Cog's sync response body: `id, status, output|error, logs, metrics`.
     fn sync_body_fields(&self) -> Body {
         let state = self.lock();
@@ -360,6 +374,11 @@ impl Prediction {
     /// the shared values (outside the state lock), never from a copy of them.
     pub fn snapshot_json(&self) -> Vec<u8> {
         self.snapshot_body().to_json()
+    }
+
+    /// The state as created (`starting`), as JSON: the 202 answer of an async create.
+    pub fn created_json(&self) -> Vec<u8> {
+        self.created_body().to_json()
     }
 
     /// Cog's sync response body as JSON.
@@ -1057,6 +1076,26 @@ mod tests {
         assert!(s["created_at"].is_string());
         assert!(s.get("output").is_none());
         assert!(s.get("completed_at").is_none());
+    }
+
+    #[test]
+    fn the_created_state_is_starting_whatever_has_happened_since() {
+        let p = prediction(false);
+        p.start();
+        p.apply(PredictionEvent::Log {
+            source: cogvisor_protocol::LogSource::Stdout,
+            data: "early\n".into(),
+        });
+        p.apply(PredictionEvent::Output(json!("x")));
+        let created: Value = serde_json::from_slice(&p.created_json()).expect("JSON");
+        assert_eq!(
+            created,
+            json!({"id": "p1", "status": "starting", "input": {"text": "x"}, "logs": "",
+                   "metrics": {}, "created_at": p.snapshot()["created_at"]})
+        );
+        let now = p.snapshot();
+        assert_eq!(now["status"], "processing");
+        assert!(now["started_at"].is_string());
     }
 
     #[test]
