@@ -243,6 +243,7 @@ async fn serve(
         webhook: webhook::WebhookSettings::from_env(&env).map_err(ServeError::Webhook)?,
         upload_url: args.upload_url.clone(),
         log_limit: settings.logs_max_per_prediction,
+        history_capacity: resolved.stream_history_capacity,
         metrics: metrics.clone(),
         ..Default::default()
     };
