@@ -101,7 +101,7 @@ fn probe(ok: bool, h: &HealthSnapshot) -> Response {
 pub async fn recycle(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let Some(token) = state.admin_token.as_deref() else {
         return (
@@ -121,6 +121,10 @@ pub async fn recycle(
         )
             .into_response();
     }
+    let body = match crate::http::read_body(&headers, body).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
     let reason = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string))

@@ -316,7 +316,12 @@ async fn serve(
             std::path::PathBuf::from(ready_file::READY_FILE),
         ));
     }
-    let mut state = http::AppState::new(supervisor.clone(), service_settings, trigger.clone());
+    let mut state = http::AppState::new(
+        supervisor.clone(),
+        resolved.mode,
+        service_settings,
+        trigger.clone(),
+    );
     state.admin_token = env("COGVISOR_ADMIN_TOKEN").filter(|t| !t.is_empty());
     let drain_deadline = settings.shutdown_drain_timeout;
     let cancel_grace = settings.cancel_grace;
