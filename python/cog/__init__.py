@@ -22,7 +22,9 @@ from .types import (
     URLPath,
 )
 
-__version__ = "0.1.0"
+# The Cog version cogvisor is compatible with (COG_VERSION in crates/server/src/version.rs; tests check
+# that the two agree). cogvisor's own version is `cogvisor --version` and GET / `cogvisor_version`.
+__version__ = "0.23.1"
 
 
 class ExperimentalFeatureWarning(Warning):

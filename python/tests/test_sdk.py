@@ -11,7 +11,7 @@ from cog import _runtime
 
 
 def test_version_and_exports() -> None:
-    assert cog.__version__ == "0.1.0"
+    assert cog.__version__ == "0.23.1"
     assert issubclass(cog.BaseRunner, cog.BasePredictor)
     assert issubclass(cog.CancelationException, BaseException)
     assert not issubclass(cog.CancelationException, Exception)

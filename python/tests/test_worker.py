@@ -59,7 +59,7 @@ def test_ready_and_predict_with_logs(start: Any) -> None:
     sup = start({"predict.py": ECHO})
     ready = sup.ready()
     assert ready["type"] == "ready"
-    assert ready["sdk_version"] == "0.1.0"
+    assert ready["sdk_version"] == "0.23.1"
     assert ready["has_healthcheck"] is False
     # No .cog/openapi_schema.json: the schema is built from the signature.
     assert ready["schema"]["components"]["schemas"]["Input"]["properties"]["text"] == {

@@ -22,9 +22,15 @@ def test_async_prediction_answers_202_and_can_be_polled(serve):
     status, body = post(server, "/predictions", {"id": "a1", "input": {"seconds": 0.5}}, {"Prefer": "respond-async"})
     assert status == 202, body
     assert body["id"] == "a1"
-    assert body["status"] in ("starting", "processing")
+    # As Cog: the 202 reports the prediction as created, `starting`, not yet started.
+    assert body["status"] == "starting"
+    assert "started_at" not in body
     assert body["input"] == {"seconds": 0.5}
     assert "created_at" in body
+    # Later GETs show it running.
+    status, running = server.get_json("/predictions/a1")
+    assert status == 200 and running["status"] in ("processing", "succeeded"), running
+    assert "started_at" in running
 
     final = wait_for(
         lambda: (lambda s, b: b if b.get("status") == "succeeded" else None)(*server.get_json("/predictions/a1")),
@@ -59,9 +65,13 @@ def test_put_of_a_running_id_returns_its_state(serve):
     server = serve("slow")
     status, body = put(server, "/predictions/r1", {"input": {"seconds": 2}}, {"Prefer": "respond-async"})
     assert status == 202, body
+    # A PUT that creates answers like an async POST: `starting`, no `started_at`.
+    assert body["status"] == "starting" and "started_at" not in body, body
+    # A PUT that attaches answers the current state.
     status, body = put(server, "/predictions/r1", {"input": {"seconds": 2}})
     assert status == 202, body
     assert body["status"] == "processing"
+    assert "started_at" in body
 
 
 def test_put_with_a_different_body_id_is_422(serve):

@@ -13,6 +13,9 @@ use crate::error::ServeError;
 /// The port without `--port` or `PORT`, as in Cog.
 pub const DEFAULT_PORT: u16 = 5000;
 
+/// SSE events a prediction keeps for late subscribers without `COG_STREAM_HISTORY_CAPACITY`, as in Cog.
+pub const DEFAULT_STREAM_HISTORY_CAPACITY: usize = 1024;
+
 /// The parts of `cog.yaml` the runtime reads.
 #[derive(Debug, Default, Deserialize)]
 pub struct CogYaml {
@@ -53,9 +56,11 @@ pub struct Resolved {
     pub concurrency: u32,
     pub setup_timeout: Option<Duration>,
     pub port: u16,
+    /// `COG_STREAM_HISTORY_CAPACITY`: SSE events kept per prediction for late subscribers (0: none).
+    pub stream_history_capacity: usize,
 }
 
-/// Resolves the predictor, concurrency, setup timeout and port.
+/// Resolves the predictor, concurrency, setup timeout, port and SSE history capacity.
 pub fn resolve(
     model_dir: &Path,
     mode: Mode,
@@ -125,6 +130,15 @@ pub fn resolve(
             None => DEFAULT_PORT,
         },
     };
+    let stream_history_capacity = match env("COG_STREAM_HISTORY_CAPACITY").filter(|s| !s.is_empty())
+    {
+        Some(v) => v.trim().parse::<usize>().map_err(|_| ServeError::BadEnv {
+            name: "COG_STREAM_HISTORY_CAPACITY",
+            value: v,
+            allowed: "a whole number of SSE events kept per prediction (0: no replay)",
+        })?,
+        None => DEFAULT_STREAM_HISTORY_CAPACITY,
+    };
     Ok(Resolved {
         model_dir: model_dir.to_path_buf(),
         predictor_ref,
@@ -132,6 +146,7 @@ pub fn resolve(
         concurrency,
         setup_timeout,
         port,
+        stream_history_capacity,
     })
 }
 
@@ -256,6 +271,20 @@ mod tests {
     }
 
     #[test]
+    fn the_stream_history_capacity_defaults_to_cogs_and_zero_is_allowed() {
+        let dir = model("predict: predict.py:Predictor\n", PREDICTOR);
+        let capacity = |vars: &[(&str, &str)]| {
+            resolve(dir.path(), Mode::Predict, None, &env(vars))
+                .expect("resolve")
+                .stream_history_capacity
+        };
+        assert_eq!(capacity(&[]), 1024);
+        assert_eq!(capacity(&[("COG_STREAM_HISTORY_CAPACITY", "")]), 1024);
+        assert_eq!(capacity(&[("COG_STREAM_HISTORY_CAPACITY", "0")]), 0);
+        assert_eq!(capacity(&[("COG_STREAM_HISTORY_CAPACITY", " 2 ")]), 2);
+    }
+
+    #[test]
     fn run_key_is_preferred_to_predict() {
         let dir = model(
             "run: predict.py:Predictor\npredict: predict.py:Other\n",
@@ -354,6 +383,9 @@ mod tests {
             ("COG_MAX_CONCURRENCY", "0"),
             ("COG_SETUP_TIMEOUT", "5s"),
             ("PORT", "99999"),
+            ("COG_STREAM_HISTORY_CAPACITY", "lots"),
+            ("COG_STREAM_HISTORY_CAPACITY", "-1"),
+            ("COG_STREAM_HISTORY_CAPACITY", "2.5"),
         ] {
             let err = resolve(dir.path(), Mode::Predict, None, &env(&[(name, value)])).unwrap_err();
             let text = err.to_string();

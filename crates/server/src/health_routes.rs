@@ -20,7 +20,9 @@ pub async fn health_check(State(state): State<AppState>) -> Json<Value> {
 
 fn body(h: &HealthSnapshot) -> Value {
     let mut version = serde_json::Map::new();
-    version.insert("cogvisor".into(), env!("CARGO_PKG_VERSION").into());
+    // coglet's keys, with `coglet` the version cogvisor behaves as, and cogvisor's own beside it.
+    version.insert("coglet".into(), crate::version::COG_VERSION.into());
+    version.insert("cogvisor".into(), crate::version::COGVISOR_VERSION.into());
     if let Some(sdk) = &h.sdk_version {
         version.insert("python_sdk".into(), sdk.clone().into());
     }
@@ -99,7 +101,7 @@ fn probe(ok: bool, h: &HealthSnapshot) -> Response {
 pub async fn recycle(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let Some(token) = state.admin_token.as_deref() else {
         return (
@@ -119,6 +121,10 @@ pub async fn recycle(
         )
             .into_response();
     }
+    let body = match crate::http::read_body(&headers, body).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
     let reason = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string))

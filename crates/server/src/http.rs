@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::{Bytes, BytesMut};
+use cogvisor_protocol::Mode;
 use cogvisor_supervisor::{AdmitError, Supervisor};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -36,6 +37,8 @@ pub struct AppState {
     schemas: Arc<Mutex<SchemaCache>>,
     /// `COGVISOR_ADMIN_TOKEN`: enables `POST /recycle` for bearers of it.
     pub admin_token: Option<String>,
+    /// What the worker runs: `/predictions` are served in predict mode, `/trainings` in train mode.
+    mode: Mode,
 }
 
 /// The compiled input schemas of the schema the worker sent, rebuilt only when a new worker sends a
@@ -50,6 +53,7 @@ struct SchemaCache {
 impl AppState {
     pub fn new(
         supervisor: Supervisor,
+        mode: Mode,
         settings: ServiceSettings,
         shutdown: ShutdownTrigger,
     ) -> Self {
@@ -59,6 +63,7 @@ impl AppState {
             shutdown,
             schemas: Arc::default(),
             admin_token: None,
+            mode,
         }
     }
 
@@ -93,7 +98,7 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(root))
         .route("/health-check", get(health_routes::health_check))
         .route("/readyz", get(health_routes::readyz))
@@ -104,18 +109,134 @@ pub fn router(state: AppState) -> Router {
         .route("/shutdown", post(shutdown))
         .route("/predictions", post(create_prediction))
         .route("/predictions/{id}", put(put_prediction).get(get_prediction))
-        .route("/predictions/{id}/cancel", post(cancel))
+        .route("/predictions/{id}/cancel", post(cancel_prediction))
         .route("/trainings", post(create_training))
         .route("/trainings/{id}", put(put_training).get(get_training))
-        .route("/trainings/{id}/cancel", post(cancel))
+        .route("/trainings/{id}/cancel", post(cancel_training))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+        .with_state(state);
+    json_errors(routes)
+}
+
+/// Makes every error of `router` answer JSON: unknown routes get `404 {"error": "no route GET /x"}`,
+/// a known route with another method `405 {"error": "method DELETE not allowed on /x; allowed: POST"}`
+/// (with axum's `Allow` header), and any other error the framework answers with a plain-text or
+/// empty body (an extractor's rejection, such as a path that is not UTF-8) gets that text as
+/// `{"error": ...}`.
+pub fn json_errors(router: Router) -> Router {
+    // The middleware wraps the whole router, not its routes (`Router::layer`): axum adds the `Allow`
+    // header of a 405 outside a route's layers, and the message lists those methods.
+    Router::new()
+        .fallback_service(router.fallback(no_route))
+        .layer(axum::middleware::from_fn(errors_as_json))
+}
+
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        format!("no route {method} {}", uri.path()),
+    )
+}
+
+fn error_response(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// Largest framework error body turned into JSON; anything longer is cut (they are one line).
+const MAX_ERROR_TEXT: usize = 4096;
+
+async fn errors_as_json(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    // Cheap clones (no copy of the path): only an error response reads them.
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json_response(&response) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_ERROR_TEXT).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let allow = parts
+        .headers
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let message = framework_error_message(status, &method, uri.path(), allow.as_deref(), &text);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    let body = json!({ "error": message }).to_string();
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn is_json_response(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json)
+}
+
+/// The `error` text for a framework response that had no JSON body.
+fn framework_error_message(
+    status: StatusCode,
+    method: &axum::http::Method,
+    path: &str,
+    allow: Option<&str>,
+    text: &str,
+) -> String {
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allowed: Vec<&str> = allow
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .collect();
+        return format!(
+            "method {method} not allowed on {path}; allowed: {}",
+            allowed.join(", ")
+        );
+    }
+    if !text.is_empty() {
+        return text.to_string();
+    }
+    match status.canonical_reason() {
+        Some(reason) => format!("{reason} ({method} {path})"),
+        None => format!("HTTP {} ({method} {path})", status.as_u16()),
+    }
+}
+
+/// Why a route of `kind` is not served in `mode`, if it is not: a predict-mode server never runs
+/// `train()` and a train-mode server never runs `predict()`, so each answers the other's routes with
+/// this (as a 404) instead of running the wrong function.
+pub fn mode_error(mode: Mode, kind: Kind) -> Option<&'static str> {
+    match (mode, kind) {
+        (Mode::Predict, Kind::Training) => Some(
+            "this server runs in predict mode and serves /predictions only; /trainings needs a server \
+             started in train mode (cogvisor serve --mode train, or python -m cog.server.http \
+             --x-mode train)",
+        ),
+        (Mode::Train, Kind::Prediction) => Some(
+            "this server runs in train mode and serves /trainings only; /predictions needs a server \
+             started in predict mode (without --mode train)",
+        ),
+        _ => None,
+    }
+}
+
+fn wrong_mode(state: &AppState, kind: Kind) -> Option<Response> {
+    mode_error(state.mode, kind).map(|m| error_response(StatusCode::NOT_FOUND, m.to_string()))
 }
 
 async fn root(State(state): State<AppState>) -> Json<Value> {
     let mut doc = json!({
-        "cog_version": env!("CARGO_PKG_VERSION"),
-        "cogvisor_version": env!("CARGO_PKG_VERSION"),
+        "cog_version": crate::version::COG_VERSION,
+        "cogvisor_version": crate::version::COGVISOR_VERSION,
         "healthcheck_url": "/health-check",
         "openapi_url": "/openapi.json",
         "predictions_url": "/predictions",
@@ -123,10 +244,12 @@ async fn root(State(state): State<AppState>) -> Json<Value> {
         "predictions_cancel_url": "/predictions/{prediction_id}/cancel",
         "shutdown_url": "/shutdown",
     });
-    let has_training = state
-        .supervisor
-        .schema()
-        .is_some_and(|s| s.pointer("/components/schemas/TrainingInput").is_some());
+    // Trainings are advertised only where they are served: a predict-mode server answers them 404.
+    let has_training = state.mode == Mode::Train
+        && state
+            .supervisor
+            .schema()
+            .is_some_and(|s| s.pointer("/components/schemas/TrainingInput").is_some());
     if has_training {
         doc["trainings_url"] = "/trainings".into();
         doc["trainings_idempotent_url"] = "/trainings/{training_id}".into();
@@ -173,8 +296,20 @@ async fn shutdown(State(state): State<AppState>) -> Json<Value> {
     Json(json!({}))
 }
 
-async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    if state.predictions.cancel(&id).await {
+async fn cancel_prediction(state: State<AppState>, id: Path<String>) -> Response {
+    cancel(state, Kind::Prediction, id).await
+}
+
+async fn cancel_training(state: State<AppState>, id: Path<String>) -> Response {
+    cancel(state, Kind::Training, id).await
+}
+
+async fn cancel(State(state): State<AppState>, kind: Kind, Path(id): Path<String>) -> Response {
+    if let Some(refusal) = wrong_mode(&state, kind) {
+        return refusal;
+    }
+    let is_kind = state.predictions.get(&id).is_some_and(|p| p.kind == kind);
+    if is_kind && state.predictions.cancel(&id).await {
         (StatusCode::OK, Json(json!({}))).into_response()
     } else {
         (StatusCode::NOT_FOUND, Json(json!({}))).into_response()
@@ -279,7 +414,7 @@ pub fn validate_id(id: &str) -> Result<(), String> {
 
 /// Reads a request body of up to [`BODY_LIMIT`] bytes into one buffer, sized from `Content-Length`
 /// when the client sent it, so the body is held once (not as its chunks plus a joined copy).
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::TooLarge(format!(
             "request body is larger than the {} MiB limit",
@@ -424,6 +559,9 @@ async fn get_training(State(state): State<AppState>, Path(id): Path<String>) -> 
 }
 
 fn find(state: &AppState, kind: Kind, id: &str) -> Response {
+    if let Some(refusal) = wrong_mode(state, kind) {
+        return refusal;
+    }
     match state.predictions.get(id).filter(|p| p.kind == kind) {
         Some(p) => json_bytes(StatusCode::OK, p.snapshot_json()),
         None => not_found(kind),
@@ -485,6 +623,9 @@ async fn run(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if let Some(refusal) = wrong_mode(&state, kind) {
+        return refusal;
+    }
     let body = match read_body(&headers, body).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -593,7 +734,8 @@ async fn run(
         return sse::respond(state.predictions.clone(), prediction);
     }
     if wants_async(&headers) {
-        let body = prediction.snapshot_json();
+        // As Cog: the new prediction as created, `starting` (polling shows it `processing`).
+        let body = prediction.created_json();
         drop(driver);
         return json_bytes(StatusCode::ACCEPTED, body);
     }
@@ -693,6 +835,131 @@ mod tests {
         // A duplicate key fails the one-pass parse; the two-pass one keeps the last value, as before.
         let body = parse(r#"{"id": "a", "id": "b"}"#);
         assert_eq!(body.id.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn each_mode_refuses_the_other_kind_only() {
+        assert_eq!(mode_error(Mode::Predict, Kind::Prediction), None);
+        assert_eq!(mode_error(Mode::Train, Kind::Training), None);
+        let predict = mode_error(Mode::Predict, Kind::Training).expect("refused");
+        assert!(predict.contains("predict mode") && predict.contains("--mode train"));
+        let train = mode_error(Mode::Train, Kind::Prediction).expect("refused");
+        assert!(train.contains("train mode") && train.contains("without --mode train"));
+    }
+
+    #[test]
+    fn framework_errors_get_a_message() {
+        let get = axum::http::Method::GET;
+        let delete = axum::http::Method::DELETE;
+        assert_eq!(
+            framework_error_message(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &delete,
+                "/predictions",
+                Some("POST"),
+                ""
+            ),
+            "method DELETE not allowed on /predictions; allowed: POST"
+        );
+        assert_eq!(
+            framework_error_message(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &delete,
+                "/p/x",
+                Some("PUT,GET,HEAD"),
+                ""
+            ),
+            "method DELETE not allowed on /p/x; allowed: PUT, GET, HEAD"
+        );
+        assert_eq!(
+            framework_error_message(StatusCode::BAD_REQUEST, &get, "/p", None, "Invalid URL"),
+            "Invalid URL"
+        );
+        assert_eq!(
+            framework_error_message(StatusCode::NOT_FOUND, &get, "/x", None, ""),
+            "Not Found (GET /x)"
+        );
+    }
+
+    /// Serves `router` wrapped in [`json_errors`] on a free port; answers each request's status,
+    /// content type, `Allow` header and body.
+    async fn serve_json_errors(
+        router: Router,
+    ) -> impl Fn(
+        reqwest::Method,
+        &'static str,
+    ) -> futures::future::BoxFuture<
+        'static,
+        (StatusCode, Option<String>, Option<String>, Value),
+    > {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, json_errors(router)).await });
+        let client = reqwest::Client::new();
+        move |method, path| {
+            let request = client.request(method, format!("http://{addr}{path}"));
+            Box::pin(async move {
+                let r = request.send().await.expect("request");
+                let header = |name| {
+                    r.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let (content_type, allow) = (header(header::CONTENT_TYPE), header(header::ALLOW));
+                let status = StatusCode::from_u16(r.status().as_u16()).expect("status");
+                let body = r.json::<Value>().await.expect("a JSON body");
+                (status, content_type, allow, body)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn every_router_error_answers_json() {
+        let router = Router::new()
+            .route(
+                "/items/{id}",
+                get(|Path(id): Path<String>| async move { id }),
+            )
+            .route("/teapot", get(|| async { StatusCode::IM_A_TEAPOT }))
+            .route(
+                "/json",
+                get(|| async { (StatusCode::CONFLICT, Json(json!({"error": "mine"}))) }),
+            );
+        let call = serve_json_errors(router).await;
+        let json = Some("application/json".to_string());
+
+        let (status, ct, _, body) = call(reqwest::Method::GET, "/nope/x").await;
+        assert_eq!((status, ct.clone()), (StatusCode::NOT_FOUND, json.clone()));
+        assert_eq!(body, json!({"error": "no route GET /nope/x"}));
+
+        let (status, ct, allow, body) = call(reqwest::Method::DELETE, "/items/1").await;
+        assert_eq!((status, ct), (StatusCode::METHOD_NOT_ALLOWED, json.clone()));
+        assert_eq!(allow.as_deref(), Some("GET,HEAD"));
+        assert_eq!(
+            body,
+            json!({"error": "method DELETE not allowed on /items/1; allowed: GET, HEAD"})
+        );
+
+        // An extractor's plain-text rejection keeps its status and text.
+        let (status, ct, _, body) = call(reqwest::Method::GET, "/items/%FF").await;
+        assert_eq!((status, ct), (StatusCode::BAD_REQUEST, json.clone()));
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains("UTF-8")),
+            "{body}"
+        );
+
+        // An empty error body gets the status's reason.
+        let (status, _, _, body) = call(reqwest::Method::GET, "/teapot").await;
+        assert_eq!(status, StatusCode::IM_A_TEAPOT);
+        assert_eq!(body, json!({"error": "I'm a teapot (GET /teapot)"}));
+
+        // A JSON error is left alone.
+        let (status, _, _, body) = call(reqwest::Method::GET, "/json").await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body, json!({"error": "mine"}));
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod settings;
 mod shutdown;
 mod sse;
 mod upload;
+mod version;
 mod webhook;
 
 use std::path::PathBuf;
@@ -242,6 +243,7 @@ async fn serve(
         webhook: webhook::WebhookSettings::from_env(&env).map_err(ServeError::Webhook)?,
         upload_url: args.upload_url.clone(),
         log_limit: settings.logs_max_per_prediction,
+        history_capacity: resolved.stream_history_capacity,
         metrics: metrics.clone(),
         ..Default::default()
     };
@@ -297,8 +299,9 @@ async fn serve(
         predictor = %resolved.predictor_ref,
         concurrency = resolved.concurrency,
         %addr,
-        "cogvisor {} starting",
-        env!("CARGO_PKG_VERSION")
+        "cogvisor {} (compatible with Cog {}) starting",
+        version::COGVISOR_VERSION,
+        version::COG_VERSION
     );
     let supervisor = Supervisor::start(config, runtime_dir).await?;
 
@@ -313,7 +316,12 @@ async fn serve(
             std::path::PathBuf::from(ready_file::READY_FILE),
         ));
     }
-    let mut state = http::AppState::new(supervisor.clone(), service_settings, trigger.clone());
+    let mut state = http::AppState::new(
+        supervisor.clone(),
+        resolved.mode,
+        service_settings,
+        trigger.clone(),
+    );
     state.admin_token = env("COGVISOR_ADMIN_TOKEN").filter(|t| !t.is_empty());
     let drain_deadline = settings.shutdown_drain_timeout;
     let cancel_grace = settings.cancel_grace;

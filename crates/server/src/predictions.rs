@@ -83,7 +83,7 @@ impl Default for ServiceSettings {
             retention: Duration::from_secs(600),
             max_retained: 1000,
             max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
-            history_capacity: 1024,
+            history_capacity: crate::config::DEFAULT_STREAM_HISTORY_CAPACITY,
             webhook: WebhookSettings::default(),
             upload_url: None,
             http: HttpClient::default(),
@@ -220,14 +220,14 @@ impl Prediction {
     /// subscriber's history snapshot and its live receiver never miss or repeat an event.
     fn record(&self, state: &mut State, name: &'static str, data: EventData) {
         let event = StreamEvent { name, data };
+        // With no history (capacity 0) nothing is kept, so nothing counts as lost: a late subscriber
+        // gets the live events only, as in Cog.
         if self.history_capacity > 0 {
             if state.history.len() == self.history_capacity {
                 state.history.pop_front();
                 state.evicted += 1;
             }
             state.history.push_back(event.clone());
-        } else {
-            state.evicted += 1;
         }
         if let Some(live) = &state.live {
             let _ = live.send(event);
@@ -241,13 +241,18 @@ impl Prediction {
             .live
             .get_or_insert_with(|| broadcast::channel(LIVE_CAPACITY).0)
             .subscribe();
+        let mut replay: Vec<StreamEvent> = state.history.iter().cloned().collect();
+        if self.history_capacity == 0 && state.completed_at.is_some() {
+            // No history, and the `completed` event is already sent: the live channel has nothing
+            // more to give, so the subscriber gets the final state at once (rendered when sent).
+            replay.push(StreamEvent {
+                name: "completed",
+                data: EventData::Completed,
+            });
+        }
         Subscription {
-            replay: state.history.iter().cloned().collect(),
-            evicted: if self.history_capacity == 0 {
-                0
-            } else {
-                state.evicted
-            },
+            replay,
+            evicted: state.evicted,
             live,
         }
     }
@@ -335,6 +340,20 @@ impl Prediction {
         body
     }
 
+    /// The state of a prediction as it was created, before it started: what the 202 of the request
+    /// that created it shows. Cog answers `starting` there, though the prediction runs already; later
+    /// snapshots, the `start` webhook and the SSE `start` event show `processing`.
+    fn created_body(&self) -> Body {
+        let mut body = Body::new();
+        body.insert("id", Field::Text(self.id.clone()));
+        body.insert("status", Field::Static(Status::Starting.as_str()));
+        body.insert("input", Field::Json(self.input.clone()));
+        body.insert("logs", Field::Static(""));
+        body.insert("metrics", Field::Metrics(Map::new()));
+        body.insert("created_at", Field::Text(self.created_at.clone()));
+        body
+    }
+
     /// Cog's sync response body: `id, status, output|error, logs, metrics`.
     fn sync_body_fields(&self) -> Body {
         let state = self.lock();
@@ -360,6 +379,11 @@ impl Prediction {
     /// the shared values (outside the state lock), never from a copy of them.
     pub fn snapshot_json(&self) -> Vec<u8> {
         self.snapshot_body().to_json()
+    }
+
+    /// The state as created (`starting`), as JSON: the 202 answer of an async create.
+    pub fn created_json(&self) -> Vec<u8> {
+        self.created_body().to_json()
     }
 
     /// Cog's sync response body as JSON.
@@ -1060,6 +1084,26 @@ mod tests {
     }
 
     #[test]
+    fn the_created_state_is_starting_whatever_has_happened_since() {
+        let p = prediction(false);
+        p.start();
+        p.apply(PredictionEvent::Log {
+            source: cogvisor_protocol::LogSource::Stdout,
+            data: "early\n".into(),
+        });
+        p.apply(PredictionEvent::Output(json!("x")));
+        let created: Value = serde_json::from_slice(&p.created_json()).expect("JSON");
+        assert_eq!(
+            created,
+            json!({"id": "p1", "status": "starting", "input": {"text": "x"}, "logs": "",
+                   "metrics": {}, "created_at": p.snapshot()["created_at"]})
+        );
+        let now = p.snapshot();
+        assert_eq!(now["status"], "processing");
+        assert!(now["started_at"].is_string());
+    }
+
+    #[test]
     fn success_has_cogs_sync_shape_and_a_full_snapshot() {
         let p = prediction(false);
         p.apply(PredictionEvent::Log {
@@ -1142,6 +1186,42 @@ mod tests {
         let sub = p.subscribe();
         assert_eq!(sub.replay.len(), 2);
         assert_eq!(sub.evicted, 3);
+    }
+
+    #[test]
+    fn no_history_means_no_replay_and_nothing_counted_lost() {
+        let p = Prediction::with_history("p".into(), Kind::Prediction, json!({}), false, 1024, 0);
+        p.start();
+        for i in 0..3 {
+            p.apply(PredictionEvent::Output(json!(i)));
+        }
+        let sub = p.subscribe();
+        assert!(sub.replay.is_empty());
+        assert_eq!(sub.evicted, 0);
+        assert!(p.lock().history.is_empty());
+    }
+
+    #[tokio::test]
+    async fn with_no_history_a_subscriber_after_the_end_gets_the_completion() {
+        let p = Prediction::with_history("p".into(), Kind::Prediction, json!({}), true, 1024, 0);
+        p.start();
+        let mut early = p.subscribe();
+        p.apply(PredictionEvent::Output(json!("x")));
+        p.apply(PredictionEvent::Succeeded {
+            predict_time: 0.0,
+            is_stream: true,
+        });
+        // Ended but `completed` not yet sent: a subscriber now waits for it live.
+        assert!(p.subscribe().replay.is_empty());
+        p.finish(0.5);
+        let late = p.subscribe();
+        let names: Vec<&str> = late.replay.iter().map(|e| e.name).collect();
+        assert_eq!(names, ["completed"]);
+        let data: Value = serde_json::from_str(&p.event_json(&late.replay[0])).expect("JSON");
+        assert_eq!(data["output"], json!(["x"]));
+        assert_eq!(data["metrics"]["predict_time"], json!(0.5));
+        assert_eq!(early.live.recv().await.expect("live").name, "output");
+        assert_eq!(early.live.recv().await.expect("live").name, "completed");
     }
 
     #[tokio::test]

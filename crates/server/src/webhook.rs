@@ -30,7 +30,9 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The `User-Agent` of webhooks and uploads: Cog's, so receivers that match on `coglet/` keep working.
 pub const USER_AGENT: &str = concat!(
-    "coglet/0.23.1 (compatible; cogvisor/",
+    "coglet/",
+    crate::cog_version!(),
+    " (compatible; cogvisor/",
     env!("CARGO_PKG_VERSION"),
     ")"
 );
