@@ -225,7 +225,6 @@ def _lenient(tp: Any, where: str) -> dict[str, Any]:
 class _InputType:
     schema: dict[str, Any]
     nullable: bool = False  # Optional / OptionalRepeated / a union with None
-    repeated: bool = False
     union: bool = False
     enum_type: str = "string"  # the type of a choices enum: the primitive's JSON type
     secret: bool = False  # a bare Secret (Repetition Required)
@@ -244,7 +243,8 @@ def _input_type(tp: Any, where: str) -> _InputType:
         # opaqueFieldType: an opaque value is TypeAny; a list of them or an optional one keeps its shape.
         base, nullable = _unwrap_optional(inner)
         if _is_list(base):
-            return _InputType({"type": "array", "items": dict(_ANY)}, nullable=nullable, repeated=True, enum_type="object")
+            schema = {"type": "array", "items": dict(_ANY)}
+            return _InputType(schema, nullable=nullable, enum_type="object")
         return _InputType(dict(_ANY), nullable=nullable, enum_type="object")
     if typing.get_origin(tp) is typing.Annotated:
         return _input_type(typing.get_args(tp)[0], where)
@@ -275,9 +275,9 @@ def _input_type(tp: Any, where: str) -> _InputType:
     ):
         args = typing.get_args(tp)
         if not args:
-            return _InputType({"type": "array", "items": dict(_ANY)}, repeated=True, enum_type="object")
+            return _InputType({"type": "array", "items": dict(_ANY)}, enum_type="object")
         item = _input_type(args[0], where)
-        return _InputType({"type": "array", "items": item.schema}, repeated=True, enum_type=item.enum_type)
+        return _InputType({"type": "array", "items": item.schema}, enum_type=item.enum_type)
     prim = _primitive(tp)
     if prim is not None:
         return _InputType(prim, enum_type=_enum_type(prim), secret=_is_secret(tp))
@@ -577,6 +577,51 @@ def _validation_error_response() -> dict[str, Any]:
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class _Names:
+    endpoint: str
+    request: str
+    response: str
+    cancel: str
+    summary: str
+    description: str
+    operation: str
+    cancel_operation: str
+    cancel_param: str
+    input: str
+    output: str
+
+
+_MODE_NAMES = {
+    "predict": _Names(
+        "/predictions",
+        "PredictionRequest",
+        "PredictionResponse",
+        "/predictions/{prediction_id}/cancel",
+        "Predict",
+        "Run a single prediction on the model",
+        "predict_predictions_post",
+        "cancel_predictions__prediction_id__cancel_post",
+        "prediction_id",
+        "Input",
+        "Output",
+    ),
+    "train": _Names(
+        "/trainings",
+        "TrainingRequest",
+        "TrainingResponse",
+        "/trainings/{training_id}/cancel",
+        "Train",
+        "Run a single training on the model",
+        "train_trainings_post",
+        "cancel_trainings__training_id__cancel_post",
+        "training_id",
+        "TrainingInput",
+        "TrainingOutput",
+    ),
+}
+
+
 def build(
     fn: Callable[..., Any],
     fields: dict[str, FieldInfo] | None,
@@ -590,29 +635,9 @@ def build(
     for problem in problems:
         if warn is not None:
             warn(f"annotation not resolved, treated as any JSON: {problem}")
-    if mode == "train":
-        endpoint, request, response, cancel = "/trainings", "TrainingRequest", "TrainingResponse", "/trainings/{training_id}/cancel"
-        summary, description, op_id = "Train", "Run a single training on the model", "train_trainings_post"
-        cancel_op, cancel_param, input_key, output_key = (
-            "cancel_trainings__training_id__cancel_post",
-            "training_id",
-            "TrainingInput",
-            "TrainingOutput",
-        )
-    else:
-        endpoint, request, response, cancel = (
-            "/predictions",
-            "PredictionRequest",
-            "PredictionResponse",
-            "/predictions/{prediction_id}/cancel",
-        )
-        summary, description, op_id = "Predict", "Run a single prediction on the model", "predict_predictions_post"
-        cancel_op, cancel_param, input_key, output_key = (
-            "cancel_predictions__prediction_id__cancel_post",
-            "prediction_id",
-            "Input",
-            "Output",
-        )
+    names = _MODE_NAMES["train" if mode == "train" else "predict"]
+    endpoint, request, response, cancel = names.endpoint, names.request, names.response, names.cancel
+    input_key, output_key, cancel_param = names.input, names.output, names.cancel_param
     components: dict[str, Any] = {}
     inputs, enums = input_schema(fn, fields, input_key)
     components[input_key] = inputs
@@ -668,15 +693,19 @@ def build(
         "required": ["loc", "msg", "type"],
         "type": "object",
         "properties": {
-            "loc": {"title": "Location", "type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+            "loc": {
+                "title": "Location",
+                "type": "array",
+                "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            },
             "msg": {"title": "Message", "type": "string"},
             "type": {"title": "Error Type", "type": "string"},
         },
     }
     main: dict[str, Any] = {
-        "summary": summary,
-        "description": description,
-        "operationId": op_id,
+        "summary": names.summary,
+        "description": names.description,
+        "operationId": names.operation,
         "requestBody": {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{request}"}}}},
         "responses": {
             "200": {
@@ -701,9 +730,14 @@ def build(
         cancel: {
             "post": {
                 "summary": "Cancel",
-                "operationId": cancel_op,
+                "operationId": names.cancel_operation,
                 "parameters": [
-                    {"required": True, "schema": {"title": title(cancel_param), "type": "string"}, "name": cancel_param, "in": "path"}
+                    {
+                        "required": True,
+                        "schema": {"title": title(cancel_param), "type": "string"},
+                        "name": cancel_param,
+                        "in": "path",
+                    }
                 ],
                 "responses": {"200": _empty_response(), "422": _validation_error_response()},
             }

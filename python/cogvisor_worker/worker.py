@@ -140,7 +140,8 @@ class Worker:
                 self.fatal("malformed init message: bad slots entry")
         refs = msg.get("schema_refs")
         if refs is not None and (
-            not isinstance(refs, dict) or not all(k in ("predict", "train") and isinstance(v, str) for k, v in refs.items())
+            not isinstance(refs, dict)
+            or not all(k in ("predict", "train") and isinstance(v, str) for k, v in refs.items())
         ):
             self.fatal("malformed init message: schema_refs is not an object of predict/train strings")
         return msg
