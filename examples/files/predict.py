@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from typing import Optional
 
 from cog import BaseModel, BasePredictor, Input, Path
 
@@ -16,7 +17,8 @@ class Predictor(BasePredictor):
     def predict(
         self,
         file: Path = Input(description="A file (http(s) or data: URL)"),
-        extra: list[Path] = Input(description="More files", default=None),
+        # Optional: `list[Path] = Input(default=None)` would be a required input, as after `cog build`.
+        extra: Optional[list[Path]] = Input(description="More files", default=None),
         shape: str = Input(default="file", choices=["file", "list", "nested", "where"]),
     ) -> object:
         print(f"got {file.name} ({os.path.getsize(file)} bytes)")

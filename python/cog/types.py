@@ -230,4 +230,5 @@ class BaseModel:
 
 
 class Opaque:
-    """Marker for ``Annotated[T, Opaque]``: the value is any JSON and its schema says nothing more."""
+    """Marker for ``Annotated[T, Opaque]``: the value passes through as it is; its schema is
+    ``{"type": "object"}`` (an array of those for a list), as ``cog build`` writes it."""

@@ -39,10 +39,15 @@ class Model:
         return hc if callable(hc) else None
 
 
+_imported: dict[str, Any] = {}  # absolute path -> module: a file is imported once per worker
+
+
 def _import_file(path: str) -> Any:
     abspath = os.path.abspath(path)
     if not os.path.isfile(abspath):
         raise LoadError(f"predictor file {path} not found in {os.getcwd()}")
+    if abspath in _imported:
+        return _imported[abspath]
     model_dir = os.getcwd()
     if model_dir not in sys.path:
         sys.path.insert(0, model_dir)
@@ -62,6 +67,7 @@ def _import_file(path: str) -> Any:
     except BaseException:
         sys.modules.pop(name, None)
         raise
+    _imported[abspath] = module
     return module
 
 
@@ -119,8 +125,9 @@ def _fix_input_defaults(fn: Callable[..., Any]) -> tuple[set[str], dict[str, Fie
     return required, fields
 
 
-def load(predictor_ref: str, mode: str) -> Model:
-    """Import ``path/to/file.py[:Name]`` relative to the working directory and build the model."""
+def _target(predictor_ref: str) -> Any:
+    """The class or function ``path/to/file.py[:Name]`` names (``Runner``, then ``Predictor``, when no
+    name is given), imported relative to the working directory."""
     path, sep, name = predictor_ref.rpartition(":")
     if not sep or "/" in name or name.endswith(".py"):
         path, name = predictor_ref, ""
@@ -128,13 +135,17 @@ def load(predictor_ref: str, mode: str) -> Model:
     if name:
         if not hasattr(module, name):
             raise LoadError(f"{path} does not define {name}")
-        target = getattr(module, name)
-    elif hasattr(module, "Runner"):
-        target = getattr(module, "Runner")
-    elif hasattr(module, "Predictor"):
-        target = getattr(module, "Predictor")
-    else:
-        raise LoadError(f"{path} defines neither Runner nor Predictor")
+        return getattr(module, name)
+    if hasattr(module, "Runner"):
+        return getattr(module, "Runner")
+    if hasattr(module, "Predictor"):
+        return getattr(module, "Predictor")
+    raise LoadError(f"{path} defines neither Runner nor Predictor")
+
+
+def load(predictor_ref: str, mode: str) -> Model:
+    """Import ``path/to/file.py[:Name]`` relative to the working directory and build the model."""
+    target = _target(predictor_ref)
     if inspect.isclass(target):
         obj = target()
     elif inspect.isroutine(target):
@@ -185,12 +196,41 @@ def setup_callable(model: Model, setup_mode: str) -> Callable[[], Any] | None:
     return fn
 
 
-def build_schema(model: Model, version: str, warn: Callable[[str], None] | None = None) -> Any:
-    """The OpenAPI document built from the model's signature; None for a ``**kwargs`` signature (which
-    has no fixed inputs). Raises schema.SchemaError naming an input type it cannot express."""
+def describe(predictor_ref: str, mode: str) -> Callable[..., Any]:
+    """The run/predict (or train) function ``predictor_ref`` names, for its signature only: the file is
+    imported, the class is not instantiated and nothing else runs."""
+    target = _target(predictor_ref)
+    if not (inspect.isclass(target) or inspect.isroutine(target)):
+        raise LoadError(f"{predictor_ref} is neither a class nor a function")
+    return _pick_method(target, mode)
+
+
+def build_schema(
+    model: Model,
+    schema_refs: dict[str, str] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Any:
+    """The OpenAPI document ``cog build`` would write, built from the signatures; None for a
+    ``**kwargs`` signature (which has no fixed inputs). With both a predict and a train reference in
+    ``schema_refs`` (cog.yaml's), the merged document of both, whichever mode is served: the other
+    mode's function is read from its file without running it. Raises schema.SchemaError naming an input
+    type it cannot express."""
     if model.accepts_var_kwargs:
         return None
-    return schema.build(model.method, model.fields, model.mode, version, warn)
+    own = schema.build(model.method, model.fields, model.mode, warn)
+    other_mode = "train" if model.mode == "predict" else "predict"
+    other_ref = (schema_refs or {}).get(other_mode)
+    if not other_ref or not (schema_refs or {}).get(model.mode):
+        return own
+    try:
+        other = schema.build(describe(other_ref, other_mode), None, other_mode, warn)
+    except Exception as e:  # noqa: BLE001 - the served mode's document still stands
+        if warn is not None:
+            warn(f"the {other_mode} part of the OpenAPI schema is left out: {other_ref}: {type(e).__name__}: {e}")
+        return own
+    if model.mode == "predict":
+        return schema.merge(own, other)
+    return schema.merge(other, own)
 
 
 def read_schema(model_dir: str = ".") -> Any:

@@ -245,8 +245,9 @@ def init(
     setup: str,
     runtime_dir: str,
     slots: list[Message],
+    schema_refs: dict[str, str] | None = None,
 ) -> Message:
-    return {
+    msg: Message = {
         "type": "init",
         "protocol_version": protocol_version,
         "generation": generation,
@@ -256,6 +257,9 @@ def init(
         "runtime_dir": runtime_dir,
         "slots": slots,
     }
+    if schema_refs is not None:
+        msg["schema_refs"] = {k: schema_refs[k] for k in ("predict", "train") if k in schema_refs}
+    return msg
 
 
 def cancel(slot: int, id: str) -> Message:

@@ -138,6 +138,12 @@ class Worker:
         for s in msg["slots"]:
             if not isinstance(s, dict) or not isinstance(s.get("slot"), int) or not isinstance(s.get("socket"), str):
                 self.fatal("malformed init message: bad slots entry")
+        refs = msg.get("schema_refs")
+        if refs is not None and (
+            not isinstance(refs, dict)
+            or not all(k in ("predict", "train") and isinstance(v, str) for k, v in refs.items())
+        ):
+            self.fatal("malformed init message: schema_refs is not an object of predict/train strings")
         return msg
 
     def start(self) -> None:
@@ -180,7 +186,7 @@ class Worker:
             try:
                 schema = loader.build_schema(
                     model,
-                    cog.__version__,
+                    init.get("schema_refs"),
                     lambda text: self.control.try_send(protocol.worker_log("warning", text)),
                 )
             except SchemaError as e:

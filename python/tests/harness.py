@@ -43,6 +43,7 @@ class Supervisor:
         setup: str = "full",
         protocol_version: int = 1,
         env: dict[str, str] | None = None,
+        schema_refs: dict[str, str] | None = None,
     ) -> None:
         # Short paths: AF_UNIX socket paths are limited to 108 bytes.
         self.root = tempfile.mkdtemp(prefix="cvw-")
@@ -85,7 +86,7 @@ class Supervisor:
         ).start()
         self.control_seen: list[Message] = []
         self.send(
-            p.init(protocol_version, 1, predictor_ref, mode, setup, self.runtime_dir, slot_specs)
+            p.init(protocol_version, 1, predictor_ref, mode, setup, self.runtime_dir, slot_specs, schema_refs)
         )
         self.slots: list[socket.socket] = []
         self.slot_queues: list[queue.Queue[Any]] = []

@@ -29,6 +29,7 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
         "full",
         "/tmp/cogvisor-1234",
         [p.slot_socket(0, "/tmp/cogvisor-1234/slot-0.sock"), p.slot_socket(1, "/tmp/cogvisor-1234/slot-1.sock")],
+        {"predict": "predict.py:Predictor", "train": "train.py:train"},
     ),
     "control_request_init_recycle_train": lambda: p.init(
         1, 7, "train.py:train", "train", "recycle", "/tmp/cogvisor-1234",

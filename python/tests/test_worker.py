@@ -252,6 +252,26 @@ def test_first_frame_must_be_init() -> None:
     assert msg["type"] == "fatal" and "init" in msg["reason"]
 
 
+def test_malformed_schema_refs_in_init_are_fatal() -> None:
+    import subprocess
+    import sys
+
+    from harness import PYTHON_DIR
+
+    init = p.init(1, 1, "predict.py:Predictor", "predict", "full", "/tmp", [], {"predict": "predict.py:Predictor"})
+    init["schema_refs"]["train"] = 5
+    proc = subprocess.run(
+        [sys.executable, "-m", "cogvisor_worker"],
+        input=p.encode_frame(init),
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": PYTHON_DIR},
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    msg = p.decode_payload(proc.stdout[4:])
+    assert msg == {"type": "fatal", "reason": "malformed init message: schema_refs is not an object of predict/train strings"}
+
+
 def test_spilled_input_is_read_and_deleted(start: Any) -> None:
     sup = started(
         start,

@@ -223,9 +223,61 @@ def test_train_mode_sends_a_training_schema(start_ready: Any) -> None:
         ready = sup.ready()
         schemas = ready["schema"]["components"]["schemas"]
         assert schemas["TrainingInput"]["properties"]["steps"]["minimum"] == 1
-        assert schemas["TrainingOutput"] == {"title": "TrainingOutput", "type": "string"}
+        assert schemas["TrainingOutput"] == {"title": "Output", "type": "string"}, "titled as cog build does"
+        assert "Input" not in schemas, "no schema_refs in init: the served function alone"
         sup.predict(0, "t")
         assert outputs(sup.until_terminal(0)) == ["trained 3"]
+    finally:
+        sup.close()
+
+
+MERGED_SRC = {
+    "predict.py": """
+    from cog import BaseRunner, Input
+    class Runner(BaseRunner):
+        def __init__(self):
+            print("constructed")
+        def run(self, x: int) -> int:
+            return x
+    """,
+    "train.py": """
+    from cog import Input
+    print("train.py imported")
+    def train(steps: int = Input(default=3, ge=1)) -> str:
+        return f"trained {steps}"
+    """,
+}
+BOTH = {"predict": "predict.py:Runner", "train": "train.py:train"}
+
+
+@pytest.mark.parametrize("mode", ["predict", "train"])
+def test_schema_refs_with_both_modes_give_one_merged_document(mode: str) -> None:
+    ref = BOTH[mode]
+    sup = Supervisor(MERGED_SRC, predictor_ref=ref, mode=mode, schema_refs=BOTH)
+    try:
+        ready = sup.ready()
+        assert ready["type"] == "ready", ready
+        doc = ready["schema"]
+        schemas = doc["components"]["schemas"]
+        assert schemas["Input"]["properties"]["x"]["type"] == "integer"
+        assert schemas["TrainingInput"]["properties"]["steps"]["default"] == 3
+        assert {"/predictions", "/trainings", "/trainings/{training_id}/cancel"} <= set(doc["paths"])
+        logs = "".join(m.get("data", "") for m in sup.control_seen if m["type"] == "log")
+        # The other mode's function is read, not run: its class is never constructed.
+        assert ("constructed" in logs) == (mode == "predict"), logs
+    finally:
+        sup.close()
+
+
+def test_an_unreadable_other_mode_leaves_it_out_with_a_warning() -> None:
+    refs = {"predict": "predict.py:Runner", "train": "missing.py:train"}
+    sup = Supervisor(MERGED_SRC, predictor_ref="predict.py:Runner", schema_refs=refs)
+    try:
+        ready = sup.ready()
+        assert ready["type"] == "ready", ready
+        assert "TrainingInput" not in ready["schema"]["components"]["schemas"]
+        warnings = [m["message"] for m in sup.control_seen if m["type"] == "worker_log"]
+        assert any("train part of the OpenAPI schema is left out: missing.py:train" in w for w in warnings), warnings
     finally:
         sup.close()
 

@@ -32,6 +32,17 @@ pub struct SlotSocket {
     pub socket: String,
 }
 
+/// The predictor references `cog build` writes the OpenAPI document from: `cog.yaml`'s `run`/`predict`
+/// and `train`. With both, the document the worker builds (when the model has no
+/// `.cog/openapi_schema.json`) is the merged one, in either mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaRefs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predict: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<String>,
+}
+
 /// Supervisor → worker, on the worker's stdin.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -48,6 +59,9 @@ pub enum ControlRequest {
         /// The private runtime directory; spill files and prediction output directories live under it.
         runtime_dir: String,
         slots: Vec<SlotSocket>,
+        /// What the schema is built from; absent: the served predictor alone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schema_refs: Option<SchemaRefs>,
     },
     /// Cancel prediction `id` if it is still running in `slot`.
     Cancel { slot: SlotId, id: String },

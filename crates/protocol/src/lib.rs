@@ -31,7 +31,8 @@ pub mod spill;
 
 pub use codec::FrameCodec;
 pub use control::{
-    ControlRequest, ControlResponse, HealthcheckStatus, LogLevel, Mode, SetupMode, SlotSocket,
+    ControlRequest, ControlResponse, HealthcheckStatus, LogLevel, Mode, SchemaRefs, SetupMode,
+    SlotSocket,
 };
 pub use error::ProtocolError;
 pub use limits::{

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use bytes::{BufMut, BytesMut};
 use cogvisor_protocol::{
     ControlRequest, ControlResponse, FileOutputKind, FrameCodec, HealthcheckStatus, LogLevel,
-    LogSource, MetricMode, Mode, ProtocolError, SetupMode, SlotId, SlotRequest, SlotResponse,
-    SlotSocket, MAX_FRAME_LEN,
+    LogSource, MetricMode, Mode, ProtocolError, SchemaRefs, SetupMode, SlotId, SlotRequest,
+    SlotResponse, SlotSocket, MAX_FRAME_LEN,
 };
 use proptest::prelude::*;
 use serde::{de::DeserializeOwned, Serialize};
@@ -73,9 +73,22 @@ fn control_request() -> impl Strategy<Value = ControlRequest> {
                 (slot(), text()).prop_map(|(slot, socket)| SlotSocket { slot, socket }),
                 0..4
             ),
+            prop::option::of(
+                (prop::option::of(text()), prop::option::of(text()))
+                    .prop_map(|(predict, train)| SchemaRefs { predict, train })
+            ),
         )
             .prop_map(
-                |(protocol_version, generation, predictor_ref, mode, setup, runtime_dir, slots)| {
+                |(
+                    protocol_version,
+                    generation,
+                    predictor_ref,
+                    mode,
+                    setup,
+                    runtime_dir,
+                    slots,
+                    schema_refs,
+                )| {
                     ControlRequest::Init {
                         protocol_version,
                         generation,
@@ -84,6 +97,7 @@ fn control_request() -> impl Strategy<Value = ControlRequest> {
                         setup,
                         runtime_dir,
                         slots,
+                        schema_refs,
                     }
                 }
             ),

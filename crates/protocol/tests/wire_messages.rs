@@ -81,6 +81,10 @@ fn all_messages() -> Vec<(&'static str, Message)> {
                         socket: "/tmp/cogvisor-1234/slot-1.sock".into(),
                     },
                 ],
+                schema_refs: Some(cogvisor_protocol::SchemaRefs {
+                    predict: Some("predict.py:Predictor".into()),
+                    train: Some("train.py:train".into()),
+                }),
             }),
         ),
         (
@@ -96,6 +100,7 @@ fn all_messages() -> Vec<(&'static str, Message)> {
                     slot: SlotId(0),
                     socket: "/tmp/cogvisor-1234/slot-0.sock".into(),
                 }],
+                schema_refs: None,
             }),
         ),
         (

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cogvisor_protocol::Mode;
+use cogvisor_protocol::{Mode, SchemaRefs};
 use serde::Deserialize;
 
 use crate::error::ServeError;
@@ -53,6 +53,9 @@ pub struct Resolved {
     pub model_dir: PathBuf,
     pub predictor_ref: String,
     pub mode: Mode,
+    /// What the worker builds the schema from when the model has none: `cog.yaml`'s `run`/`predict`
+    /// and `train`, as `cog build` does, with the served mode's entry the predictor actually served.
+    pub schema_refs: SchemaRefs,
     pub concurrency: u32,
     pub setup_timeout: Option<Duration>,
     pub port: u16,
@@ -86,6 +89,14 @@ pub fn resolve(
             .ok_or(ServeError::NoTrainer { cog_yaml })?,
     };
     check_predictor_ref(model_dir, &predictor_ref)?;
+    let mut schema_refs = SchemaRefs {
+        predict: cog.run.clone().or(cog.predict.clone()),
+        train: cog.train.clone(),
+    };
+    match mode {
+        Mode::Predict => schema_refs.predict = Some(predictor_ref.clone()),
+        Mode::Train => schema_refs.train = Some(predictor_ref.clone()),
+    }
 
     let concurrency = match env("COG_MAX_CONCURRENCY").filter(|s| !s.is_empty()) {
         Some(v) => v
@@ -143,6 +154,7 @@ pub fn resolve(
         model_dir: model_dir.to_path_buf(),
         predictor_ref,
         mode,
+        schema_refs,
         concurrency,
         setup_timeout,
         port,
@@ -410,5 +422,34 @@ mod tests {
             resolve(dir.path(), Mode::Train, None, &env(&[])),
             Err(ServeError::NoTrainer { .. })
         ));
+    }
+
+    #[test]
+    fn schema_refs_are_cog_yamls_with_the_served_predictor_in_its_mode() {
+        let dir = model(
+            "run: predict.py:Predictor\ntrain: predict.py:Predictor\n",
+            PREDICTOR,
+        );
+        let both = SchemaRefs {
+            predict: Some("predict.py:Predictor".into()),
+            train: Some("predict.py:Predictor".into()),
+        };
+        for mode in [Mode::Predict, Mode::Train] {
+            let r = resolve(dir.path(), mode, None, &env(&[])).expect("resolve");
+            assert_eq!(r.schema_refs, both, "{mode:?}");
+        }
+        let dir = model("predict: predict.py:Predictor\n", PREDICTOR);
+        let r = resolve(dir.path(), Mode::Predict, None, &env(&[])).expect("resolve");
+        assert_eq!(
+            r.schema_refs,
+            SchemaRefs {
+                predict: Some("predict.py:Predictor".into()),
+                train: None
+            }
+        );
+        std::fs::write(dir.path().join("other.py"), PREDICTOR).expect("write");
+        let e = env(&[("COG_PREDICT_TYPE_STUB", "other.py:Predictor")]);
+        let r = resolve(dir.path(), Mode::Predict, None, &e).expect("resolve");
+        assert_eq!(r.schema_refs.predict.as_deref(), Some("other.py:Predictor"));
     }
 }

@@ -271,6 +271,7 @@ async fn serve(
     };
     let mut config = SupervisorConfig::new(&model_dir, resolved.predictor_ref.clone());
     config.mode = resolved.mode;
+    config.schema_refs = Some(resolved.schema_refs.clone());
     config.python = args.python.clone();
     config.python_path = vec![python_path];
     config.concurrency = resolved.concurrency;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cogvisor_protocol::Mode;
+use cogvisor_protocol::{Mode, SchemaRefs};
 
 use crate::health_machine::HealthConfig;
 use crate::hooks::HooksConfig;
@@ -19,6 +19,8 @@ pub struct SupervisorConfig {
     /// `predict.py:Predictor`, relative to `model_dir`.
     pub predictor_ref: String,
     pub mode: Mode,
+    /// What the worker builds the OpenAPI document from when the model has none (`init.schema_refs`).
+    pub schema_refs: Option<SchemaRefs>,
     /// The Python interpreter (a name looked up on PATH, or a path).
     pub python: String,
     /// Directories put first on the worker's PYTHONPATH (the embedded `cog` and `cogvisor_worker`).
@@ -63,6 +65,7 @@ impl SupervisorConfig {
             model_dir: model_dir.into(),
             predictor_ref: predictor_ref.into(),
             mode: Mode::Predict,
+            schema_refs: None,
             python: "python3".into(),
             python_path: Vec::new(),
             concurrency: 1,

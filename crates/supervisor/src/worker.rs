@@ -241,6 +241,7 @@ pub async fn start(
         setup,
         runtime_dir: runtime.path().display().to_string(),
         slots: sockets,
+        schema_refs: config.schema_refs.clone(),
     };
     let failed = |error| FailedStart {
         error,
