@@ -126,9 +126,10 @@ def load(predictor_ref: str, mode: str) -> Model:
         path, name = predictor_ref, ""
     module = _import_file(path)
     if name:
-        if not hasattr(module, name):
-            raise LoadError(f"{path} does not define {name}")
-        target = getattr(module, name)
+        try:
+            target = getattr(module, name)  # also what a module __getattr__ produces
+        except AttributeError as e:
+            raise LoadError(f"{path} defines nothing named {name!r} (AttributeError: {e})") from None
     elif hasattr(module, "Runner"):
         target = getattr(module, "Runner")
     elif hasattr(module, "Predictor"):

@@ -170,6 +170,8 @@ class Worker:
             setup = loader.setup_callable(model, init["setup"])
             if setup is not None:
                 self.run_blocking(setup())
+        except loader.LoadError as e:  # the reference or the model's shape: the message says it all
+            self.setup_failed(f"cannot load {init['predictor_ref']}: {e}")
         except BaseException:  # noqa: BLE001 - SystemExit in setup is a setup failure too
             self.setup_failed(traceback.format_exc())
         import cog
