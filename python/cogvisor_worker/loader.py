@@ -123,9 +123,9 @@ def load(predictor_ref: str, mode: str) -> Model:
     """Import ``path/to/file.py[:Name]`` relative to the working directory and build the model."""
     path, sep, name = predictor_ref.rpartition(":")
     if not sep or "/" in name or name.endswith(".py"):
-        path, name = predictor_ref, ""
+        path, sep, name = predictor_ref, "", ""
     module = _import_file(path)
-    if name:
+    if sep:  # an explicit name, even an empty one (coglet looks that up too, and fails)
         try:
             target = getattr(module, name)  # also what a module __getattr__ produces
         except AttributeError as e:

@@ -194,6 +194,15 @@ def test_a_missing_predictor_name_is_setup_failed_with_a_clear_message(start: An
     assert sup.wait_exit() == 1
 
 
+def test_an_empty_predictor_name_is_looked_up_as_coglet_does(start: Any) -> None:
+    sup = start({"predict.py": ECHO}, predictor_ref="predict.py:")
+    msg = sup.ready()
+    assert msg == p.setup_failed(
+        "cannot load predict.py:: predict.py defines nothing named '' "
+        "(AttributeError: module 'predict' has no attribute '')"
+    )
+
+
 @pytest.mark.parametrize(
     "files",
     [
