@@ -130,12 +130,13 @@ def _target(predictor_ref: str) -> Any:
     name is given), imported relative to the working directory."""
     path, sep, name = predictor_ref.rpartition(":")
     if not sep or "/" in name or name.endswith(".py"):
-        path, name = predictor_ref, ""
+        path, sep, name = predictor_ref, "", ""
     module = _import_file(path)
-    if name:
-        if not hasattr(module, name):
-            raise LoadError(f"{path} does not define {name}")
-        return getattr(module, name)
+    if sep:  # an explicit name, even an empty one (coglet looks that up too, and fails)
+        try:
+            return getattr(module, name)  # also what a module __getattr__ produces
+        except AttributeError as e:
+            raise LoadError(f"{path} defines nothing named {name!r} (AttributeError: {e})") from None
     if hasattr(module, "Runner"):
         return getattr(module, "Runner")
     if hasattr(module, "Predictor"):

@@ -63,10 +63,11 @@ class Prediction:
 
     # -- scope ------------------------------------------------------------------------------------
     def _send_metric(self, name: str, value: Any, mode: str) -> None:
-        """The sink of this prediction's MetricRecorder (values were checked there; None deletes)."""
+        """The sink of this prediction's MetricRecorder (the value was checked and made JSON there; None
+        deletes)."""
         if self.finished:
             return
-        self.slot.emit(protocol.metric(name, outputs.to_json(value), mode))
+        self.slot.emit(protocol.metric(name, value, mode))
 
 
 Outcome = tuple[Any, ...]  # ("done", is_stream) | ("cancelled",) | ("failed", error, traceback | None)

@@ -97,6 +97,10 @@ class Worker:
         self.control.try_send(protocol.fatal(reason))
         self.exit(EXIT_PROTOCOL)
 
+    def milestone(self, text: str) -> None:
+        """A start-up milestone: an info ``worker_log`` (setup.logs carries it)."""
+        self.control.try_send(protocol.worker_log("info", text))
+
     def setup_failed(self, error: str) -> NoReturn:
         self.control.try_send(protocol.setup_failed(error))
         self.exit(EXIT_SETUP_FAILED)
@@ -158,6 +162,8 @@ class Worker:
         if init["mode"] not in ("predict", "train") or init["setup"] not in ("full", "recycle"):
             self.setup_failed(f"unsupported mode {init['mode']!r} or setup {init['setup']!r}")
         self.runtime_dir = init["runtime_dir"]
+        # Start-up milestones, in coglet's words: setup.logs shows them between the supervisor's own.
+        self.milestone("File descriptor redirection complete")  # done in __init__, before any model code
         socks: list[tuple[int, socket.socket]] = []
         for s in init["slots"]:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # close-on-exec by default
@@ -166,7 +172,10 @@ class Worker:
             except OSError as e:
                 self.setup_failed(f"cannot connect to slot {s['slot']} socket {s['socket']}: {e}")
             socks.append((s["slot"], sock))
+        self.milestone("Connected to slot transport")
+        self.milestone("Worker starting setup")
         try:
+            self.milestone("Loading predictor")
             model = loader.load(init["predictor_ref"], init["mode"])
             if len(socks) > 1 and not model.is_async:
                 raise loader.LoadError(
@@ -175,7 +184,10 @@ class Worker:
                 )
             setup = loader.setup_callable(model, init["setup"])
             if setup is not None:
+                self.milestone("Running setup")
                 self.run_blocking(setup())
+        except loader.LoadError as e:  # the reference or the model's shape: the message says it all
+            self.setup_failed(f"cannot load {init['predictor_ref']}: {e}")
         except BaseException:  # noqa: BLE001 - SystemExit in setup is a setup failure too
             self.setup_failed(traceback.format_exc())
         import cog

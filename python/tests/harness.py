@@ -22,6 +22,10 @@ DEADLINE = 30.0
 Message = dict[str, Any]
 
 
+# Taken at import, before any test points TMPDIR into its own tmp_path: the session directory holds
+# the slot sockets, whose paths must stay short (AF_UNIX: 108 bytes). It is removed by close().
+SHORT_TMP = tempfile.gettempdir()
+
 def _pump(reader: p.FrameReader, q: "queue.Queue[Message | None | Exception]") -> None:
     try:
         while True:
@@ -46,7 +50,7 @@ class Supervisor:
         schema_refs: dict[str, str] | None = None,
     ) -> None:
         # Short paths: AF_UNIX socket paths are limited to 108 bytes.
-        self.root = tempfile.mkdtemp(prefix="cvw-")
+        self.root = tempfile.mkdtemp(prefix="cvw-", dir=SHORT_TMP)
         self.model_dir = os.path.join(self.root, "model")
         self.runtime_dir = os.path.join(self.root, "rt")
         os.makedirs(os.path.join(self.runtime_dir, "spill"))

@@ -42,9 +42,9 @@ def test_outputs_keep_their_order_with_files_encoded_off_the_loop(start_ready: A
             class Predictor:
                 async def predict(self):
                     yield "first"
-                    with open("/tmp/cogvisor-async-slot-test.txt", "w") as f:
+                    with open("async-slot-test.txt", "w") as f:  # in the model dir, removed with it
                         f.write("file body")
-                    yield Path("/tmp/cogvisor-async-slot-test.txt")
+                    yield Path("async-slot-test.txt").resolve()
                     yield {"nested": [1, 2]}
                     yield "x" * 100_000
                     yield "last"

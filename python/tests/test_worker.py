@@ -184,6 +184,41 @@ def test_import_error_is_setup_failed(start: Any) -> None:
     assert sup.wait_exit() == 1
 
 
+def test_a_missing_predictor_name_is_setup_failed_with_a_clear_message(start: Any) -> None:
+    sup = start({"predict.py": ECHO}, predictor_ref="predict.py:Nope")
+    msg = sup.ready()
+    assert msg == p.setup_failed(
+        "cannot load predict.py:Nope: predict.py defines nothing named 'Nope' "
+        "(AttributeError: module 'predict' has no attribute 'Nope')"
+    )
+    assert sup.wait_exit() == 1
+
+
+def test_an_empty_predictor_name_is_looked_up_as_coglet_does(start: Any) -> None:
+    sup = start({"predict.py": ECHO}, predictor_ref="predict.py:")
+    msg = sup.ready()
+    assert msg == p.setup_failed(
+        "cannot load predict.py:: predict.py defines nothing named '' "
+        "(AttributeError: module 'predict' has no attribute '')"
+    )
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"impl.py": ECHO, "predict.py": "from impl import *\n"},
+        {"impl.py": ECHO, "predict.py": "import impl\nglobals().update({'Pred' + 'ictor': impl.Predictor})\n"},
+        {"predict.py": f"exec({ECHO!r})\n"},
+        {"impl.py": ECHO, "predict.py": "import impl\ndef __getattr__(name):\n    return getattr(impl, name)\n"},
+    ],
+    ids=["star_import", "globals_update", "exec", "module_getattr"],
+)
+def test_a_predictor_the_file_does_not_spell_out_is_found_by_the_import(start_ready: Any, files: Any) -> None:
+    sup = start_ready(files)
+    sup.predict(0, "x", {"text": "hi"})
+    assert sup.until_terminal(0)[-1]["type"] == "done"
+
+
 def test_setup_error_is_setup_failed(start: Any) -> None:
     sup = start(
         {

@@ -18,6 +18,7 @@
 //! * [`checks`]: the user healthcheck and `health.command`, coalesced, and the background monitor.
 //! * [`hooks`]: `after_healthy` and `before_stop`, run in their own process group with a timeout.
 //! * [`lifecycle`]: the one task that starts, serves, recycles and restarts worker generations.
+//! * [`model_output`]: what the model prints, in the server's log and in `setup.logs`.
 //! * [`observer`]: events (recycles, health checks, hooks) for whoever watches, such as metrics.
 //! * [`supervisor`]: the handle tying it together.
 //! * [`error`]: every failure, as enums.
@@ -29,6 +30,7 @@ pub mod health;
 pub mod health_machine;
 pub mod hooks;
 pub mod lifecycle;
+pub mod model_output;
 pub mod observer;
 pub mod prediction;
 pub mod process_tree;

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use crate::health::{RecycleRecord, SetupRecord, SetupStatus};
 use crate::health_machine::{Action, Event, RecycleTrigger};
 use crate::hooks::{self, HookOutcome, HookPolicy, HookVars};
+use crate::model_output;
 use crate::restart_budget::RestartBudget;
 use crate::slots::SlotPool;
 use crate::supervisor::now_rfc3339;
@@ -411,6 +412,12 @@ impl Supervisor {
             }
             state.setup.status = SetupStatus::Succeeded;
             state.setup.completed_at = Some(now_rfc3339());
+            // The last line: nothing is added to setup.logs after it (what the model prints from now
+            // on belongs to predictions and the server's log).
+            state.setup.logs.push_str(&model_output::setup_line(
+                model_output::RUNTIME_TARGET,
+                model_output::MILESTONE_READY,
+            ));
             state.predictions_served = 0;
             state.prediction_limit = inner.config.max_predictions.map(|max| {
                 let jitter = inner.config.max_predictions_jitter;

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use crate::health::{HealthSnapshot, HealthStatus, SetupRecord, SetupStatus, WorkerRecord};
 use crate::health_machine::{transition, Action, Event, Machine, RecycleTrigger};
 use crate::lifecycle::Command;
+use crate::model_output;
 use crate::prediction::OutputDir;
 use crate::runtime_dir::RuntimeDir;
 use crate::slots::{Running, SlotPool};
@@ -610,16 +611,27 @@ impl Supervisor {
                 return self.finish(generation, slot, &id, PredictionEvent::Canceled)
             }
         };
-        let state = self.inner.lock();
-        match state.pool.running(slot) {
-            Some(r) if is_current(&state, generation) => {
-                let _ = r.events.send(event);
+        let target = {
+            let state = self.inner.lock();
+            match state.pool.running(slot) {
+                Some(r) if is_current(&state, generation) => Some((r.id.clone(), r.events.clone())),
+                _ => None,
             }
-            _ => tracing::debug!(
+        };
+        let Some((id, events)) = target else {
+            tracing::debug!(
                 slot = slot.0,
                 "message for a slot with no running prediction"
-            ),
+            );
+            return;
+        };
+        // The server's log gets what the model printed too, outside the lock: a slow stderr must not
+        // hold up the rest of the supervisor. This slot's messages are handled in order by this one
+        // task, so the line still reaches the prediction before its terminal event.
+        if let PredictionEvent::Log { source, data } = &event {
+            model_output::log_user_output(*source, data, Some(&id));
         }
+        let _ = events.send(event);
     }
 
     /// `cog.recycle_worker()` from model code. The health machine goes RECYCLING here, at once, so no
@@ -719,10 +731,10 @@ impl Supervisor {
             };
             match message {
                 ControlResponse::Log { source, data } => {
-                    tracing::info!(target: "cogvisor::worker", ?source, "{}", data.trim_end())
+                    model_output::log_user_output(source, &data, None)
                 }
                 ControlResponse::WorkerLog { level, message } => {
-                    tracing::info!(target: "cogvisor::worker", ?level, "{message}")
+                    model_output::log_worker_message(level, &message)
                 }
                 ControlResponse::Idle { slot } => tracing::debug!(slot = slot.0, "slot idle"),
                 ControlResponse::Cancelled { slot, id } => {

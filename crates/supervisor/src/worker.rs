@@ -26,6 +26,7 @@ use tokio::sync::{watch, Mutex};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::config::SupervisorConfig;
+use crate::model_output;
 use crate::runtime_dir::RuntimeDir;
 use crate::spawn::{KnownChildren, Spawner};
 
@@ -152,9 +153,19 @@ pub struct FailedStart {
     pub exit: Option<watch::Receiver<Option<WorkerExit>>>,
 }
 
-/// Called with each setup log line as it arrives.
+/// Called with each `setup.logs` line as it arrives (see [`model_output`]).
 pub trait SetupLog: Send + Sync {
     fn append(&self, text: &str);
+}
+
+/// One of the runtime's start-up milestones: a `setup.logs` line (the server's log has its own, richer
+/// events for these, so here it is only a debug event).
+fn milestone(log: &dyn SetupLog, text: &str) {
+    tracing::debug!(target: "cogvisor", "{text}");
+    log.append(&model_output::setup_line(
+        model_output::RUNTIME_TARGET,
+        text,
+    ));
 }
 
 /// Spawns generation `number` and runs it through setup.
@@ -172,6 +183,8 @@ pub async fn start(
         pid: None,
         exit: None,
     };
+    milestone(log, &model_output::version_milestone());
+    milestone(log, model_output::MILESTONE_SLOT_TRANSPORT);
     // Bind every slot socket before the worker exists, so it can connect at once.
     let mut listeners = Vec::new();
     let mut sockets = Vec::new();
@@ -208,6 +221,7 @@ pub async fn start(
             "COGVISOR_HEALTHCHECK_TIMEOUT",
             config.health_timeout.as_secs_f64().to_string(),
         );
+    milestone(log, model_output::MILESTONE_SPAWNING);
     let mut child = spawner.spawn(command).await.map_err(|e| {
         fail(StartError::Spawn {
             python: config.python.clone(),
@@ -387,14 +401,19 @@ async fn drain_setup(reader: &mut ControlReader, log: &dyn SetupLog) -> Option<S
 /// Handles one non-ready control message during setup; returns the error it reports, if any.
 fn setup_message(message: ControlResponse, log: &dyn SetupLog) -> Option<StartError> {
     match message {
-        ControlResponse::Log { data, .. } => {
-            tracing::info!(target: "cogvisor::setup", "{}", data.trim_end());
-            log.append(&data);
+        ControlResponse::Log { source, data } => {
+            model_output::log_setup_output(source, &data);
+            log.append(&model_output::setup_output_lines(&data));
             None
         }
         ControlResponse::WorkerLog { level, message } => {
-            tracing::info!(target: "cogvisor::setup", ?level, "{message}");
-            log.append(&format!("{message}\n"));
+            model_output::log_worker_message(level, &message);
+            if model_output::worker_message_in_setup_logs(level) {
+                log.append(&model_output::setup_line(
+                    model_output::WORKER_TARGET,
+                    &message,
+                ));
+            }
             None
         }
         ControlResponse::SetupFailed { error } => Some(StartError::SetupFailed(error)),
