@@ -149,3 +149,23 @@ def test_healthcheck_timeout(serve):
 def test_healthcheck_async_timeout(serve):
     """healthcheck_async_timeout.txtar: the same with an async healthcheck()."""
     _times_out_after_the_trigger(serve("cogit_hc_async_slow", env=LOG_ONLY))
+
+
+def test_a_failing_healthcheck_while_busy_is_unhealthy(serve):
+    """Beside healthcheck_during_prediction.txtar: coglet 0.23.1 runs no healthcheck() while every slot
+    is busy and answers BUSY; cogvisor runs it (off the control loop) and a failure is UNHEALTHY, so a
+    bad model is seen while it works (docs/compatibility.md)."""
+    server = serve("cogit_hc_during", env={"HC_MODE": "false", **LOG_ONLY}, wait="UNHEALTHY")
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.setdefault("answer", server.predict({"sleep_time": 3}, timeout=60)))
+    t.start()
+    try:
+        wait_for(lambda: server.health()["slots"]["busy"] == 1, timeout=30, what="the prediction to start")
+        h = server.health()
+        assert t.is_alive(), "the check should have run while the prediction was running"
+        assert h["status"] == "UNHEALTHY", h
+        assert h["user_healthcheck_error"] == "Healthcheck failed: user-defined healthcheck returned False", h
+    finally:
+        t.join(timeout=60)
+    status, body = result["answer"]
+    assert status == 200 and body["output"] == "slept for 3 seconds", body

@@ -36,19 +36,19 @@ def output_of(server, input: dict):
 # Predictor styles
 
 
-@pytest.mark.parametrize(
-    ("model", "input", "output", "txtar"),
-    [
-        ("cogit_bc_legacy", {"name": "world"}, "hello world", "backwards_compat_full_legacy, backwards_compat_base_predictor"),
-        ("cogit_bc_runner", {"name": "world"}, "hello world", "backwards_compat_cog_predict"),
-        ("cogit_bc_predict_key", {"s": "world"}, "hello world", "backwards_compat_predict_key"),
-        ("cogit_bc_predictor_run", {"name": "world"}, "hello world", "backwards_compat_predictor_run_method"),
-        ("cogit_bc_runner_predict", {"name": "world"}, "hello world", "backwards_compat_runner_predict_method"),
-        ("cogit_function", {"prompt": "world"}, "HELLO WORLD", "function_predictor"),
-        ("cogit_async_runner", {"s": "world"}, "hello world", "async_predictor"),
-        ("cogit_experimental_warning", {"s": "world"}, "hello world", "experimental_feature_warning"),
-    ],
-)
+STYLES = [
+    ("cogit_bc_legacy", {"name": "world"}, "hello world", "backwards_compat_full_legacy, backwards_compat_base_predictor"),
+    ("cogit_bc_runner", {"name": "world"}, "hello world", "backwards_compat_cog_predict"),
+    ("cogit_bc_predict_key", {"s": "world"}, "hello world", "backwards_compat_predict_key"),
+    ("cogit_bc_predictor_run", {"name": "world"}, "hello world", "backwards_compat_predictor_run_method"),
+    ("cogit_bc_runner_predict", {"name": "world"}, "hello world", "backwards_compat_runner_predict_method"),
+    ("cogit_function", {"prompt": "world"}, "HELLO WORLD", "function_predictor"),
+    ("cogit_async_runner", {"s": "world"}, "hello world", "async_predictor"),
+    ("cogit_experimental_warning", {"s": "world"}, "hello world", "experimental_feature_warning"),
+]
+
+
+@pytest.mark.parametrize(("model", "input", "output", "txtar"), STYLES, ids=[row[0] for row in STYLES])
 def test_predictor_styles(serve, model, input, output, txtar):
     server = serve(model)
     assert output_of(server, input) == output, txtar
@@ -103,6 +103,7 @@ def test_bool_input_output(serve):
 @pytest.mark.parametrize(
     ("model", "txtar"),
     [("cogit_float", "float_input_output, cog_runtime_float"), ("cogit_int", "cog_runtime_int")],
+    ids=["cogit_float", "cogit_int"],
 )
 def test_numbers_double_and_keep_their_sign(serve, model, txtar):
     server = serve(model)

@@ -1,5 +1,7 @@
-"""Cog integration test healthcheck_during_prediction: health checks while a prediction sleeps."""
+"""Cog integration test healthcheck_during_prediction: health checks while a prediction sleeps.
+HC_MODE=false makes healthcheck() fail, to show what a check while busy reports."""
 
+import os
 import time
 
 from cog import BasePredictor
@@ -11,4 +13,4 @@ class Predictor(BasePredictor):
         return f"slept for {sleep_time} seconds"
 
     def healthcheck(self) -> bool:
-        return True
+        return os.environ.get("HC_MODE") != "false"
