@@ -15,6 +15,19 @@ import pytest
 from helpers import assert_succeeded
 
 
+@pytest.fixture
+def serve(serve, tmp_path):
+    """The suite's `serve`, with TMPDIR in the test's own directory: these models write their outputs
+    with tempfile.mkdtemp(), as the txtars' do, and nothing may be left in the system temp dir."""
+    tmpdir = tmp_path / "model-tmp"
+    tmpdir.mkdir()
+
+    def start(model, env=None, **kwargs):
+        return serve(model, env={"TMPDIR": str(tmpdir), **(env or {})}, **kwargs)
+
+    return start
+
+
 def data_url(content: bytes, media_type: str) -> str:
     return f"data:{media_type};base64,{base64.b64encode(content).decode()}"
 
