@@ -146,10 +146,7 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cogvisor: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return settings::cli::fail(&format!("cannot start the async runtime: {e}")),
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args, flags)),
