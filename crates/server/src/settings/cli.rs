@@ -14,14 +14,14 @@ pub fn flag_args() -> Vec<clap::Arg> {
     Key::ALL
         .iter()
         .map(|&k| {
-            let cog = k
-                .cog_sources()
-                .map(|c| format!("; below it: {c}"))
-                .unwrap_or_default();
+            let default = match k.cog_sources() {
+                Some(cog) => format!("{cog}, else {}", k.default_text()),
+                None => k.default_text().to_string(),
+            };
             clap::Arg::new(k.name())
                 .long(k.flag())
                 .value_name("VALUE")
-                .help(format!("{} [default: {}{cog}]", k.help(), k.default_text()))
+                .help(format!("{} [default: {default}]", k.help()))
                 .help_heading("Settings (also COGVISOR_* environment and cogvisor.yaml)")
         })
         .collect()
