@@ -10,7 +10,7 @@ use serde_yaml_ng::Value;
 
 use crate::config::DEFAULT_PORT;
 use crate::metrics::{Format, Metrics};
-use crate::settings::{Layers, Settings, KEYS};
+use crate::settings::{CogLayer, Key, Layers, Settings};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -135,11 +135,16 @@ fn the_deployment_probes_ports_and_grace_period_match_the_code() {
     let env = container_env(c);
     for name in env.keys().filter(|n| n.starts_with("COGVISOR_")) {
         assert!(
-            KEYS.iter().any(|k| &k.env() == name),
+            Key::ALL.iter().any(|k| &k.env() == name),
             "{name} is not a cogvisor setting"
         );
     }
-    let layers = Layers::resolve(&BTreeMap::new(), &|name| env.get(name).cloned(), None);
+    let layers = Layers::resolve(
+        &BTreeMap::new(),
+        &|name| env.get(name).cloned(),
+        None,
+        &CogLayer::default(),
+    );
     let settings = Settings::from_layers(&layers).expect("the manifest's settings are valid");
     let pre_stop = at(c, "lifecycle.preStop.exec.command");
     let pre_stop: Vec<&str> = pre_stop
@@ -156,8 +161,8 @@ fn the_deployment_probes_ports_and_grace_period_match_the_code() {
             .expect("sleep SECONDS"),
     );
     // A before_stop hook runs before the worker stops, for up to hooks.timeout.
-    let hook = if settings.hook_before_stop.is_some() {
-        settings.hook_timeout
+    let hook = if settings.hooks_before_stop.is_some() {
+        settings.hooks_timeout
     } else {
         Duration::ZERO
     };

@@ -21,6 +21,12 @@ pub enum ServeError {
         source: serde_yaml_ng::Error,
     },
 
+    #[error("{cog_yaml} is missing: the model directory needs a cog.yaml with {needs}")]
+    NoCogYaml {
+        cog_yaml: PathBuf,
+        needs: &'static str,
+    },
+
     #[error("no predictor configured: set `predict:` (or `run:`) in {cog_yaml}, or COG_PREDICT_TYPE_STUB")]
     NoPredictor { cog_yaml: PathBuf },
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use cogvisor_protocol::Mode;
 use cogvisor_supervisor::runtime_dir::RuntimeDir;
-use cogvisor_supervisor::{Supervisor, SupervisorConfig};
+use cogvisor_supervisor::Supervisor;
 use tokio::net::TcpListener;
 
 use crate::error::ServeError;
@@ -63,6 +63,9 @@ struct ConfigArgs {
     /// The settings file [default: MODEL_DIR/cogvisor.yaml].
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The mode `serve` would run in (it decides which predictor's `@concurrent` counts).
+    #[arg(long, value_enum, default_value = "predict")]
+    mode: ModeArg,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -104,21 +107,38 @@ struct ServeArgs {
     upload_url: Option<reqwest::Url>,
 }
 
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Self {
+        match mode {
+            ModeArg::Predict => Mode::Predict,
+            ModeArg::Train => Mode::Train,
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let matches = Cli::command()
-        .mut_subcommand("serve", |c| c.args(settings::flag_args()))
-        .mut_subcommand("config", |c| c.args(settings::flag_args()))
-        .get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
-        Err(e) => e.exit(),
+    let parsed = Cli::command()
+        .mut_subcommand("serve", |c| c.args(settings::cli::flag_args()))
+        .mut_subcommand("config", |c| c.args(settings::cli::flag_args()))
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
+    let (matches, cli) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => return settings::cli::clap_failure(&e),
     };
     let flags = matches
         .subcommand()
-        .map(|(_, m)| settings::flags_from(m))
+        .map(|(_, m)| settings::cli::flags_from(m))
         .unwrap_or_default();
     if let Command::Config(args) = &cli.command {
-        return print_config(args, &flags);
+        let env = |name: &str| std::env::var(name).ok();
+        return settings::cli::config_command(
+            &args.model_dir,
+            args.mode.into(),
+            args.config.as_deref(),
+            &flags,
+            &env,
+        );
     }
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -126,10 +146,7 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cogvisor: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return settings::cli::fail(&format!("cannot start the async runtime: {e}")),
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args, flags)),
@@ -137,11 +154,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // One plain line, last on stderr, naming what is wrong.
-            eprintln!("cogvisor: error: {e}");
-            ExitCode::FAILURE
-        }
+        // One plain line, last on stderr, naming what is wrong.
+        Err(e) => settings::cli::fail(&e),
     }
 }
 
@@ -180,73 +194,20 @@ fn default_log_filter(level: &str) -> String {
     format!("{level},{SETUP_TARGET}=info,{USER_TARGET}=info")
 }
 
-/// Reads flags, environment and the settings file into [`settings::Settings`].
-fn load_settings(
-    model_dir: &std::path::Path,
-    config_file: Option<&std::path::Path>,
-    flags: &std::collections::BTreeMap<&'static str, String>,
-) -> Result<(settings::Layers, settings::Settings), ServeError> {
+async fn serve(args: ServeArgs, flags: settings::Flags) -> Result<(), ServeError> {
     let env = |name: &str| std::env::var(name).ok();
-    let path = config_file
-        .map(std::path::Path::to_path_buf)
-        .or_else(|| {
-            env("COGVISOR_CONFIG")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| model_dir.join("cogvisor.yaml"));
-    let explicit = config_file.is_some();
-    let file = match settings::read_file(&path)? {
-        Some(map) => Some(map),
-        None if explicit => {
-            return Err(ServeError::Settings(settings::SettingsError::Read {
-                path,
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            }))
-        }
-        None => None,
-    };
-    let layers = settings::Layers::resolve(flags, &env, file.map(|m| (path.as_path(), m)));
-    let parsed = settings::Settings::from_layers(&layers)?;
-    Ok((layers, parsed))
-}
-
-fn print_config(
-    args: &ConfigArgs,
-    flags: &std::collections::BTreeMap<&'static str, String>,
-) -> ExitCode {
-    match load_settings(&args.model_dir, args.config.as_deref(), flags) {
-        Ok((layers, _)) => {
-            for (key, value, source) in layers.describe() {
-                println!("{:<32} {:<28} # {source}", key.name, value);
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("cogvisor: error: {e}");
-            ExitCode::FAILURE
-        }
+    let resolved = config::resolve(&args.model_dir, args.mode.into(), args.port, &env)?;
+    for warning in &resolved.warnings {
+        tracing::warn!("{warning}");
     }
-}
-
-async fn serve(
-    args: ServeArgs,
-    flags: std::collections::BTreeMap<&'static str, String>,
-) -> Result<(), ServeError> {
-    let mode = match args.mode {
-        ModeArg::Predict => Mode::Predict,
-        ModeArg::Train => Mode::Train,
-    };
-    let env = |name: &str| std::env::var(name).ok();
-    let (_, settings) = load_settings(&args.model_dir, args.config.as_deref(), &flags)?;
-    let mut resolved = config::resolve(&args.model_dir, mode, args.port, &env)?;
     // cogvisor's own keys sit above Cog's sources (COG_MAX_CONCURRENCY, COG_SETUP_TIMEOUT, cog.yaml).
-    if let Some(n) = settings.concurrency {
-        resolved.concurrency = n;
-    }
-    if let Some(timeout) = settings.setup_timeout {
-        resolved.setup_timeout = timeout;
-    }
+    let (_, settings) = settings::load(
+        &args.model_dir,
+        args.config.as_deref(),
+        &flags,
+        &env,
+        &resolved.cog,
+    )?;
     let metrics = std::sync::Arc::new(metrics::Metrics::new());
     let service_settings = predictions::ServiceSettings {
         webhook: webhook::WebhookSettings::from_env(&env).map_err(ServeError::Webhook)?,
@@ -278,36 +239,21 @@ async fn serve(
         Some(dir) => dir.clone(),
         None => embedded::write_python_tree(runtime_dir.path())?,
     };
-    let mut config = SupervisorConfig::new(&model_dir, resolved.predictor_ref.clone());
-    config.mode = resolved.mode;
-    config.schema_refs = Some(resolved.schema_refs.clone());
-    config.python = args.python.clone();
-    config.python_path = vec![python_path];
-    config.concurrency = resolved.concurrency;
-    config.setup_timeout = resolved.setup_timeout;
-    config.stop_grace = settings.stop_grace;
-    config.health = settings.health;
-    config.health_timeout = settings.health_timeout;
-    config.health_period = settings.health_period;
-    config.health_command = settings.health_command.clone();
-    config.restart_budget = settings.restart_budget;
-    config.recycle_drain_timeout = settings.recycle_drain_timeout;
-    config.max_predictions = settings.max_predictions;
-    config.max_predictions_jitter = settings.max_predictions_jitter;
-    config.predict_timeout = settings.predict_timeout;
-    config.cancel_grace = settings.cancel_grace;
-    config.hooks = cogvisor_supervisor::HooksConfig {
-        after_healthy: settings.hook_after_healthy.clone(),
-        before_stop: settings.hook_before_stop.clone(),
-        timeout: settings.hook_timeout,
-        on_failure: settings.hook_policy,
+    let config = settings.supervisor_config(settings::Runtime {
+        model_dir: model_dir.clone(),
+        predictor_ref: resolved.predictor_ref.clone(),
+        mode: resolved.mode,
+        schema_refs: Some(resolved.schema_refs.clone()),
+        python: args.python.clone(),
+        python_path: vec![python_path],
+        runtime_parent: None,
+        observer: Some(metrics),
         port: resolved.port,
-    };
-    config.observer = Some(metrics);
+    });
     tracing::info!(
         model_dir = %model_dir.display(),
         predictor = %resolved.predictor_ref,
-        concurrency = resolved.concurrency,
+        concurrency = settings.concurrency,
         %addr,
         "cogvisor {} (compatible with Cog {}) starting",
         version::COGVISOR_VERSION,

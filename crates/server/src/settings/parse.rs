@@ -1,0 +1,184 @@
+//! The kinds of value a key can hold: each is a parser and the text saying what it allows, kept
+//! together so the message of a bad value always describes the parser that refused it.
+
+use std::time::Duration;
+
+use cogvisor_supervisor::{BudgetConfig, HookPolicy, OnFailure};
+
+/// How one kind of value is read from text, and what it allows (for errors, `--help` and the docs).
+pub struct Kind<T> {
+    pub parse: fn(&str) -> Option<T>,
+    pub allowed: &'static str,
+}
+
+pub const DURATION: Kind<Duration> = Kind {
+    parse: parse_duration,
+    allowed: "a duration such as 500ms, 5s or 2m (a bare number is seconds)",
+};
+
+pub const NONZERO_DURATION: Kind<Duration> = Kind {
+    parse: |s| parse_duration(s).filter(|d| !d.is_zero()),
+    allowed: "a duration such as 500ms, 5s or 2m, more than 0",
+};
+
+pub const OPT_DURATION: Kind<Option<Duration>> = Kind {
+    parse: |s| optional(s, parse_duration),
+    allowed: "a duration such as 500ms, 5s or 2m, or none",
+};
+
+/// The bound against `health.timeout` is checked once both are known ([`super::Settings`]).
+pub const HEALTH_PERIOD: Kind<Option<Duration>> = Kind {
+    parse: |s| {
+        optional(s, |s| {
+            parse_duration(s).filter(|d| *d >= Duration::from_secs(1))
+        })
+    },
+    allowed: "a duration of at least 1s and more than health.timeout, or off",
+};
+
+pub const SLOTS: Kind<u32> = Kind {
+    parse: at_least_one,
+    allowed: "a whole number of slots, at least 1",
+};
+
+pub const THRESHOLD: Kind<u32> = Kind {
+    parse: at_least_one,
+    allowed: "a whole number, at least 1",
+};
+
+pub const OPT_COUNT: Kind<Option<u64>> = Kind {
+    parse: |s| optional(s, |s| s.parse::<u64>().ok().filter(|n| *n >= 1)),
+    allowed: "a whole number, at least 1, or off",
+};
+
+pub const COUNT: Kind<u64> = Kind {
+    parse: |s| s.parse().ok(),
+    allowed: "a whole number",
+};
+
+pub const COMMAND: Kind<Option<Vec<String>>> = Kind {
+    parse: |s| optional(s, |s| shlex::split(s).filter(|argv| !argv.is_empty())),
+    allowed: "a command line (split like a shell would, no shell is run), or none",
+};
+
+pub const ON_FAILURE: Kind<OnFailure> = Kind {
+    parse: |s| match s {
+        "log" => Some(OnFailure::Log),
+        "recycle" => Some(OnFailure::Recycle),
+        "exit" => Some(OnFailure::Exit),
+        _ => None,
+    },
+    allowed: "log, recycle or exit",
+};
+
+pub const HOOK_POLICY: Kind<HookPolicy> = Kind {
+    parse: |s| match s {
+        "warn" => Some(HookPolicy::Warn),
+        "fail" => Some(HookPolicy::Fail),
+        _ => None,
+    },
+    allowed: "warn or fail",
+};
+
+/// `N in DURATION`; the backoff is not a setting and keeps the supervisor's.
+pub const BUDGET: Kind<BudgetConfig> = Kind {
+    parse: |s| {
+        let (n, window) = s.split_once(" in ")?;
+        Some(BudgetConfig {
+            max: n.trim().parse().ok()?,
+            window: parse_duration(window.trim()).filter(|d| !d.is_zero())?,
+            ..BudgetConfig::default()
+        })
+    },
+    allowed: "N in DURATION, such as 5 in 300s",
+};
+
+pub const LOG_SIZE: Kind<usize> = Kind {
+    parse: |s| parse_size(s).filter(|n| *n >= 1024),
+    allowed: "a size such as 8MiB, 512KiB or a number of bytes, at least 1KiB",
+};
+
+fn at_least_one(s: &str) -> Option<u32> {
+    s.parse::<u32>().ok().filter(|n| *n >= 1)
+}
+
+/// `off`, `none` or nothing is unset; anything else must parse.
+fn optional<T>(s: &str, parse: impl Fn(&str) -> Option<T>) -> Option<Option<T>> {
+    if matches!(s, "off" | "none" | "") {
+        Some(None)
+    } else {
+        parse(s).map(Some)
+    }
+}
+
+/// `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds (fractions allowed).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let number: f64 = number.trim().parse().ok()?;
+    if !number.is_finite() || number < 0.0 {
+        return None;
+    }
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+/// `8MiB`, `512KiB`, `1GiB`, `100kB`, or bytes.
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "B"),
+    };
+    let number: u64 = number.trim().parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    usize::try_from(number.checked_mul(factor)?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_parse() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5 s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("5 parsecs"), None);
+        assert_eq!(parse_size("8MiB"), Some(8 << 20));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("1 lots"), None);
+    }
+
+    #[test]
+    fn optional_kinds_read_off_and_none_as_unset() {
+        for off in ["off", "none", ""] {
+            assert_eq!((OPT_DURATION.parse)(off), Some(None));
+            assert_eq!((OPT_COUNT.parse)(off), Some(None));
+            assert_eq!((COMMAND.parse)(off), Some(None));
+        }
+        assert_eq!((HEALTH_PERIOD.parse)("500ms"), None);
+        assert_eq!((OPT_COUNT.parse)("0"), None);
+        assert_eq!((NONZERO_DURATION.parse)("0s"), None);
+    }
+}

@@ -1,0 +1,359 @@
+//! The table of keys. Each key is declared once, in [`keys!`] below: its name, flag, Rust type and
+//! [`Kind`](parse::Kind) (parser and allowed text), default and help. From that one declaration come the [`Key`]
+//! enum (so code names a key by a variant, and a misspelt one does not compile), the [`Settings`]
+//! struct with one typed field per key, the flags of `serve` and `config`, `cogvisor config`'s
+//! output, the key table of docs/configuration.md, and [`Settings::supervisor_config`].
+//!
+//! A default is written once, as text, and parsed by the key's own parser, so the printed default and
+//! the value used cannot differ.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cogvisor_protocol::{Mode, SchemaRefs};
+use cogvisor_supervisor::{
+    BudgetConfig, HealthConfig, HookPolicy, HooksConfig, OnFailure, SupervisorConfig,
+    SupervisorObserver,
+};
+
+use super::parse;
+use super::{Layers, SettingsError};
+
+macro_rules! keys {
+    ($(
+        $variant:ident {
+            field: $field:ident: $ty:ty,
+            name: $name:literal,
+            flag: $flag:literal,
+            kind: $kind:expr,
+            default: $default:literal,
+            $(cog: $cog:literal,)?
+            help: $help:literal $(,)?
+        }
+    ),* $(,)?) => {
+        /// One setting. Its order here is the order of `cogvisor config` and the doc table.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Key {
+            $($variant),*
+        }
+
+        impl Key {
+            /// Every key, in table order.
+            pub const ALL: &'static [Key] = &[$(Key::$variant),*];
+
+            /// The dotted name, as written in `cogvisor.yaml`.
+            pub const fn name(self) -> &'static str {
+                match self { $(Key::$variant => $name),* }
+            }
+
+            /// The command-line flag (without `--`).
+            pub const fn flag(self) -> &'static str {
+                match self { $(Key::$variant => $flag),* }
+            }
+
+            /// The default, as text the key's parser reads.
+            pub const fn default_text(self) -> &'static str {
+                match self { $(Key::$variant => $default),* }
+            }
+
+            /// What a value may be.
+            pub const fn allowed(self) -> &'static str {
+                match self { $(Key::$variant => $kind.allowed),* }
+            }
+
+            pub const fn help(self) -> &'static str {
+                match self { $(Key::$variant => $help),* }
+            }
+
+            /// Cog's own sources of this key, below cogvisor's (applied by [`crate::config`]).
+            pub const fn cog_sources(self) -> Option<&'static str> {
+                match self { $(Key::$variant => keys!(@cog $($cog)?)),* }
+            }
+        }
+
+        /// The parsed value of every key.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Settings {
+            $(#[doc = $help] pub $field: $ty,)*
+        }
+
+        impl Settings {
+            fn parse_each(layers: &Layers) -> Result<Self, SettingsError> {
+                Ok(Self {
+                    $($field: layers.parse(Key::$variant, &$kind)?,)*
+                })
+            }
+        }
+    };
+    (@cog $cog:literal) => { Some($cog) };
+    (@cog) => { None };
+}
+
+keys! {
+    Concurrency {
+        field: concurrency: u32,
+        name: "concurrency",
+        flag: "concurrency",
+        kind: parse::SLOTS,
+        default: "1",
+        cog: "COG_MAX_CONCURRENCY, cog.yaml concurrency.max, @concurrent(max=N)",
+        help: "slots: predictions run at once (more than 1 needs an async predictor)",
+    },
+    SetupTimeout {
+        field: setup_timeout: Option<Duration>,
+        name: "setup_timeout",
+        flag: "setup-timeout",
+        kind: parse::OPT_DURATION,
+        default: "none",
+        cog: "COG_SETUP_TIMEOUT",
+        help: "bound on the whole worker start-up, spawn to ready",
+    },
+    PredictTimeout {
+        field: predict_timeout: Option<Duration>,
+        name: "predict_timeout",
+        flag: "predict-timeout",
+        kind: parse::OPT_DURATION,
+        default: "none",
+        help: "a prediction running longer is cancelled",
+    },
+    CancelGrace {
+        field: cancel_grace: Duration,
+        name: "cancel_grace",
+        flag: "cancel-grace",
+        kind: parse::DURATION,
+        default: "5s",
+        help: "a cancelled prediction still running after this poisons its slot",
+    },
+    HealthTimeout {
+        field: health_timeout: Duration,
+        name: "health.timeout",
+        flag: "health-timeout",
+        kind: parse::DURATION,
+        default: "5s",
+        help: "bound on one user healthcheck or health.command run",
+    },
+    HealthPeriod {
+        field: health_period: Option<Duration>,
+        name: "health.period",
+        flag: "health-period",
+        kind: parse::HEALTH_PERIOD,
+        default: "off",
+        help: "run checks in the background this often",
+    },
+    HealthCommand {
+        field: health_command: Option<Vec<String>>,
+        name: "health.command",
+        flag: "health-command",
+        kind: parse::COMMAND,
+        default: "none",
+        help: "an external check: exit status 0 is healthy",
+    },
+    HealthSuccessThreshold {
+        field: health_success_threshold: u32,
+        name: "health.success_threshold",
+        flag: "health-success-threshold",
+        kind: parse::THRESHOLD,
+        default: "1",
+        help: "good checks in a row that make UNHEALTHY READY again",
+    },
+    HealthFailureThreshold {
+        field: health_failure_threshold: u32,
+        name: "health.failure_threshold",
+        flag: "health-failure-threshold",
+        kind: parse::THRESHOLD,
+        default: "1",
+        help: "failed checks in a row that make READY UNHEALTHY",
+    },
+    HealthLivenessThreshold {
+        field: health_liveness_threshold: u32,
+        name: "health.liveness_threshold",
+        flag: "health-liveness-threshold",
+        kind: parse::THRESHOLD,
+        default: "3",
+        help: "failed checks in a row that trigger health.on_failure",
+    },
+    HealthOnFailure {
+        field: health_on_failure: OnFailure,
+        name: "health.on_failure",
+        flag: "health-on-failure",
+        kind: parse::ON_FAILURE,
+        default: "recycle",
+        help: "what the liveness threshold does: only log, recycle the worker, or go DEFUNCT",
+    },
+    RecycleDrainTimeout {
+        field: recycle_drain_timeout: Duration,
+        name: "recycle.drain_timeout",
+        flag: "recycle-drain-timeout",
+        kind: parse::DURATION,
+        default: "30s",
+        help: "how long a recycle lets in-flight predictions finish before it cancels them",
+    },
+    RecycleMaxPredictions {
+        field: recycle_max_predictions: Option<u64>,
+        name: "recycle.max_predictions",
+        flag: "recycle-max-predictions",
+        kind: parse::OPT_COUNT,
+        default: "off",
+        help: "recycle the worker after this many predictions",
+    },
+    RecycleMaxPredictionsJitter {
+        field: recycle_max_predictions_jitter: u64,
+        name: "recycle.max_predictions_jitter",
+        flag: "recycle-max-predictions-jitter",
+        kind: parse::COUNT,
+        default: "0",
+        help: "add up to this many to max_predictions, drawn per worker, so replicas do not recycle together",
+    },
+    RecycleRestartBudget {
+        field: recycle_restart_budget: BudgetConfig,
+        name: "recycle.restart_budget",
+        flag: "recycle-restart-budget",
+        kind: parse::BUDGET,
+        default: "5 in 300s",
+        help: "unexpected worker exits restarted within the window before the state is DEFUNCT",
+    },
+    StopGrace {
+        field: stop_grace: Duration,
+        name: "stop.grace",
+        flag: "stop-grace",
+        kind: parse::DURATION,
+        default: "5s",
+        help: "each wait of a worker stop: after the shutdown message, after SIGTERM",
+    },
+    ShutdownDrainTimeout {
+        field: shutdown_drain_timeout: Duration,
+        name: "shutdown.drain_timeout",
+        flag: "shutdown-drain-timeout",
+        kind: parse::DURATION,
+        default: "30s",
+        help: "on SIGTERM, how long running predictions may finish before they are cancelled",
+    },
+    HooksAfterHealthy {
+        field: hooks_after_healthy: Option<Vec<String>>,
+        name: "hooks.after_healthy",
+        flag: "hooks-after-healthy",
+        kind: parse::COMMAND,
+        default: "none",
+        help: "runs after every successful (re)start of the worker, before READY",
+    },
+    HooksBeforeStop {
+        field: hooks_before_stop: Option<Vec<String>>,
+        name: "hooks.before_stop",
+        flag: "hooks-before-stop",
+        kind: parse::COMMAND,
+        default: "none",
+        help: "runs before every worker stop (shutdown and each recycle)",
+    },
+    HooksTimeout {
+        field: hooks_timeout: Duration,
+        name: "hooks.timeout",
+        flag: "hooks-timeout",
+        kind: parse::NONZERO_DURATION,
+        default: "30s",
+        help: "a hook still running after this is killed with its process group",
+    },
+    HooksOnFailure {
+        field: hooks_on_failure: HookPolicy,
+        name: "hooks.on_failure",
+        flag: "hooks-on-failure",
+        kind: parse::HOOK_POLICY,
+        default: "warn",
+        help: "fail: an after_healthy failure counts as a failed start",
+    },
+    LogsMaxPerPrediction {
+        field: logs_max_per_prediction: usize,
+        name: "logs.max_per_prediction",
+        flag: "logs-max-per-prediction",
+        kind: parse::LOG_SIZE,
+        default: "8MiB",
+        help: "log text kept per prediction; older text is dropped with a notice",
+    },
+}
+
+impl Key {
+    /// `COGVISOR_` + the name in upper snake case.
+    pub fn env(self) -> String {
+        format!(
+            "COGVISOR_{}",
+            self.name().replace('.', "_").to_ascii_uppercase()
+        )
+    }
+
+    /// The key named `name` in `cogvisor.yaml`'s dotted form.
+    pub fn from_name(name: &str) -> Option<Key> {
+        Key::ALL.iter().copied().find(|k| k.name() == name)
+    }
+}
+
+/// What the supervisor needs besides the settings: the model, the interpreter, the observer.
+pub struct Runtime {
+    pub model_dir: PathBuf,
+    pub predictor_ref: String,
+    pub mode: Mode,
+    pub schema_refs: Option<SchemaRefs>,
+    pub python: String,
+    pub python_path: Vec<PathBuf>,
+    pub runtime_parent: Option<PathBuf>,
+    pub observer: Option<Arc<dyn SupervisorObserver>>,
+    /// The server's port, for the hooks' `COGVISOR_PORT`.
+    pub port: u16,
+}
+
+impl Settings {
+    /// Parses every key and checks the bounds between keys.
+    pub fn from_layers(layers: &Layers) -> Result<Self, SettingsError> {
+        let settings = Self::parse_each(layers)?;
+        if let Some(period) = settings.health_period {
+            if period <= settings.health_timeout {
+                return Err(layers.bad_value(Key::HealthPeriod));
+            }
+        }
+        Ok(settings)
+    }
+
+    /// The health machine's thresholds and policy.
+    pub fn health(&self) -> HealthConfig {
+        HealthConfig {
+            success_threshold: self.health_success_threshold,
+            failure_threshold: self.health_failure_threshold,
+            liveness_threshold: self.health_liveness_threshold,
+            on_failure: self.health_on_failure,
+        }
+    }
+
+    /// The whole supervisor configuration. Every field is named (no `..`), so a field added to
+    /// [`SupervisorConfig`] does not compile until it is decided here.
+    pub fn supervisor_config(&self, rt: Runtime) -> SupervisorConfig {
+        SupervisorConfig {
+            model_dir: rt.model_dir,
+            predictor_ref: rt.predictor_ref,
+            mode: rt.mode,
+            schema_refs: rt.schema_refs,
+            python: rt.python,
+            python_path: rt.python_path,
+            runtime_parent: rt.runtime_parent,
+            observer: rt.observer,
+            concurrency: self.concurrency,
+            setup_timeout: self.setup_timeout,
+            stop_grace: self.stop_grace,
+            health: self.health(),
+            health_timeout: self.health_timeout,
+            health_period: self.health_period,
+            health_command: self.health_command.clone(),
+            restart_budget: self.recycle_restart_budget,
+            recycle_drain_timeout: self.recycle_drain_timeout,
+            max_predictions: self.recycle_max_predictions,
+            max_predictions_jitter: self.recycle_max_predictions_jitter,
+            predict_timeout: self.predict_timeout,
+            cancel_grace: self.cancel_grace,
+            hooks: HooksConfig {
+                after_healthy: self.hooks_after_healthy.clone(),
+                before_stop: self.hooks_before_stop.clone(),
+                timeout: self.hooks_timeout,
+                on_failure: self.hooks_on_failure,
+                port: rt.port,
+            },
+        }
+    }
+}
