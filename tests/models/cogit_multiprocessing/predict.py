@@ -23,7 +23,7 @@ class Predictor(BasePredictor):
         if not self.bg.is_alive():
             print("---> background job died")
             raise SystemExit
-        self.child_conn.send("ping")
+        self.parent_conn.send("ping")
         pong = self.parent_conn.recv()
         print(f"---> received {pong} from background job pid={self.bg.pid}")
         out = Path(f"cog-test-integration-out.{time.time_ns()}.tmp")
