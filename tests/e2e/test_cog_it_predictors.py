@@ -32,7 +32,7 @@ def test_class_without_base_predictor(serve):
 
 # non_base_predictor_function: `predict: predict.py:predict`, a plain function.
 def test_plain_function_predictor(serve):
-    server = serve("cogit_function")
+    server = serve("cogit_function_predict")
     status, doc = server.get_json("/openapi.json")
     assert doc["components"]["schemas"]["Input"]["properties"]["text"]["default"] == "world", doc
     status, body = server.predict({"text": "cogvisor"})

@@ -20,14 +20,14 @@ def schemas(server) -> dict:
 # int_input_output, python313: `run:` with a BaseRunner; an int in, twice it out, negatives too.
 @pytest.mark.parametrize("num", [10, -10, 5])
 def test_int_input_doubled(serve, num):
-    server = serve("cogit_int")
+    server = serve("cogit_int_runner")
     status, body = server.predict({"num": num})
     assert_succeeded(status, body)
     assert body["output"] == num * 2 and isinstance(body["output"], int), body
 
 
 def test_int_input_refuses_a_string(serve):
-    server = serve("cogit_int")
+    server = serve("cogit_int_runner")
     status, body = server.predict({"num": "ten"})
     assert status == 422, body
     assert body["detail"][0]["loc"] == ["body", "input", "num"], body
