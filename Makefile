@@ -31,9 +31,11 @@ test-rust:
 python-deps:
 	@$(PYTHON) -c 'import pytest' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'pytest>=7'
 
-# The end-to-end suite also parses GET /metrics with the Prometheus client's text parsers.
+# The end-to-end suite also parses GET /metrics with the Prometheus client's text parsers, and serves
+# models that return pydantic v2 models (Cog's pydantic2_output and multi_file_schema tests).
 e2e-deps: python-deps
 	@$(PYTHON) -c 'import prometheus_client' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'prometheus-client>=0.20'
+	@$(PYTHON) -c 'import pydantic; assert int(pydantic.VERSION.split(".")[0]) >= 2' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'pydantic>=2'
 
 test-python: python-deps
 	$(PYTHON) -m pytest -q python/tests

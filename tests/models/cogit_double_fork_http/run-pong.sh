@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+python3 ./pong.py &
+wait
