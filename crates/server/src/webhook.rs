@@ -11,7 +11,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::metrics::{Metrics, WebhookOutcome};
+use crate::outbound::{error_chain, is_transient, Backoff, HttpClient};
 use crate::predictions::Prediction;
 
 /// Cog's default `COG_THROTTLE_RESPONSE_INTERVAL`: 0.5 s.
@@ -27,15 +28,6 @@ pub const DEFAULT_THROTTLE: Duration = Duration::from_millis(500);
 
 /// Timeout of one webhook request (Cog's).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The `User-Agent` of webhooks and uploads: Cog's, so receivers that match on `coglet/` keep working.
-pub const USER_AGENT: &str = concat!(
-    "coglet/",
-    crate::cog_version!(),
-    " (compatible; cogvisor/",
-    env!("CARGO_PKG_VERSION"),
-    ")"
-);
 
 /// One kind of webhook event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,33 +163,6 @@ impl Webhook {
     }
 }
 
-/// Retries with exponential backoff: before retry `k` (1-based) wait `base × 2^min(k, max_exponent)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    pub base: Duration,
-    pub max_exponent: u32,
-    /// Retries after the first attempt.
-    pub retries: u32,
-}
-
-impl Backoff {
-    /// Cog's terminal-webhook schedule: 0.2, 0.4, 0.8 … 102.4 s, 12 retries (13 attempts).
-    pub const COG: Backoff = Backoff {
-        base: Duration::from_millis(100),
-        max_exponent: 10,
-        retries: 12,
-    };
-
-    pub fn delay(&self, retry: u32) -> Duration {
-        self.base * 2u32.pow(retry.min(self.max_exponent))
-    }
-}
-
-/// Statuses worth retrying: rate limiting and temporary server failures.
-pub fn is_transient(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
-}
-
 /// Webhook settings shared by every prediction.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
@@ -251,30 +216,6 @@ impl WebhookSettings {
             throttle,
             backoff: Backoff::COG,
         })
-    }
-}
-
-/// The HTTP client for webhooks and uploads, built once on first use.
-#[derive(Debug, Clone, Default)]
-pub struct HttpClient(Arc<OnceLock<Result<reqwest::Client, String>>>);
-
-/// The HTTP client could not be built.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("cannot create the HTTP client for webhooks and uploads: {0}")]
-pub struct ClientError(pub String);
-
-impl HttpClient {
-    pub fn get(&self) -> Result<&reqwest::Client, ClientError> {
-        self.0
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .user_agent(USER_AGENT)
-                    .connect_timeout(Duration::from_secs(10))
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(|e| ClientError(e.clone()))
     }
 }
 
@@ -348,18 +289,6 @@ impl Transport for HttpTransport {
             Err(e) => Err(error_chain(&e)),
         }
     }
-}
-
-/// An error with its causes, since reqwest's own message ("error sending request") names none.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The one task that sends a prediction's webhooks, in order.
@@ -543,15 +472,6 @@ mod tests {
             .expect("some");
         let names: Vec<&str> = w.trace.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["traceparent", "tracestate"]);
-    }
-
-    #[test]
-    fn cogs_backoff_schedule() {
-        let b = Backoff::COG;
-        let delays: Vec<f64> = (1..=12).map(|k| b.delay(k).as_secs_f64()).collect();
-        assert_eq!(&delays[..4], &[0.2, 0.4, 0.8, 1.6]);
-        assert_eq!(delays[9], 102.4);
-        assert_eq!(delays[11], 102.4);
     }
 
     #[test]
