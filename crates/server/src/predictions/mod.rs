@@ -20,6 +20,7 @@ mod state;
 
 pub use driver::Driver;
 pub use history::{EventData, StreamEvent, Subscription};
+pub use registry::{Registry, RetentionLimits};
 pub use service::{CreateError, PredictionService, ServiceSettings, DEFAULT_MAX_RETAINED_BYTES};
 pub use state::{Prediction, Status};
 

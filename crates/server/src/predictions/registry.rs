@@ -9,38 +9,73 @@ use super::state::Prediction;
 
 /// Running and recently finished predictions, by id.
 #[derive(Debug, Default)]
-pub(super) struct Registry {
-    pub(super) by_id: HashMap<String, Arc<Prediction>>,
+pub struct Registry {
+    by_id: HashMap<String, Arc<Prediction>>,
     /// Finished predictions, oldest first, with when they finished and their approximate size.
-    pub(super) finished: VecDeque<Finished>,
+    finished: VecDeque<Finished>,
     /// Sum of the sizes in `finished`.
-    pub(super) finished_bytes: usize,
+    finished_bytes: usize,
 }
 
 #[derive(Debug)]
-pub(super) struct Finished {
-    pub(super) at: Instant,
-    pub(super) id: String,
-    pub(super) bytes: usize,
+struct Finished {
+    at: Instant,
+    id: String,
+    bytes: usize,
 }
 
 /// When finished predictions are dropped.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct RetentionLimits {
-    pub(super) retention: Duration,
-    pub(super) max_retained: usize,
-    pub(super) max_retained_bytes: usize,
+pub struct RetentionLimits {
+    /// How long a finished prediction is kept.
+    pub retention: Duration,
+    /// How many finished predictions are kept at most.
+    pub max_retained: usize,
+    /// Approximate bytes of finished predictions kept at most (the newest is kept whatever its size).
+    pub max_retained_bytes: usize,
 }
 
 impl Registry {
-    /// Files a prediction that just ended.
-    pub(super) fn file_finished(&mut self, at: Instant, id: String, bytes: usize) {
+    /// A running or retained prediction.
+    pub fn get(&self, id: &str) -> Option<&Arc<Prediction>> {
+        self.by_id.get(id)
+    }
+
+    /// Adds a prediction that is starting. An id run again replaces the finished prediction of that
+    /// id, which stops counting against the limits (only then is the finished list scanned).
+    pub fn insert(&mut self, prediction: Arc<Prediction>) {
+        if self
+            .by_id
+            .insert(prediction.id.clone(), prediction.clone())
+            .is_some()
+        {
+            self.unfile(&prediction.id);
+        }
+    }
+
+    /// Predictions that have not ended.
+    pub fn running(&self) -> impl Iterator<Item = &Arc<Prediction>> {
+        self.by_id.values().filter(|p| !p.status().is_terminal())
+    }
+
+    /// The ids of the finished predictions retained, oldest first.
+    pub fn finished_ids(&self) -> impl Iterator<Item = &str> {
+        self.finished.iter().map(|f| f.id.as_str())
+    }
+
+    /// The approximate bytes the finished predictions retained hold.
+    pub fn finished_bytes(&self) -> usize {
+        self.finished_bytes
+    }
+
+    /// Files a prediction that just ended, `bytes` its approximate size.
+    pub fn file_finished(&mut self, at: Instant, id: String, bytes: usize) {
         self.finished_bytes += bytes;
         self.finished.push_back(Finished { at, id, bytes });
     }
 
     /// Forgets `id` as a finished prediction (it is being run again).
-    pub(super) fn unfile(&mut self, id: &str) {
+    fn unfile(&mut self, id: &str) {
         let mut freed = 0;
         self.finished.retain(|f| {
             let keep = f.id != id;
@@ -54,7 +89,7 @@ impl Registry {
 
     /// Drops finished predictions past the retention window, the count limit or the byte limit
     /// (oldest first; the newest is never dropped for its size).
-    pub(super) fn prune(&mut self, now: Instant, limits: RetentionLimits) {
+    pub fn prune(&mut self, now: Instant, limits: RetentionLimits) {
         while let Some(oldest) = self.finished.front() {
             let expired = now.duration_since(oldest.at) > limits.retention;
             let too_many = self.finished.len() > limits.max_retained;

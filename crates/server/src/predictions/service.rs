@@ -115,7 +115,7 @@ impl PredictionService {
     pub fn get(&self, id: &str) -> Option<Arc<Prediction>> {
         let mut registry = self.registry();
         self.prune(&mut registry);
-        registry.by_id.get(id).cloned()
+        registry.get(id).cloned()
     }
 
     /// Admits a prediction into a slot and starts it; its webhooks (if any) are sent by a task on the
@@ -172,11 +172,7 @@ impl PredictionService {
         }
         prediction.start();
         {
-            let mut registry = self.registry();
-            // Only an id run again can be filed as finished (a scan of every finished one otherwise).
-            if registry.by_id.insert(id, prediction.clone()).is_some() {
-                registry.unfile(&prediction.id);
-            }
+            self.registry().insert(prediction.clone());
         }
         let driver = Driver {
             drive: Some(Box::pin(self.clone().drive(
@@ -202,12 +198,7 @@ impl PredictionService {
 
     /// Predictions that have not ended.
     pub fn running(&self) -> Vec<Arc<Prediction>> {
-        self.registry()
-            .by_id
-            .values()
-            .filter(|p| !p.status().is_terminal())
-            .cloned()
-            .collect()
+        self.registry().running().cloned().collect()
     }
 
     /// True once a shutdown has begun: nothing new is admitted.

@@ -83,7 +83,7 @@ pub struct Prediction {
 }
 
 impl Prediction {
-    pub(crate) fn with_history(
+    pub fn with_history(
         id: String,
         kind: Kind,
         input: impl Into<Arc<Value>>,
@@ -120,7 +120,7 @@ impl Prediction {
     }
 
     /// Connects the prediction to its webhook sender (once, before it starts).
-    pub(crate) fn set_webhook(&self, notifier: Arc<Notifier>) {
+    pub fn set_webhook(&self, notifier: Arc<Notifier>) {
         let _ = self.webhook.set(notifier);
     }
 
@@ -162,7 +162,7 @@ impl Prediction {
             + state.logs.bytes()
     }
     /// Folds one event in; true when it ended the prediction.
-    pub(crate) fn apply(&self, event: PredictionEvent) -> bool {
+    pub fn apply(&self, event: PredictionEvent) -> bool {
         let mut guard = self.lock();
         let state = &mut *guard;
         match event {
@@ -226,7 +226,7 @@ impl Prediction {
     }
 
     /// Marks the prediction as processing and announces it.
-    pub(crate) fn start(&self) {
+    pub fn start(&self) {
         let mut guard = self.lock();
         let state = &mut *guard;
         state.status = Status::Processing;
@@ -240,7 +240,7 @@ impl Prediction {
         self.fire(webhook::Event::Start);
     }
 
-    pub(crate) fn finish(&self, predict_time: f64) {
+    pub fn finish(&self, predict_time: f64) {
         {
             let mut state = self.lock();
             if !state.status.is_terminal() {
