@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::service::PredictionService;
 use super::state::Prediction;
-use crate::response::file_to_data_url;
+use crate::response::read_data_url;
 use crate::upload::UniqueNames;
 
 /// Applies a prediction's events until it ends (see [`PredictionService::create`]).
@@ -73,7 +73,7 @@ impl PredictionService {
                     continue
                 }
                 PredictionEvent::File { path, mime_type } => match &self.uploader {
-                    None => PredictionEvent::Output(file_to_data_url(&path, mime_type.as_deref())),
+                    None => PredictionEvent::Output(read_data_url(path, mime_type).await),
                     Some(uploader) => {
                         match uploader
                             .upload(&prediction.id, &path, mime_type.as_deref(), &mut names)
@@ -126,10 +126,24 @@ impl PredictionService {
         );
         // The stream (and so the prediction's output directory) goes only now: file outputs were
         // read while applying their events.
-        drop(stream);
+        release(stream).await;
         let bytes = prediction.approx_bytes();
         let mut registry = self.registry();
         registry.file_finished(Instant::now(), prediction.id.clone(), bytes);
         self.prune(&mut registry);
+    }
+}
+
+/// Drops a finished prediction's stream, which removes its output directory. Most predictions write
+/// no file, so the worker never created the directory: the stat here and the removal both fail at
+/// once, on this thread. A directory that exists may hold large files, so it is removed on the
+/// blocking pool, and awaited, so it is gone before the prediction is filed as finished, as before.
+async fn release(stream: PredictionStream) {
+    if stream.output_dir().symlink_metadata().is_err() {
+        drop(stream);
+        return;
+    }
+    if let Err(e) = tokio::task::spawn_blocking(move || drop(stream)).await {
+        tracing::warn!(error = %e, "removing a prediction's output directory failed");
     }
 }

@@ -161,7 +161,8 @@ impl Prediction {
                 .sum::<usize>()
             + state.logs.bytes()
     }
-    /// Folds one event in; true when it ended the prediction.
+    /// Folds one event in; true when it ended the prediction. A `File` event is read and encoded
+    /// here, blocking: the driver turns files into outputs off the async threads before they get here.
     pub fn apply(&self, event: PredictionEvent) -> bool {
         let mut guard = self.lock();
         let state = &mut *guard;
