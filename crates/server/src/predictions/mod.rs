@@ -3,13 +3,13 @@
 //! async prediction can be polled (`GET /predictions/{id}`), a repeated `PUT` returns the result
 //! instead of running the model again, and a sync client that disconnects cancels its prediction.
 //!
-//! * [`state`]: one prediction's state, folded from the worker's events ([`Prediction`], [`Status`]).
-//! * [`history`]: its server-sent events: the replay history and the live fan-out.
-//! * [`body`]: its JSON bodies (sync response, snapshot, the 202 of an async create), serialized from
+//! * `state.rs`: one prediction's state, folded from the worker's events ([`Prediction`], [`Status`]).
+//! * `history.rs`: its server-sent events: the replay history and the live fan-out.
+//! * `body.rs`: its JSON bodies (sync response, snapshot, the 202 of an async create), serialized from
 //!   the shared values.
-//! * [`registry`]: running and recently finished predictions by id, and the retention limits.
-//! * [`driver`]: the loop that applies one prediction's events from its slot until it ends.
-//! * [`service`]: creates, finds, cancels and drains predictions ([`PredictionService`]).
+//! * `registry.rs`: running and recently finished predictions by id, and the retention limits.
+//! * `driver.rs`: the loop that applies one prediction's events from its slot until it ends.
+//! * `service.rs`: creates, finds, cancels and drains predictions ([`PredictionService`]).
 
 mod body;
 mod driver;
