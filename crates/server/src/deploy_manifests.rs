@@ -170,7 +170,7 @@ fn the_deployment_probes_ports_and_grace_period_match_the_code() {
         + hook
         + settings.shutdown_drain_timeout
         + settings.cancel_grace
-        + crate::DELIVERY_DEADLINE
+        + crate::serve::DELIVERY_DEADLINE
         + settings.stop_grace * 2;
     let grace = Duration::from_secs(u64_at(
         &d,

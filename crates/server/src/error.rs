@@ -67,7 +67,7 @@ pub enum ServeError {
     Webhook(#[from] crate::webhook::SettingError),
 
     #[error(transparent)]
-    HttpClient(#[from] crate::webhook::ClientError),
+    HttpClient(#[from] crate::outbound::ClientError),
 
     #[error("HTTP server failed: {0}")]
     Http(#[source] std::io::Error),

@@ -121,7 +121,7 @@ pub async fn recycle(
         )
             .into_response();
     }
-    let body = match crate::http::read_body(&headers, body).await {
+    let body = match crate::request::read_body(&headers, body).await {
         Ok(body) => body,
         Err(e) => return e.into_response(),
     };

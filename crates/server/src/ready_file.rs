@@ -19,24 +19,25 @@ pub fn enabled(env: crate::config::Env<'_>) -> bool {
 pub async fn follow(mut status: watch::Receiver<HealthStatus>, path: PathBuf) {
     loop {
         let ready = *status.borrow_and_update() == HealthStatus::Ready;
-        sync(&path, ready);
+        sync(&path, ready).await;
         if status.changed().await.is_err() {
-            sync(&path, false);
+            sync(&path, false).await;
             return;
         }
     }
 }
 
-fn sync(path: &std::path::Path, ready: bool) {
+/// Makes the file exist or not, with `tokio::fs` (a status change must not hold an async thread).
+async fn sync(path: &std::path::Path, ready: bool) {
     let result = if ready {
         if let Some(dir) = path.parent() {
-            if let Err(e) = std::fs::create_dir_all(dir) {
+            if let Err(e) = tokio::fs::create_dir_all(dir).await {
                 tracing::warn!(path = %dir.display(), error = %e, "cannot create the ready file's directory");
             }
         }
-        std::fs::write(path, b"")
+        tokio::fs::write(path, b"").await
     } else {
-        match std::fs::remove_file(path) {
+        match tokio::fs::remove_file(path).await {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             other => other,
         }

@@ -53,7 +53,21 @@ pub fn apply_metric(metrics: &mut Map<String, Value>, name: &str, value: Value, 
     }
 }
 
+/// [`file_to_data_url`] on the blocking pool: a whole file read and base64-encoded would otherwise hold
+/// an async worker thread (and every request queued on it) for as long as that takes.
+pub async fn read_data_url(path: std::path::PathBuf, mime_type: Option<String>) -> Value {
+    let shown = path.display().to_string();
+    match tokio::task::spawn_blocking(move || file_to_data_url(&path, mime_type.as_deref())).await {
+        Ok(value) => value,
+        Err(e) => {
+            tracing::error!(path = %shown, error = %e, "cannot read file output");
+            Value::Null
+        }
+    }
+}
+
 /// Reads a file output into a `data:` URL. An unreadable file becomes an error string in its place.
+/// It blocks: on an async thread use [`read_data_url`].
 pub fn file_to_data_url(path: &std::path::Path, mime_type: Option<&str>) -> Value {
     match std::fs::read(path) {
         Ok(bytes) => {
@@ -86,6 +100,21 @@ mod tests {
         assert_eq!(
             Value::Object(m),
             json!({"tokens": 5, "steps": ["a", "b"], "timing": {"pre": 0.5}})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_output_is_read_off_the_async_threads_into_the_same_data_url() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.bin");
+        std::fs::write(&path, [0u8, 1, 2, 255]).expect("write");
+        assert_eq!(
+            read_data_url(path.clone(), None).await,
+            file_to_data_url(&path, None)
+        );
+        assert_eq!(
+            read_data_url(dir.path().join("missing"), None).await,
+            Value::Null
         );
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use crate::webhook::{error_chain, is_transient, Backoff, HttpClient};
+use crate::outbound::{error_chain, is_transient, Backoff, HttpClient};
 
 /// Timeout of one upload request.
 pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);

@@ -41,7 +41,7 @@ mod tests {
     #[test]
     fn the_user_agent_names_both_versions() {
         assert_eq!(
-            crate::webhook::USER_AGENT,
+            crate::outbound::USER_AGENT,
             format!("coglet/{COG_VERSION} (compatible; cogvisor/{COGVISOR_VERSION})")
         );
     }

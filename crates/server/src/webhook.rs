@@ -11,7 +11,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::metrics::{Metrics, WebhookOutcome};
+use crate::outbound::{error_chain, is_transient, Backoff, HttpClient};
 use crate::predictions::Prediction;
 
 /// Cog's default `COG_THROTTLE_RESPONSE_INTERVAL`: 0.5 s.
@@ -27,15 +28,6 @@ pub const DEFAULT_THROTTLE: Duration = Duration::from_millis(500);
 
 /// Timeout of one webhook request (Cog's).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The `User-Agent` of webhooks and uploads: Cog's, so receivers that match on `coglet/` keep working.
-pub const USER_AGENT: &str = concat!(
-    "coglet/",
-    crate::cog_version!(),
-    " (compatible; cogvisor/",
-    env!("CARGO_PKG_VERSION"),
-    ")"
-);
 
 /// One kind of webhook event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,33 +163,6 @@ impl Webhook {
     }
 }
 
-/// Retries with exponential backoff: before retry `k` (1-based) wait `base × 2^min(k, max_exponent)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    pub base: Duration,
-    pub max_exponent: u32,
-    /// Retries after the first attempt.
-    pub retries: u32,
-}
-
-impl Backoff {
-    /// Cog's terminal-webhook schedule: 0.2, 0.4, 0.8 … 102.4 s, 12 retries (13 attempts).
-    pub const COG: Backoff = Backoff {
-        base: Duration::from_millis(100),
-        max_exponent: 10,
-        retries: 12,
-    };
-
-    pub fn delay(&self, retry: u32) -> Duration {
-        self.base * 2u32.pow(retry.min(self.max_exponent))
-    }
-}
-
-/// Statuses worth retrying: rate limiting and temporary server failures.
-pub fn is_transient(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
-}
-
 /// Webhook settings shared by every prediction.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
@@ -251,30 +216,6 @@ impl WebhookSettings {
             throttle,
             backoff: Backoff::COG,
         })
-    }
-}
-
-/// The HTTP client for webhooks and uploads, built once on first use.
-#[derive(Debug, Clone, Default)]
-pub struct HttpClient(Arc<OnceLock<Result<reqwest::Client, String>>>);
-
-/// The HTTP client could not be built.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("cannot create the HTTP client for webhooks and uploads: {0}")]
-pub struct ClientError(pub String);
-
-impl HttpClient {
-    pub fn get(&self) -> Result<&reqwest::Client, ClientError> {
-        self.0
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .user_agent(USER_AGENT)
-                    .connect_timeout(Duration::from_secs(10))
-                    .build()
-                    .map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(|e| ClientError(e.clone()))
     }
 }
 
@@ -348,18 +289,6 @@ impl Transport for HttpTransport {
             Err(e) => Err(error_chain(&e)),
         }
     }
-}
-
-/// An error with its causes, since reqwest's own message ("error sending request") names none.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The one task that sends a prediction's webhooks, in order.
@@ -482,11 +411,6 @@ impl<T: Transport> Sender<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::predictions::Prediction;
-    use crate::schema::Kind;
-    use cogvisor_supervisor::PredictionEvent;
-    use serde_json::{json, Value};
-    use std::sync::Mutex;
 
     #[test]
     fn the_filter_defaults_to_every_event_and_rejects_unknown_ones() {
@@ -546,15 +470,6 @@ mod tests {
     }
 
     #[test]
-    fn cogs_backoff_schedule() {
-        let b = Backoff::COG;
-        let delays: Vec<f64> = (1..=12).map(|k| b.delay(k).as_secs_f64()).collect();
-        assert_eq!(&delays[..4], &[0.2, 0.4, 0.8, 1.6]);
-        assert_eq!(delays[9], 102.4);
-        assert_eq!(delays[11], 102.4);
-    }
-
-    #[test]
     fn throttle_from_the_environment() {
         let none = |_: &str| None;
         assert_eq!(
@@ -576,277 +491,5 @@ mod tests {
             let e = WebhookSettings::from_env(&env).expect_err(bad);
             assert!(e.to_string().contains(bad), "{e}");
         }
-    }
-
-    /// Records every send with the (paused, so exact) time it happened, answering from a script.
-    struct Recorder {
-        start: Instant,
-        sent: Mutex<Vec<(Duration, Value)>>,
-        script: Mutex<Vec<SendResult>>,
-        latency: Duration,
-    }
-
-    impl Recorder {
-        fn new(script: Vec<SendResult>) -> Arc<Self> {
-            Arc::new(Self {
-                start: Instant::now(),
-                sent: Mutex::default(),
-                script: Mutex::new(script),
-                latency: Duration::ZERO,
-            })
-        }
-
-        fn sent(&self) -> Vec<(Duration, Value)> {
-            self.sent.lock().expect("lock").clone()
-        }
-    }
-
-    impl Transport for Recorder {
-        async fn send(&self, _webhook: &Webhook, body: Vec<u8>) -> SendResult {
-            tokio::time::sleep(self.latency).await;
-            let value: Value = serde_json::from_slice(&body).expect("json");
-            self.sent
-                .lock()
-                .expect("lock")
-                .push((self.start.elapsed(), value));
-            let mut script = self.script.lock().expect("lock");
-            if script.is_empty() {
-                Ok(200)
-            } else {
-                script.remove(0)
-            }
-        }
-    }
-
-    fn setup(
-        events: EventSet,
-        recorder: Arc<Recorder>,
-        throttle: Duration,
-    ) -> (Arc<Prediction>, tokio::task::JoinHandle<()>) {
-        setup_counted(events, recorder, throttle, Arc::default())
-    }
-
-    fn setup_counted(
-        events: EventSet,
-        recorder: Arc<Recorder>,
-        throttle: Duration,
-        metrics: Arc<Metrics>,
-    ) -> (Arc<Prediction>, tokio::task::JoinHandle<()>) {
-        let notifier = Arc::new(Notifier::new(events));
-        let prediction = Arc::new(Prediction::with_history(
-            "w1".into(),
-            Kind::Prediction,
-            json!({}),
-            false,
-            1024,
-            16,
-        ));
-        prediction.set_webhook(notifier.clone());
-        let sender = Sender {
-            transport: recorder,
-            webhook: Webhook {
-                url: Url::parse("http://receiver/hook").expect("url"),
-                events,
-                trace: Vec::new(),
-            },
-            notifier,
-            prediction: prediction.clone(),
-            throttle,
-            backoff: Backoff::COG,
-            metrics,
-        };
-        (prediction, tokio::spawn(sender.run()))
-    }
-
-    fn log(p: &Prediction, text: &str) {
-        p.apply(PredictionEvent::Log {
-            source: cogvisor_protocol::LogSource::Stdout,
-            data: text.into(),
-        });
-    }
-
-    fn end(p: &Prediction) {
-        p.apply(PredictionEvent::Succeeded {
-            predict_time: 0.0,
-            is_stream: false,
-        });
-        p.finish(1.0);
-    }
-
-    /// Lets the sender task run until it waits for time or an event.
-    async fn settle() {
-        for _ in 0..20 {
-            tokio::task::yield_now().await;
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn webhooks_go_in_order_and_the_last_one_is_terminal() {
-        let rec = Recorder::new(vec![]);
-        let (p, task) = setup(EventSet::ALL, rec.clone(), DEFAULT_THROTTLE);
-        p.start();
-        settle().await;
-        p.apply(PredictionEvent::Output(json!("a")));
-        settle().await;
-        end(&p);
-        task.await.expect("sender");
-        let statuses: Vec<String> = rec
-            .sent()
-            .iter()
-            .map(|(_, v)| v["status"].as_str().unwrap_or("").to_string())
-            .collect();
-        assert_eq!(statuses, ["processing", "processing", "succeeded"]);
-        let sent = rec.sent();
-        assert_eq!(sent[1].1["output"], json!(["a"]));
-        assert_eq!(sent[2].1["output"], json!("a"));
-        assert!(sent[2].1["completed_at"].is_string());
-        assert_eq!(sent[0].1["input"], json!({}));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn throttled_logs_are_coalesced_into_a_later_send_not_dropped() {
-        let rec = Recorder::new(vec![]);
-        let throttle = Duration::from_millis(500);
-        let (p, task) = setup(EventSet::ALL, rec.clone(), throttle);
-        p.start();
-        settle().await;
-        // Three lines inside the throttle window after `start`: one send at +0.5 s with all three.
-        for line in ["a\n", "b\n", "c\n"] {
-            log(&p, line);
-            settle().await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        settle().await;
-        let sent = rec.sent();
-        assert_eq!(sent.len(), 2, "{sent:?}");
-        assert_eq!(sent[1].0, throttle);
-        assert_eq!(sent[1].1["logs"], "a\nb\nc\n");
-        assert_eq!(sent[1].1["status"], "processing");
-        // A line long after the last send goes at once.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        log(&p, "d\n");
-        settle().await;
-        assert_eq!(rec.sent().len(), 3);
-        end(&p);
-        task.await.expect("sender");
-        assert_eq!(rec.sent().len(), 4);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_output_during_the_throttle_carries_the_pending_logs_at_once() {
-        let rec = Recorder::new(vec![]);
-        let (p, task) = setup(EventSet::ALL, rec.clone(), Duration::from_secs(10));
-        p.start();
-        settle().await;
-        log(&p, "x\n");
-        settle().await;
-        p.apply(PredictionEvent::Output(json!(1)));
-        settle().await;
-        let sent = rec.sent();
-        assert_eq!(sent.len(), 2);
-        assert_eq!(sent[1].0, Duration::ZERO);
-        assert_eq!(sent[1].1["logs"], "x\n");
-        end(&p);
-        task.await.expect("sender");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_filter_limits_what_is_sent() {
-        let rec = Recorder::new(vec![]);
-        let only_completed = EventSet::default().with(Event::Completed);
-        let (p, task) = setup(only_completed, rec.clone(), Duration::ZERO);
-        p.start();
-        log(&p, "x\n");
-        p.apply(PredictionEvent::Output(json!(1)));
-        settle().await;
-        assert!(rec.sent().is_empty());
-        end(&p);
-        task.await.expect("sender");
-        let sent = rec.sent();
-        assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].1["status"], "succeeded");
-
-        let rec = Recorder::new(vec![]);
-        let only_start = EventSet::default().with(Event::Start);
-        let (p, task) = setup(only_start, rec.clone(), Duration::ZERO);
-        p.start();
-        settle().await;
-        log(&p, "x\n");
-        end(&p);
-        task.await.expect("sender");
-        assert_eq!(rec.sent().len(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_terminal_webhook_is_retried_with_backoff_on_transient_failures() {
-        let rec = Recorder::new(vec![
-            Ok(503),
-            Err("connection refused".into()),
-            Ok(429),
-            Ok(200),
-        ]);
-        let (p, task) = setup(
-            EventSet::default().with(Event::Completed),
-            rec.clone(),
-            DEFAULT_THROTTLE,
-        );
-        p.start();
-        end(&p);
-        task.await.expect("sender");
-        let times: Vec<f64> = rec.sent().iter().map(|(t, _)| t.as_secs_f64()).collect();
-        assert_eq!(times.len(), 4);
-        let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
-        let expected = [0.2, 0.4, 0.8];
-        for (gap, want) in gaps.iter().zip(expected) {
-            assert!((gap - want).abs() < 1e-6, "{gaps:?}");
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn every_request_is_counted_by_outcome() {
-        let rec = Recorder::new(vec![
-            Ok(503),
-            Err("connection refused".into()),
-            Ok(429),
-            Ok(204),
-        ]);
-        let metrics = Arc::new(Metrics::new());
-        let (p, task) = setup_counted(
-            EventSet::default().with(Event::Completed),
-            rec.clone(),
-            DEFAULT_THROTTLE,
-            metrics.clone(),
-        );
-        p.start();
-        end(&p);
-        task.await.expect("sender");
-        let health =
-            crate::metrics::tests::health(cogvisor_supervisor::HealthStatus::Ready, 1, 0, 0);
-        let text = metrics
-            .render(&health, crate::metrics::Format::Prometheus)
-            .expect("render");
-        for line in [
-            r#"cogvisor_webhook_deliveries_total{outcome="refused"} 2"#,
-            r#"cogvisor_webhook_deliveries_total{outcome="error"} 1"#,
-            r#"cogvisor_webhook_deliveries_total{outcome="delivered"} 1"#,
-        ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?}");
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_final_refusal_is_not_retried_and_retries_are_bounded() {
-        let rec = Recorder::new(vec![Ok(400)]);
-        let (p, task) = setup(EventSet::ALL, rec.clone(), DEFAULT_THROTTLE);
-        end(&p);
-        task.await.expect("sender");
-        assert_eq!(rec.sent().len(), 1);
-
-        let rec = Recorder::new((0..20).map(|_| Ok(500)).collect());
-        let (p, task) = setup(EventSet::ALL, rec.clone(), DEFAULT_THROTTLE);
-        end(&p);
-        task.await.expect("sender");
-        assert_eq!(rec.sent().len(), 13);
     }
 }

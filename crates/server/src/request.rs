@@ -1,0 +1,274 @@
+//! What a prediction request carries and how it is read: the body limit, reading the body into one
+//! buffer, parsing it as JSON with the API's statuses, and checking a client-supplied id.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::http_errors::ApiError;
+
+/// Largest request body accepted: 100 MiB, as Cog.
+pub const BODY_LIMIT: usize = 100 * 1024 * 1024;
+
+/// Longest prediction id accepted.
+pub const MAX_ID_LEN: usize = 128;
+
+/// The body of `POST /predictions`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PredictionBody {
+    pub(crate) id: Option<String>,
+    #[serde(default)]
+    pub(crate) input: Option<Value>,
+    #[serde(default)]
+    pub(crate) context: BTreeMap<String, String>,
+    /// Where to `POST` the prediction's state as it changes (an empty string means none).
+    #[serde(default)]
+    pub(crate) webhook: Option<String>,
+    /// Which webhook events to send (default: all).
+    #[serde(default)]
+    pub(crate) webhook_events_filter: Option<Vec<String>>,
+}
+
+/// Checks a client-supplied prediction id before it names anything: 1 to 128 characters of
+/// `[A-Za-z0-9._-]`, and not `.` or `..`.
+pub fn validate_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("prediction ID must not be empty".into());
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(format!(
+            "prediction ID must be at most {MAX_ID_LEN} characters (got {})",
+            id.len()
+        ));
+    }
+    if id == "." || id == ".." {
+        return Err(format!("prediction ID {id:?} is not allowed"));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "prediction ID contains {c:?}; allowed are letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a request body of up to [`BODY_LIMIT`] bytes into one buffer, sized from `Content-Length`
+/// when the client sent it, so the body is held once (not as its chunks plus a joined copy).
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "request body is larger than the {} MiB limit",
+            BODY_LIMIT / (1024 * 1024)
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    // A body declared over the limit is still read up to it before the 413, as axum's limit does: a
+    // client that is still sending would otherwise see its connection reset instead of the answer.
+    let reserve = declared
+        .filter(|&n| n <= BODY_LIMIT as u64)
+        .map_or(0, |n| n as usize);
+    let mut buf = BytesMut::with_capacity(reserve);
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+        if buf.len() + chunk.len() > BODY_LIMIT {
+            return Err(too_large());
+        }
+        if buf.is_empty() && declared == Some(chunk.len() as u64) {
+            // The whole body in one chunk (hyper ends a body at its Content-Length): no copy.
+            return Ok(chunk);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Parses a JSON body: 415 for a non-JSON content type, 400 for malformed JSON, 422 for wrong types.
+/// No body and no content type means `{}`, as in Cog. The body is dropped before this returns.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<T, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let text: &[u8] = match content_type {
+        None if body.is_empty() => b"{}",
+        Some(ct) if !is_json(ct) => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "expected Content-Type: application/json, got {ct:?}"
+            )))
+        }
+        _ => &body,
+    };
+    // One pass straight into `T` for a well-formed object body. Anything else (bad JSON, a
+    // non-object, wrong types, a duplicate key) takes the two passes below, whose error messages are
+    // the API's.
+    if text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        if let Ok(parsed) = serde_json::from_slice(text) {
+            return Ok(parsed);
+        }
+    }
+    let value: Value = serde_json::from_slice(text)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
+    drop(body);
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "request body must be a JSON object".into(),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::Validation {
+        loc: vec!["body".into()],
+        msg: e.to_string(),
+        kind: "type_error",
+    })
+}
+
+pub(crate) fn is_json(content_type: &str) -> bool {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use serde_json::json;
+
+    #[test]
+    fn ids_are_validated_before_use() {
+        assert!(validate_id("pred_18ea4c3d75879b16").is_ok());
+        assert!(validate_id("a.b-c_D9").is_ok());
+        assert!(validate_id(&"a".repeat(MAX_ID_LEN)).is_ok());
+        for bad in ["", ".", "..", "../etc", "a/b", "a\0b", "a%2fb", "é", "a b"] {
+            assert!(validate_id(bad).is_err(), "{bad:?} accepted");
+        }
+        let long = validate_id(&"a".repeat(300)).unwrap_err();
+        assert!(long.contains("300"), "{long}");
+    }
+
+    #[test]
+    fn the_one_pass_parse_reads_what_the_two_pass_parse_reads() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/json".parse().expect("header"),
+        );
+        let parse = |b: &'static str| {
+            parse_body::<PredictionBody>(&headers, Bytes::from_static(b.as_bytes()))
+                .expect("parses")
+        };
+        let body = parse(
+            r#" {"id": "p1", "input": {"n": 1.5, "s": "é"}, "context": {"k": "v"}, "extra": [1]}"#,
+        );
+        assert_eq!(body.id.as_deref(), Some("p1"));
+        assert_eq!(body.input, Some(json!({"n": 1.5, "s": "é"})));
+        assert_eq!(body.context.get("k").map(String::as_str), Some("v"));
+        // A duplicate key fails the one-pass parse; the two-pass one keeps the last value, as before.
+        let body = parse(r#"{"id": "a", "id": "b"}"#);
+        assert_eq!(body.id.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json("application/json"));
+        assert!(is_json("application/json; charset=utf-8"));
+        assert!(is_json("application/vnd.api+json"));
+        assert!(!is_json("text/plain"));
+    }
+
+    fn chunked(chunks: &[&'static str]) -> Body {
+        let items: Vec<Result<Bytes, std::io::Error>> = chunks
+            .iter()
+            .map(|c| Ok(Bytes::from_static(c.as_bytes())))
+            .collect();
+        Body::from_stream(futures::stream::iter(items))
+    }
+
+    fn with_length(n: u64) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, n.into());
+        headers
+    }
+
+    #[tokio::test]
+    async fn a_body_in_chunks_is_read_whole_with_or_without_a_length() {
+        let got = read_body(&with_length(9), chunked(&["{\"a\"", ":", "1}\n"]))
+            .await
+            .expect("body");
+        assert_eq!(&got[..], b"{\"a\":1}\n");
+        let got = read_body(&HeaderMap::new(), chunked(&["ab", "", "c"]))
+            .await
+            .expect("body");
+        assert_eq!(&got[..], b"abc");
+        let got = read_body(&with_length(3), chunked(&["abc"]))
+            .await
+            .expect("body");
+        assert_eq!(&got[..], b"abc");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413_declared_or_not() {
+        let big: &'static str = Box::leak("x".repeat(BODY_LIMIT / 2 + 1).into_boxed_str());
+        let declared = read_body(&with_length(BODY_LIMIT as u64 + 2), chunked(&[big, big]))
+            .await
+            .unwrap_err();
+        assert!(matches!(declared, ApiError::TooLarge(_)), "{declared}");
+        let undeclared = read_body(&HeaderMap::new(), chunked(&[big, big]))
+            .await
+            .unwrap_err();
+        assert!(matches!(undeclared, ApiError::TooLarge(_)), "{undeclared}");
+        assert_eq!(
+            undeclared.into_response().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+
+    #[test]
+    fn body_parsing_errors_have_the_right_status() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/json".parse().expect("header"),
+        );
+        let status = |h: &HeaderMap, b: &'static str| match parse_body::<PredictionBody>(
+            h,
+            Bytes::from_static(b.as_bytes()),
+        ) {
+            Ok(_) => StatusCode::OK,
+            Err(e) => e.into_response().status(),
+        };
+        assert_eq!(status(&headers, "{bad"), StatusCode::BAD_REQUEST);
+        assert_eq!(status(&headers, "[1]"), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(&headers, r#"{"context": {"a": 1}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(status(&headers, r#"{"input": {}}"#), StatusCode::OK);
+        // A one-element array would deserialize into the struct's first field: still refused.
+        assert_eq!(status(&headers, r#"["an-id"]"#), StatusCode::BAD_REQUEST);
+        assert_eq!(status(&headers, r#"  ["an-id"]"#), StatusCode::BAD_REQUEST);
+        assert_eq!(status(&HeaderMap::new(), ""), StatusCode::OK);
+        let mut text = HeaderMap::new();
+        text.insert(header::CONTENT_TYPE, "text/plain".parse().expect("header"));
+        assert_eq!(status(&text, "{}"), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+}
