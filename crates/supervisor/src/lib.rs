@@ -7,7 +7,10 @@
 //! * [`runtime_dir`]: the private 0700 directory holding slot sockets, spill files and outputs.
 //! * [`spawn`]: the long-lived spawner thread (so `PR_SET_PDEATHSIG` is tied to a thread that lives as
 //!   long as the supervisor) and the worker command line.
-//! * [`process_tree`]: `/proc` scanning, killing a whole process tree, reaping reparented orphans.
+//! * [`child`]: one supervised child process (the worker, a hook, the health command): its own
+//!   process group, a deadline, killing its tree, reaping it by pid, its exit described.
+//! * [`procfs`]: the one reader of `/proc/<pid>/stat`.
+//! * [`process_tree`]: the process tree from `/proc`, killing a whole tree, reaping reparented orphans.
 //! * [`restart_budget`]: how often a crashed worker may be restarted, and the backoff.
 //! * [`stop`]: shutdown message → grace → SIGTERM to the group → grace → SIGKILL → reap everything.
 //! * [`slots`]: the slot pool: idle, busy, poisoned, and who runs where.
@@ -24,6 +27,7 @@
 //! * [`error`]: every failure, as enums.
 
 pub mod checks;
+pub mod child;
 pub mod config;
 pub mod error;
 pub mod health;
@@ -34,6 +38,7 @@ pub mod model_output;
 pub mod observer;
 pub mod prediction;
 pub mod process_tree;
+pub mod procfs;
 pub mod restart_budget;
 pub mod runtime_dir;
 pub mod slots;

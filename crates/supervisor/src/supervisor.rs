@@ -725,7 +725,7 @@ impl Supervisor {
                 Err(e) => {
                     // The control channel cannot be trusted any more: the worker must go.
                     tracing::error!(generation = generation.number, error = %e, "control channel error; stopping the worker");
-                    crate::process_tree::kill_tree(generation.pid);
+                    crate::process_tree::kill_tree(generation.pid).await;
                     return;
                 }
             };
@@ -749,7 +749,7 @@ impl Supervisor {
                         reason,
                         "worker reported a fatal error; stopping it"
                     );
-                    crate::process_tree::kill_tree(generation.pid);
+                    crate::process_tree::kill_tree(generation.pid).await;
                 }
                 ControlResponse::DroppedLogs {
                     count,
@@ -796,7 +796,7 @@ fn spawn_orphan_reaper(known: KnownChildren) {
             return;
         };
         while sigchld.recv().await.is_some() {
-            crate::process_tree::reap_zombie_orphans(&known);
+            crate::process_tree::reap_zombie_orphans(&known).await;
         }
     });
 }
