@@ -16,6 +16,7 @@
 //! * [`slots`]: the slot pool: idle, busy, poisoned, and who runs where.
 //! * [`worker`]: one worker generation: spawn, init/ready handshake, control and slot readers.
 //! * [`prediction`]: what a caller sends and receives for one prediction.
+//! * [`payload`]: inputs and outputs inline or through spill files, the files on the blocking pool.
 //! * [`health`]: the health status names and the snapshot `/health-check` shows.
 //! * [`health_machine`]: the health state machine, one pure function.
 //! * [`checks`]: the user healthcheck and `health.command`, coalesced, and the background monitor.
@@ -36,6 +37,7 @@ pub mod hooks;
 pub mod lifecycle;
 pub mod model_output;
 pub mod observer;
+pub mod payload;
 pub mod prediction;
 pub mod process_tree;
 pub mod procfs;
