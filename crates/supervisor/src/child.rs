@@ -114,6 +114,8 @@ pub struct SupervisedChild {
     command: String,
     known: KnownChildren,
     deadline: Option<Deadline>,
+    /// Set once the exit status has been collected.
+    reaped: bool,
 }
 
 impl SupervisedChild {
@@ -138,6 +140,7 @@ impl SupervisedChild {
             command: name,
             known: spawner.known().clone(),
             deadline: None,
+            reaped: false,
         })
     }
 
@@ -197,6 +200,7 @@ impl SupervisedChild {
             }
         };
         // Reaped: nobody can take its status any more, so the orphan reaper may have the pid back.
+        self.reaped = true;
         self.known.forget(pid);
         exit
     }
@@ -210,8 +214,20 @@ impl SupervisedChild {
             tracing::debug!(pid = self.pid, command = %self.command, reaped, "reaped what the child left in its group");
         }
         ChildExit {
-            command: self.command,
+            command: std::mem::take(&mut self.command),
             exit,
+        }
+    }
+}
+
+/// A child dropped before it was reaped (its wait was cancelled): its whole group is killed, not only
+/// the leader, and its pid leaves [`KnownChildren`], since nobody waits for its status any more (tokio
+/// reaps it in the background; the orphan reaper may too).
+impl Drop for SupervisedChild {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+            self.known.forget(self.pid);
         }
     }
 }
@@ -406,6 +422,29 @@ mod tests {
             "killed before the grace: {:?}",
             started.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn a_child_dropped_unreaped_takes_its_group_with_it() {
+        let spawner = spawner();
+        let mut child = SupervisedChild::spawn(
+            &spawner,
+            sh("sleep 1000 </dev/null >/dev/null & echo $!; wait"),
+        )
+        .await
+        .expect("spawn");
+        let grandchild: u32 = first_line(&mut child).await.parse().expect("pid");
+        let pid = child.pid();
+        drop(child);
+        assert!(!spawner.known().contains(pid));
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while crate::procfs::read_stat(grandchild).is_some_and(|s| !s.is_zombie()) {
+            assert!(
+                std::time::Instant::now() < until,
+                "the group survived the drop"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[tokio::test]
