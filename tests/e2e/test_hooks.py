@@ -3,6 +3,7 @@ stop with the reason; a hanging hook is killed with its children; `fail` makes a
 
 from __future__ import annotations
 
+import json
 import shlex
 import signal
 
@@ -62,6 +63,35 @@ def test_before_stop_runs_before_a_recycle_and_before_shutdown(serve, tmp_path):
     server.signal(signal.SIGTERM)
     assert server.wait_exit(timeout=60) == 0
     assert log.read_text().splitlines() == ["rotate|1|alive", "shutdown|2|alive"]
+
+
+def test_a_recycle_reason_with_shell_syntax_reaches_a_shell_hook_as_data(serve, tmp_path):
+    """The reason comes from the /recycle body (or model code): it reaches a hook only through its
+    environment, never spliced into the arguments a `sh -c` hook parses."""
+    pwned = tmp_path / "PWNED"
+    reasons = tmp_path / "reasons"
+    reason = f"x'; touch {pwned}; '"
+    # Both forms only read the variable: the careless one (the variable inside single quotes, as an
+    # argument macro would have filled it) and the documented one (quoted shell expansion).
+    hook = sh(f"echo '${{COGVISOR_REASON}}' >/dev/null; printf '%s\\n' \"$COGVISOR_REASON\" >> {reasons}")
+    server = serve(
+        "recycler",
+        env={"COGVISOR_HOOKS_BEFORE_STOP": hook, "COGVISOR_ADMIN_TOKEN": "t"},
+    )
+    r = server.request(
+        "POST",
+        "/recycle",
+        body=json.dumps({"reason": reason}).encode(),
+        headers={"Authorization": "Bearer t", "Content-Type": "application/json"},
+    )
+    assert r.status == 202, r.body
+    wait_for(
+        lambda: server.health()["worker"]["generation"] == 2 and server.health()["status"] == "READY",
+        timeout=60,
+        what="generation 2",
+    )
+    assert reasons.read_text().splitlines() == [reason]
+    assert not pwned.exists(), "the recycle reason ran as shell code in the hook"
 
 
 def test_a_hanging_hook_is_killed_at_its_timeout_with_its_children(serve, tmp_path):

@@ -20,12 +20,24 @@ pub enum Payload {
 /// that stops at the limit (skipped when the strings alone are over it), and a spilled value is
 /// written to the file through a small buffer. The caller keeps `value`; an inline payload is a copy.
 pub fn prepare(dir: &Path, value: &serde_json::Value) -> Result<Payload, ProtocolError> {
-    if min_json_len(value) <= MAX_INLINE_PAYLOAD && fits_inline(value)? {
+    if is_inline(value)? {
         return Ok(Payload::Inline(value.clone()));
     }
+    write_new(dir, value).map(Payload::File)
+}
+
+/// Whether `value` travels inline (its compact JSON is at most [`MAX_INLINE_PAYLOAD`] bytes). Pure
+/// computation, no I/O: a caller on an async thread can decide here and write a spill file
+/// ([`write_new`]) elsewhere.
+pub fn is_inline(value: &serde_json::Value) -> Result<bool, ProtocolError> {
+    Ok(min_json_len(value) <= MAX_INLINE_PAYLOAD && fits_inline(value)?)
+}
+
+/// Streams `value` into a new spill file in `dir`, whatever its size, and returns its path. Blocking.
+pub fn write_new(dir: &Path, value: &serde_json::Value) -> Result<PathBuf, ProtocolError> {
     let path = dir.join(format!("spill-{}.json", uuid::Uuid::new_v4()));
     match write_spill(&path, value) {
-        Ok(()) => Ok(Payload::File(path)),
+        Ok(()) => Ok(path),
         Err(e) => {
             // A partial file is useless to the reader; nothing else will delete it.
             let _ = std::fs::remove_file(&path);

@@ -14,6 +14,7 @@ use std::time::Duration;
 use cogvisor_protocol::{ControlRequest, HealthcheckStatus};
 use tokio::sync::{oneshot, watch};
 
+use crate::child::SupervisedChild;
 use crate::health_machine::{Action, Event};
 use crate::lifecycle::Command;
 use crate::spawn::Spawner;
@@ -285,8 +286,8 @@ impl Supervisor {
     }
 }
 
-/// Runs `health.command`: exit 0 is healthy. It runs in its own process group, killed whole at the
-/// timeout.
+/// Runs `health.command`: exit 0 is healthy. It runs as a [`SupervisedChild`] in its own process group,
+/// killed whole at the timeout.
 pub(crate) async fn run_command(
     spawner: &Spawner,
     argv: &[String],
@@ -301,58 +302,56 @@ pub(crate) async fn run_command(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let child = match spawner.spawn(command).await {
-        Ok(c) => c,
+    let mut child = match SupervisedChild::spawn(spawner, command).await {
+        Ok(c) => c.with_deadline(timeout, Duration::ZERO),
         Err(e) => return Some(format!("Healthcheck failed: cannot run {program:?}: {e}")),
     };
-    let pid = child.id();
-    let outcome = command_outcome(program, child, pid, timeout).await;
-    if let Some(pid) = pid {
-        spawner.known().forget(pid);
+    let stderr = child
+        .take_stderr()
+        .map(|err| tokio::spawn(stderr_tail(err)));
+    let exited = child.wait().await;
+    if exited.exit.success() {
+        return None;
     }
-    outcome
+    // The pipe closes when the command's group is gone; something that left the group could hold it.
+    let tail = match stderr {
+        Some(task) => tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    Some(format!(
+        "Healthcheck failed: health command {exited}{}",
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!(": {tail}")
+        }
+    ))
 }
 
-async fn command_outcome(
-    program: &str,
-    child: tokio::process::Child,
-    pid: Option<u32>,
-    timeout: Duration,
-) -> CheckOutcome {
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) if output.status.success() => None,
-        Ok(Ok(output)) => {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let tail: String = stderr
-                .trim()
-                .chars()
-                .rev()
-                .take(500)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            Some(format!(
-                "Healthcheck failed: health command {program:?} {}{}",
-                crate::process_tree::describe_exit(output.status),
-                if tail.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {tail}")
-                }
-            ))
+/// The last 500 characters of what the command wrote to stderr, trimmed. Reads to the end, keeping only
+/// the last 4 KiB.
+async fn stderr_tail(mut stderr: tokio::process::ChildStderr) -> String {
+    use tokio::io::AsyncReadExt;
+    const KEEP: usize = 4096;
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stderr.read(&mut buf).await {
+        if n == 0 {
+            break;
         }
-        Ok(Err(e)) => Some(format!("Healthcheck failed: waiting for {program:?}: {e}")),
-        Err(_) => {
-            if let Some(pid) = pid {
-                crate::process_tree::kill_tree(pid);
-            }
-            Some(format!(
-                "Healthcheck failed: health command {program:?} timed out after {:.1} seconds",
-                timeout.as_secs_f64()
-            ))
+        kept.extend_from_slice(&buf[..n]);
+        if kept.len() > 2 * KEEP {
+            kept.drain(..kept.len() - KEEP);
         }
     }
+    let text = String::from_utf8_lossy(&kept);
+    let text = text.trim();
+    let skip = text.chars().count().saturating_sub(500);
+    text.chars().skip(skip).collect()
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
-//! Lifecycle hooks (DESIGN §7): `after_healthy` runs after every successful (re)start, before READY;
+//! Lifecycle hooks: `after_healthy` runs after every successful (re)start, before READY;
 //! `before_stop` runs before every worker stop (shutdown and each recycle).
 //!
 //! A hook is an argv (no shell), run with the server's environment plus `COGVISOR_PORT`,
-//! `COGVISOR_WORKER_PID`, `COGVISOR_GENERATION` and `COGVISOR_REASON`; `${NAME}` of those four in an
-//! argument is replaced by its value. It runs in its own process group, which is killed whole at the
-//! timeout (children included). Its output is logged line by line under its name.
+//! `COGVISOR_WORKER_PID`, `COGVISOR_GENERATION` and `COGVISOR_REASON`. `${NAME}` of the three numbers
+//! in an argument is replaced by its value; the reason, text that comes from a `/recycle` body or from
+//! model code, is passed in the environment only: substituted into an argument, it would become part
+//! of whatever a `sh -c` hook parses as shell code. It runs as a [`SupervisedChild`] in its own process
+//! group, killed whole at the timeout (children included). Its output is logged line by line under its
+//! name.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -12,6 +15,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::child::{Exit, SupervisedChild};
 use crate::spawn::Spawner;
 
 /// What a failing hook does.
@@ -90,7 +94,9 @@ pub struct HookVars {
 }
 
 impl HookVars {
-    fn pairs(&self) -> BTreeMap<&'static str, String> {
+    /// The variables that may be written as `${NAME}` in an argument: numbers cogvisor writes itself,
+    /// which cannot carry quotes or any other shell syntax.
+    fn macros(&self) -> BTreeMap<&'static str, String> {
         BTreeMap::from([
             ("COGVISOR_PORT", self.port.to_string()),
             (
@@ -98,12 +104,20 @@ impl HookVars {
                 self.worker_pid.map(|p| p.to_string()).unwrap_or_default(),
             ),
             ("COGVISOR_GENERATION", self.generation.to_string()),
-            ("COGVISOR_REASON", self.reason.clone()),
         ])
+    }
+
+    /// Every variable, for the hook's environment. `COGVISOR_REASON` is only here: its text comes from
+    /// clients and model code.
+    fn environment(&self) -> BTreeMap<&'static str, String> {
+        let mut vars = self.macros();
+        vars.insert("COGVISOR_REASON", self.reason.clone());
+        vars
     }
 }
 
-/// Replaces `${NAME}` of the hook variables in `arg`; other text (and unknown `${...}`) is kept.
+/// Replaces `${NAME}` of the hook's macros in `arg`; other text (unknown `${...}`, and
+/// `${COGVISOR_REASON}`, which a `sh -c` hook then expands from its environment as data) is kept.
 pub fn expand(arg: &str, vars: &BTreeMap<&'static str, String>) -> String {
     let mut out = arg.to_string();
     for (name, value) in vars {
@@ -121,28 +135,25 @@ pub async fn run(
     vars: &HookVars,
     timeout: Duration,
 ) -> HookOutcome {
-    let pairs = vars.pairs();
-    let argv: Vec<String> = argv.iter().map(|a| expand(a, &pairs)).collect();
+    let macros = vars.macros();
+    let argv: Vec<String> = argv.iter().map(|a| expand(a, &macros)).collect();
     let Some((program, args)) = argv.split_first() else {
         return HookOutcome::Failed("the command is empty".into());
     };
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
-        .envs(&pairs)
+        .envs(vars.environment())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let started = std::time::Instant::now();
-    let mut child = match spawner.spawn(command).await {
+    let child = match SupervisedChild::spawn(spawner, command).await {
         Ok(c) => c,
         Err(e) => return HookOutcome::Failed(format!("cannot run {program:?}: {e}")),
     };
-    let pid = child.id();
-    let outcome = wait(name, &mut child, pid, timeout).await;
-    if let Some(pid) = pid {
-        spawner.known().forget(pid);
-    }
+    // At the timeout the whole tree is killed at once: a hook holds a start or a stop.
+    let outcome = wait(name, child.with_deadline(timeout, Duration::ZERO)).await;
     let elapsed = started.elapsed();
     match &outcome {
         HookOutcome::Succeeded => {
@@ -153,39 +164,22 @@ pub async fn run(
     outcome
 }
 
-async fn wait(
-    name: &str,
-    child: &mut tokio::process::Child,
-    pid: Option<u32>,
-    timeout: Duration,
-) -> HookOutcome {
-    tracing::info!(hook = name, pid, "hook started");
+async fn wait(name: &str, mut child: SupervisedChild) -> HookOutcome {
+    tracing::info!(hook = name, pid = child.pid(), "hook started");
     let mut readers = tokio::task::JoinSet::new();
-    if let Some(out) = child.stdout.take() {
+    if let Some(out) = child.take_stdout() {
         readers.spawn(log_lines(name.to_string(), "stdout", BufReader::new(out)));
     }
-    if let Some(err) = child.stderr.take() {
+    if let Some(err) = child.take_stderr() {
         readers.spawn(log_lines(name.to_string(), "stderr", BufReader::new(err)));
     }
-    let outcome = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) if status.success() => HookOutcome::Succeeded,
-        Ok(Ok(status)) => HookOutcome::Failed(crate::process_tree::describe_exit(status)),
-        Ok(Err(e)) => HookOutcome::Failed(format!("waiting for it: {e}")),
-        Err(_) => {
-            if let Some(pid) = pid {
-                crate::process_tree::kill_tree(pid);
-            }
-            let _ = child.wait().await;
-            HookOutcome::TimedOut(timeout)
-        }
+    // The wait also kills what the hook left in its group, so its pipes close and nothing outlives it.
+    let exited = child.wait().await;
+    let outcome = match exited.exit {
+        exit if exit.success() => HookOutcome::Succeeded,
+        Exit::TimedOut(after) => HookOutcome::TimedOut(after),
+        exit => HookOutcome::Failed(exit.phrase()),
     };
-    // Whatever the hook left in its group goes with it, so its pipes close and nothing outlives it.
-    if let Some(pid) = pid {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
     // Output readers end when the pipes close; a grandchild that escaped the group could hold them,
     // so do not wait long.
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -231,11 +225,13 @@ mod tests {
     #[test]
     fn the_hooks_doc_names_every_variable() {
         let doc = include_str!("../../../docs/hooks.md");
-        for name in vars().pairs().keys() {
+        for name in vars().environment().keys() {
             assert!(
                 doc.contains(&format!("`{name}`")),
                 "docs/hooks.md does not describe {name}"
             );
+        }
+        for name in vars().macros().keys() {
             assert!(
                 doc.contains(&format!("${{{name}}}")),
                 "docs/hooks.md does not show ${{{name}}}"
@@ -252,8 +248,8 @@ mod tests {
     }
 
     #[test]
-    fn macros_expand_only_known_names() {
-        let pairs = vars().pairs();
+    fn macros_expand_only_the_numbers() {
+        let pairs = vars().macros();
         assert_eq!(
             expand(
                 "http://localhost:${COGVISOR_PORT}/x?g=${COGVISOR_GENERATION}",
@@ -261,10 +257,45 @@ mod tests {
             ),
             "http://localhost:5001/x?g=3"
         );
+        // The reason is never put into an argument: a `sh -c` hook expands it from its environment.
         assert_eq!(
-            expand("${HOME}-${COGVISOR_REASON}", &pairs),
-            "${HOME}-rotate"
+            expand("${HOME}-${COGVISOR_REASON}-${COGVISOR_WORKER_PID}", &pairs),
+            "${HOME}-${COGVISOR_REASON}-42"
         );
+    }
+
+    #[tokio::test]
+    async fn a_reason_with_shell_syntax_reaches_a_shell_hook_as_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        let pwned = dir.path().join("PWNED");
+        let reason = format!(
+            "x'; touch {}; '$(touch {})\"",
+            pwned.display(),
+            pwned.display()
+        );
+        // The way docs/hooks.md shows it, and the way a careless author might write it: both only read
+        // the variable.
+        let scripts = [
+            format!("printf '%s' \"$COGVISOR_REASON\" > {}", out.display()),
+            "echo '${COGVISOR_REASON}' ${COGVISOR_REASON} > /dev/null".to_string(),
+        ];
+        for script in &scripts {
+            let outcome = run(
+                &spawner(),
+                "before_stop",
+                &argv(&["sh", "-c", script]),
+                &HookVars {
+                    reason: reason.clone(),
+                    ..vars()
+                },
+                Duration::from_secs(10),
+            )
+            .await;
+            assert_eq!(outcome, HookOutcome::Succeeded, "{script}");
+            assert!(!pwned.exists(), "the reason ran as shell code in {script}");
+        }
+        assert_eq!(std::fs::read_to_string(&out).expect("hook output"), reason);
     }
 
     #[tokio::test]
@@ -272,20 +303,27 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("out");
         let script = format!(
-            "echo \"$COGVISOR_PORT $COGVISOR_WORKER_PID $COGVISOR_GENERATION $COGVISOR_REASON $1\" > {}",
+            "echo \"$COGVISOR_PORT $COGVISOR_WORKER_PID $COGVISOR_GENERATION $COGVISOR_REASON $1 $2\" > {}",
             out.display()
         );
         let outcome = run(
             &spawner(),
             "after_healthy",
-            &argv(&["sh", "-c", &script, "sh", "${COGVISOR_GENERATION}"]),
+            &argv(&[
+                "sh",
+                "-c",
+                &script,
+                "sh",
+                "${COGVISOR_GENERATION}",
+                "${COGVISOR_REASON}",
+            ]),
             &vars(),
             Duration::from_secs(10),
         )
         .await;
         assert_eq!(outcome, HookOutcome::Succeeded);
         let text = std::fs::read_to_string(&out).expect("hook output");
-        assert_eq!(text.trim(), "5001 42 3 rotate 3");
+        assert_eq!(text.trim(), "5001 42 3 rotate 3 ${COGVISOR_REASON}");
     }
 
     #[tokio::test]
@@ -333,7 +371,7 @@ mod tests {
         .await;
         assert_eq!(outcome, HookOutcome::TimedOut(Duration::from_millis(500)));
         assert!(started.elapsed() < Duration::from_secs(10));
-        let child: i32 = std::fs::read_to_string(&pid_file)
+        let child: u32 = std::fs::read_to_string(&pid_file)
             .expect("child pid")
             .trim()
             .parse()
@@ -342,17 +380,13 @@ mod tests {
         // by us, so a dead or zombie state both count.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next());
-            if stat.is_empty() || state == Some("Z") {
+            let stat = crate::procfs::read_stat(child);
+            if stat.as_ref().is_none_or(|s| s.is_zombie()) {
                 break;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "hook child {child} still running: {stat}"
+                "hook child {child} still running: {stat:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -7,12 +7,16 @@
 //! * [`runtime_dir`]: the private 0700 directory holding slot sockets, spill files and outputs.
 //! * [`spawn`]: the long-lived spawner thread (so `PR_SET_PDEATHSIG` is tied to a thread that lives as
 //!   long as the supervisor) and the worker command line.
-//! * [`process_tree`]: `/proc` scanning, killing a whole process tree, reaping reparented orphans.
+//! * [`child`]: one supervised child process (the worker, a hook, the health command): its own
+//!   process group, a deadline, killing its tree, reaping it by pid, its exit described.
+//! * [`procfs`]: the one reader of `/proc/<pid>/stat`.
+//! * [`process_tree`]: the process tree from `/proc`, killing a whole tree, reaping reparented orphans.
 //! * [`restart_budget`]: how often a crashed worker may be restarted, and the backoff.
 //! * [`stop`]: shutdown message → grace → SIGTERM to the group → grace → SIGKILL → reap everything.
 //! * [`slots`]: the slot pool: idle, busy, poisoned, and who runs where.
 //! * [`worker`]: one worker generation: spawn, init/ready handshake, control and slot readers.
 //! * [`prediction`]: what a caller sends and receives for one prediction.
+//! * [`payload`]: inputs and outputs inline or through spill files, the files on the blocking pool.
 //! * [`health`]: the health status names and the snapshot `/health-check` shows.
 //! * [`health_machine`]: the health state machine, one pure function.
 //! * [`checks`]: the user healthcheck and `health.command`, coalesced, and the background monitor.
@@ -24,6 +28,7 @@
 //! * [`error`]: every failure, as enums.
 
 pub mod checks;
+pub mod child;
 pub mod config;
 pub mod error;
 pub mod health;
@@ -32,8 +37,10 @@ pub mod hooks;
 pub mod lifecycle;
 pub mod model_output;
 pub mod observer;
+pub mod payload;
 pub mod prediction;
 pub mod process_tree;
+pub mod procfs;
 pub mod restart_budget;
 pub mod runtime_dir;
 pub mod slots;

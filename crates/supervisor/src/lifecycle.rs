@@ -352,7 +352,7 @@ impl Supervisor {
                 // Shut down during setup: kill the tree so setup ends now, then clean up.
                 let pid = inner.lock().worker.pid;
                 if let Some(pid) = pid {
-                    crate::process_tree::kill_tree(pid);
+                    crate::process_tree::kill_tree(pid).await;
                 }
                 match start.await {
                     Ok(started) => self.stop_generation(&started.generation).await,

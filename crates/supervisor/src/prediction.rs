@@ -83,12 +83,27 @@ impl PredictionStream {
 #[derive(Debug)]
 pub(crate) struct OutputDir(pub(crate) PathBuf, pub(crate) String);
 
-impl Drop for OutputDir {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+impl OutputDir {
+    fn remove(path: &std::path::Path, prediction_id: &str) {
+        if let Err(e) = std::fs::remove_dir_all(path) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(prediction_id = %self.1, path = %self.0.display(), error = %e, "cannot remove prediction output directory");
+                tracing::warn!(prediction_id, path = %path.display(), error = %e, "cannot remove prediction output directory");
             }
+        }
+    }
+}
+
+impl Drop for OutputDir {
+    /// Removes the directory on the blocking pool (a prediction may have written many files), or here
+    /// when dropped outside a tokio runtime.
+    fn drop(&mut self) {
+        let path = std::mem::take(&mut self.0);
+        let id = std::mem::take(&mut self.1);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || Self::remove(&path, &id));
+            }
+            Err(_) => Self::remove(&path, &id),
         }
     }
 }

@@ -1,61 +1,33 @@
-//! The process tree below the supervisor, read from `/proc`.
+//! The process tree below the supervisor, read from `/proc` (through [`crate::procfs`]).
 //!
 //! The supervisor is a child subreaper (`PR_SET_CHILD_SUBREAPER`): when a process below it loses its
 //! parent, even one that called `setsid`, it is reparented to the supervisor instead of PID 1. That
 //! lets a stop kill and reap *everything* a worker left behind. Orphans are reaped by their own pid
 //! (never `waitpid(-1)`, which would steal exit statuses tokio is waiting for), and only pids that are
 //! not in [`KnownChildren`].
+//!
+//! The async functions here scan `/proc` on the blocking pool, never on an async thread.
 
 use std::collections::{HashMap, HashSet};
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
+use crate::procfs::{self, ProcStat};
 use crate::spawn::KnownChildren;
 
-/// One process as `/proc/<pid>/stat` describes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcInfo {
-    pub pid: u32,
-    pub ppid: u32,
-    pub pgid: u32,
-    /// The state letter (`R`, `S`, `Z`, ...).
-    pub state: char,
-}
-
-/// Parses the content of `/proc/<pid>/stat`. The command name is in parentheses and may itself contain
-/// spaces and parentheses, so the fields are read after the *last* `)`.
-pub fn parse_stat(text: &str) -> Option<ProcInfo> {
-    let pid = text.split_whitespace().next()?.parse().ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let pgid = fields.next()?.parse().ok()?;
-    Some(ProcInfo {
-        pid,
-        ppid,
-        pgid,
-        state,
+/// Runs a `/proc` scan on the blocking pool. If it could not finish (it panicked, or the runtime is
+/// shutting down), the result is the empty one and a warning says so.
+async fn blocking<R: Default + Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "a /proc scan did not finish");
+        R::default()
     })
 }
 
-/// Every process visible in `/proc`. Processes that vanish while being read are skipped.
-pub fn all_processes() -> Vec<ProcInfo> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|text| parse_stat(&text))
-        .collect()
-}
-
 /// The pids of every descendant of `root` (not `root` itself) in `procs`.
-pub fn descendants(procs: &[ProcInfo], root: u32) -> Vec<u32> {
+pub fn descendants(procs: &[ProcStat], root: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for p in procs {
         children.entry(p.ppid).or_default().push(p.pid);
@@ -74,10 +46,25 @@ pub fn descendants(procs: &[ProcInfo], root: u32) -> Vec<u32> {
     out
 }
 
-/// Sends SIGKILL to every descendant of `root` and to `root`'s process group.
-pub fn kill_tree(root: u32) {
-    let procs = all_processes();
-    let _ = nix::sys::signal::killpg(Pid::from_raw(root as i32), Signal::SIGKILL);
+/// Sends SIGKILL to `root`'s process group and to every descendant of `root` (found by a `/proc` scan
+/// on the blocking pool; that includes descendants that left the group with `setsid`).
+pub async fn kill_tree(root: u32) {
+    let scanned = blocking(move || {
+        kill_tree_now(root);
+        true
+    })
+    .await;
+    if !scanned {
+        // No blocking pool (the runtime is ending): the group at least.
+        let _ = killpg(Pid::from_raw(root as i32), Signal::SIGKILL);
+    }
+}
+
+/// [`kill_tree`], blocking. The scan comes first: once `root` is dead its children are reparented
+/// and no longer found below it.
+fn kill_tree_now(root: u32) {
+    let procs = procfs::all_processes();
+    let _ = killpg(Pid::from_raw(root as i32), Signal::SIGKILL);
     for pid in descendants(&procs, root) {
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
     }
@@ -88,33 +75,18 @@ pub fn kill_tree(root: u32) {
 /// `deadline` passes, because killing an orphan reparents its own children to us. Returns how many
 /// processes were reaped.
 pub async fn kill_and_reap_orphans(known: &KnownChildren, deadline: std::time::Duration) -> usize {
-    let me = std::process::id();
     let until = tokio::time::Instant::now() + deadline;
     let mut reaped = 0;
     loop {
-        let procs = all_processes();
-        let orphans: Vec<ProcInfo> = procs
-            .iter()
-            .filter(|p| p.ppid == me && !known.contains(p.pid))
-            .copied()
-            .collect();
-        if orphans.is_empty() {
+        let scan_known = known.clone();
+        let (found, collected) = blocking(move || kill_and_reap_orphans_once(&scan_known)).await;
+        reaped += collected;
+        if found == 0 {
             return reaped;
-        }
-        for orphan in &orphans {
-            for pid in descendants(&procs, orphan.pid) {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            }
-            let _ = kill(Pid::from_raw(orphan.pid as i32), Signal::SIGKILL);
-        }
-        for orphan in &orphans {
-            if reap(orphan.pid) {
-                reaped += 1;
-            }
         }
         if tokio::time::Instant::now() >= until {
             tracing::warn!(
-                left = orphans.len(),
+                left = found,
                 "orphaned worker descendants still present after the stop deadline"
             );
             return reaped;
@@ -123,14 +95,81 @@ pub async fn kill_and_reap_orphans(known: &KnownChildren, deadline: std::time::D
     }
 }
 
-/// Reaps every zombie child of ours that is not a [`KnownChildren`] pid. Cheap; run on SIGCHLD.
-pub fn reap_zombie_orphans(known: &KnownChildren) -> usize {
+/// One pass of [`kill_and_reap_orphans`]: how many orphans it found, and how many of them it reaped.
+/// Blocking.
+fn kill_and_reap_orphans_once(known: &KnownChildren) -> (usize, usize) {
     let me = std::process::id();
-    all_processes()
-        .into_iter()
-        .filter(|p| p.ppid == me && p.state == 'Z' && !known.contains(p.pid))
-        .filter(|p| reap(p.pid))
-        .count()
+    let procs = procfs::all_processes();
+    let orphans: Vec<u32> = procs
+        .iter()
+        .filter(|p| p.ppid == me && !known.contains(p.pid))
+        .map(|p| p.pid)
+        .collect();
+    for &orphan in &orphans {
+        for pid in descendants(&procs, orphan) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        let _ = kill(Pid::from_raw(orphan as i32), Signal::SIGKILL);
+    }
+    let reaped = orphans.iter().filter(|&&pid| reap(pid)).count();
+    (orphans.len(), reaped)
+}
+
+/// Reaps every zombie child of ours that is not a [`KnownChildren`] pid. Run on SIGCHLD; the scan
+/// runs on the blocking pool.
+pub async fn reap_zombie_orphans(known: &KnownChildren) -> usize {
+    let known = known.clone();
+    blocking(move || {
+        let me = std::process::id();
+        procfs::all_processes()
+            .into_iter()
+            .filter(|p| p.ppid == me && p.is_zombie() && !known.contains(p.pid))
+            .filter(|p| reap(p.pid))
+            .count()
+    })
+    .await
+}
+
+/// Kills whatever is still in process group `pgid` (its leader has exited) and reaps, by pid, those
+/// members that were reparented to us and are not [`KnownChildren`] pids. Returns how many it reaped.
+pub async fn kill_and_reap_group(pgid: u32, known: &KnownChildren) -> usize {
+    if killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL).is_err() {
+        // ESRCH: nobody is left in the group.
+        return 0;
+    }
+    let known = known.clone();
+    blocking(move || {
+        let me = std::process::id();
+        let members: Vec<u32> = procfs::all_processes()
+            .into_iter()
+            .filter(|p| p.pgid == pgid && p.ppid == me && !known.contains(p.pid))
+            .map(|p| p.pid)
+            .collect();
+        // A killed process takes a moment to become a zombie: give each one up to a second. One that
+        // takes longer is left to the SIGCHLD reaper.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let mut left = members;
+        let mut reaped = 0;
+        while !left.is_empty() {
+            left.retain(|&pid| {
+                match waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(nix::sys::wait::WaitStatus::StillAlive) => true,
+                    Ok(_) => {
+                        reaped += 1;
+                        false
+                    }
+                    // Reaped meanwhile by someone else (the SIGCHLD reaper).
+                    Err(_) => false,
+                }
+            });
+            if left.is_empty() || std::time::Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        reaped
+    })
+    .await
 }
 
 /// Collects the exit status of `pid` if it has exited. True when it was reaped.
@@ -139,16 +178,6 @@ fn reap(pid: u32) -> bool {
         waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)),
         Ok(status) if status != nix::sys::wait::WaitStatus::StillAlive
     )
-}
-
-/// How a helper process (a hook, a health command) ended, for logs and error texts.
-pub fn describe_exit(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(sig)) => format!("was killed by signal {sig}"),
-        _ => "ended with an unknown status".into(),
-    }
 }
 
 /// Whether a process with this pid exists (a zombie counts).
@@ -166,48 +195,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_a_stat_line_with_parentheses_in_the_name() {
-        let text = "4242 (we (ird) name) S 1 4240 4240 0 -1 4194560 100 0 0 0";
-        assert_eq!(
-            parse_stat(text),
-            Some(ProcInfo {
-                pid: 4242,
-                ppid: 1,
-                pgid: 4240,
-                state: 'S'
-            })
-        );
-    }
-
-    #[test]
-    fn rejects_garbage() {
-        assert_eq!(parse_stat("garbage"), None);
-        assert_eq!(parse_stat(""), None);
-    }
-
-    #[test]
     fn finds_descendants_across_generations() {
-        let p = |pid, ppid| ProcInfo {
+        let p = |pid, ppid| ProcStat {
             pid,
+            comm: "sh".into(),
+            state: 'S',
             ppid,
             pgid: pid,
-            state: 'S',
+            start_time: 0,
         };
         let procs = [p(10, 1), p(11, 10), p(12, 11), p(13, 1), p(14, 12)];
         let mut got = descendants(&procs, 10);
         got.sort();
         assert_eq!(got, vec![11, 12, 14]);
         assert!(descendants(&procs, 13).is_empty());
-    }
-
-    #[test]
-    fn reads_our_own_process() {
-        let me = std::process::id();
-        let procs = all_processes();
-        let mine = procs
-            .iter()
-            .find(|p| p.pid == me)
-            .expect("our own pid is in /proc");
-        assert_eq!(mine.ppid, std::os::unix::process::parent_id());
     }
 }

@@ -79,11 +79,8 @@ impl RuntimeDir {
 
 /// `"<pid> <start time in clock ticks>"`, which names one process for the life of the machine.
 fn process_identity(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // Field 22 of stat is the start time; `rest` starts at field 3.
-    let start = rest.split_whitespace().nth(19)?;
-    Some(format!("{pid} {start}"))
+    let stat = crate::procfs::read_stat(pid)?;
+    Some(format!("{pid} {}", stat.start_time))
 }
 
 /// Removes `cogvisor-*` directories under `parent` (other than `keep`) whose owner is gone. Directories

@@ -7,9 +7,9 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::sync::watch;
 
-use crate::process_tree;
 use crate::spawn::KnownChildren;
 use crate::worker::WorkerExit;
+use crate::{child, process_tree};
 
 /// How a stop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,21 +44,23 @@ pub async fn stop_worker<F>(
 where
     F: std::future::Future<Output = bool>,
 {
-    let group = Pid::from_raw(pid as i32);
     let outcome = if exit.borrow().is_some() {
         StopOutcome::AlreadyExited
     } else if send_shutdown.await && wait_exit(&mut exit, grace).await {
         StopOutcome::Graceful
     } else {
-        let _ = killpg(group, Signal::SIGTERM);
-        if wait_exit(&mut exit, grace).await {
-            StopOutcome::Terminated
-        } else {
-            process_tree::kill_tree(pid);
-            if !wait_exit(&mut exit, Duration::from_secs(10)).await {
-                tracing::error!(pid, "worker did not exit 10 s after SIGKILL");
+        let mut exited = Box::pin(async { exit.wait_for(Option::is_some).await.is_ok() });
+        match child::terminate_tree(pid, grace, &mut exited).await {
+            Some(_) => StopOutcome::Terminated,
+            None => {
+                if tokio::time::timeout(Duration::from_secs(10), exited)
+                    .await
+                    .is_err()
+                {
+                    tracing::error!(pid, "worker did not exit 10 s after SIGKILL");
+                }
+                StopOutcome::Killed
             }
-            StopOutcome::Killed
         }
     };
     sweep(pid, known).await;

@@ -305,7 +305,8 @@ impl Supervisor {
         output_dir: &std::path::Path,
     ) -> Result<(), String> {
         let (input, input_file) =
-            match spill::prepare(&self.inner.runtime.spill_dir(), &request.input)
+            match crate::payload::prepare_input(self.inner.runtime.spill_dir(), request.input)
+                .await
                 .map_err(|e| format!("cannot prepare input: {e}"))?
             {
                 spill::Payload::Inline(v) => (Some(v), None),
@@ -549,11 +550,11 @@ impl Supervisor {
                     return;
                 }
             };
-            self.on_slot_message(&generation, slot, message);
+            self.on_slot_message(&generation, slot, message).await;
         }
     }
 
-    fn on_slot_message(&self, generation: &Generation, slot: SlotId, message: SlotResponse) {
+    async fn on_slot_message(&self, generation: &Generation, slot: SlotId, message: SlotResponse) {
         let event = match message {
             SlotResponse::Log { source, data } => PredictionEvent::Log {
                 source,
@@ -572,10 +573,9 @@ impl Supervisor {
                 filename,
                 kind: FileOutputKind::Oversized,
                 ..
-            } => match spill::take(
-                &self.inner.runtime.spill_dir(),
-                std::path::Path::new(&filename),
-            ) {
+            } => match crate::payload::take_output(self.inner.runtime.spill_dir(), filename.into())
+                .await
+            {
                 Ok(value) => PredictionEvent::Output(value),
                 Err(e) => {
                     self.poison_slot(generation, slot, &format!("bad output spill file: {e}"));
@@ -725,7 +725,7 @@ impl Supervisor {
                 Err(e) => {
                     // The control channel cannot be trusted any more: the worker must go.
                     tracing::error!(generation = generation.number, error = %e, "control channel error; stopping the worker");
-                    crate::process_tree::kill_tree(generation.pid);
+                    crate::process_tree::kill_tree(generation.pid).await;
                     return;
                 }
             };
@@ -749,7 +749,7 @@ impl Supervisor {
                         reason,
                         "worker reported a fatal error; stopping it"
                     );
-                    crate::process_tree::kill_tree(generation.pid);
+                    crate::process_tree::kill_tree(generation.pid).await;
                 }
                 ControlResponse::DroppedLogs {
                     count,
@@ -796,7 +796,7 @@ fn spawn_orphan_reaper(known: KnownChildren) {
             return;
         };
         while sigchld.recv().await.is_some() {
-            crate::process_tree::reap_zombie_orphans(&known);
+            crate::process_tree::reap_zombie_orphans(&known).await;
         }
     });
 }

@@ -9,7 +9,6 @@
 //! Worker death is noticed from the process exit itself ([`WorkerExit`] from `wait()`), not from pipe
 //! EOF alone: a child the model forked can hold the pipes open.
 
-use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,10 +24,11 @@ use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::{watch, Mutex};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
+use crate::child::{Exit, SupervisedChild};
 use crate::config::SupervisorConfig;
 use crate::model_output;
 use crate::runtime_dir::RuntimeDir;
-use crate::spawn::{KnownChildren, Spawner};
+use crate::spawn::Spawner;
 
 pub(crate) type ControlWriter =
     FramedWrite<ChildStdin, FrameCodec<ControlResponse, ControlRequest>>;
@@ -37,37 +37,9 @@ pub(crate) type ControlReader =
 pub(crate) type SlotWriter = FramedWrite<OwnedWriteHalf, FrameCodec<SlotResponse, SlotRequest>>;
 pub(crate) type SlotReader = FramedRead<OwnedReadHalf, FrameCodec<SlotResponse, SlotRequest>>;
 
-/// How the worker process ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WorkerExit {
-    Code(i32),
-    Signal(i32),
-    /// `wait()` itself failed.
-    Unknown(String),
-}
-
-impl WorkerExit {
-    pub fn from_status(status: std::process::ExitStatus) -> Self {
-        match (status.code(), status.signal()) {
-            (Some(code), _) => WorkerExit::Code(code),
-            (None, Some(sig)) => WorkerExit::Signal(sig),
-            (None, None) => WorkerExit::Unknown(format!("{status}")),
-        }
-    }
-}
-
-impl std::fmt::Display for WorkerExit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WorkerExit::Code(code) => write!(f, "exit code {code}"),
-            WorkerExit::Signal(sig) => match nix::sys::signal::Signal::try_from(*sig) {
-                Ok(signal) => write!(f, "killed by signal {} ({sig})", signal.as_str()),
-                Err(_) => write!(f, "killed by signal {sig}"),
-            },
-            WorkerExit::Unknown(e) => write!(f, "unknown exit ({e})"),
-        }
-    }
-}
+/// How the worker process ended ([`Exit`]: its Display is the short form, `exit code 3`,
+/// `killed by signal SIGKILL (9)`, which predictions and `setup.logs` show).
+pub type WorkerExit = Exit;
 
 /// A live worker generation: its pid, channels and exit.
 #[derive(Debug)]
@@ -190,7 +162,7 @@ pub async fn start(
     let mut sockets = Vec::new();
     for slot in 0..config.concurrency {
         let path = runtime.slot_socket(number, slot);
-        let _ = std::fs::remove_file(&path);
+        let _ = tokio::fs::remove_file(&path).await;
         let listener = UnixListener::bind(&path).map_err(|source| {
             fail(StartError::Bind {
                 path: path.display().to_string(),
@@ -222,18 +194,20 @@ pub async fn start(
             config.health_timeout.as_secs_f64().to_string(),
         );
     milestone(log, model_output::MILESTONE_SPAWNING);
-    let mut child = spawner.spawn(command).await.map_err(|e| {
-        fail(StartError::Spawn {
-            python: config.python.clone(),
-            error: e.to_string(),
-        })
-    })?;
-    let pid = child.id().unwrap_or_default();
+    let mut child = SupervisedChild::spawn(spawner, command)
+        .await
+        .map_err(|e| {
+            fail(StartError::Spawn {
+                python: config.python.clone(),
+                error: e.to_string(),
+            })
+        })?;
+    let pid = child.pid();
     let started_at = crate::supervisor::now_rfc3339();
     on_spawned(pid, &started_at);
     tracing::info!(pid, generation = number, "worker spawned");
 
-    let (stdin, stdout) = match (child.stdin.take(), child.stdout.take()) {
+    let (stdin, stdout) = match (child.take_stdin(), child.take_stdout()) {
         (Some(i), Some(o)) => (i, o),
         // Both were requested with Stdio::piped(); if the OS gave none, the child is dropped here
         // and kill_on_drop ends it.
@@ -243,7 +217,7 @@ pub async fn start(
             )))
         }
     };
-    let exit = watch_exit(child, spawner.known().clone());
+    let exit = watch_exit(child);
     let mut control = FramedWrite::new(stdin, FrameCodec::new());
     let mut reader: ControlReader = FramedRead::new(stdout, FrameCodec::new());
 
@@ -278,7 +252,7 @@ pub async fn start(
                     StartError::Channel(format!("accept on {}: {e}", path.display()))
                 })?;
                 // Nobody else may connect later: the socket file goes as soon as the worker is in.
-                let _ = std::fs::remove_file(path);
+                let _ = tokio::fs::remove_file(path).await;
                 streams.push(stream);
             }
             Ok::<_, StartError>(streams)
@@ -300,7 +274,7 @@ pub async fn start(
         }
     };
     for (_, path) in &listeners {
-        let _ = std::fs::remove_file(path);
+        let _ = tokio::fs::remove_file(path).await;
     }
     match outcome {
         Ok((streams, ready)) => {
@@ -425,23 +399,14 @@ fn setup_message(message: ControlResponse, log: &dyn SetupLog) -> Option<StartEr
     }
 }
 
-/// Owns the child and publishes its exit. The pid leaves [`KnownChildren`] only after tokio has
-/// reaped it, so the orphan reaper can never take its status.
-pub fn watch_exit(
-    mut child: tokio::process::Child,
-    known: KnownChildren,
-) -> watch::Receiver<Option<WorkerExit>> {
+/// Owns the child and publishes its exit. The pid leaves [`crate::spawn::KnownChildren`] only after
+/// it has been reaped, so the orphan reaper can never take its status. What the worker left in its
+/// group is the stop's sweep's to end ([`crate::stop::sweep`]).
+pub fn watch_exit(mut child: SupervisedChild) -> watch::Receiver<Option<WorkerExit>> {
     let (tx, rx) = watch::channel(None);
-    let pid = child.id();
     tokio::spawn(async move {
-        let exit = match child.wait().await {
-            Ok(status) => WorkerExit::from_status(status),
-            Err(e) => WorkerExit::Unknown(e.to_string()),
-        };
-        if let Some(pid) = pid {
-            known.forget(pid);
-        }
-        tracing::info!(pid, %exit, "worker exited");
+        let exit = child.wait_for_exit().await;
+        tracing::info!(pid = child.pid(), %exit, "worker exited");
         let _ = tx.send(Some(exit));
     });
     rx
@@ -466,23 +431,5 @@ pub fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Predict => "predict",
         Mode::Train => "train",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_descriptions_name_the_code_or_signal() {
-        assert_eq!(WorkerExit::Code(3).to_string(), "exit code 3");
-        assert_eq!(
-            WorkerExit::Signal(9).to_string(),
-            "killed by signal SIGKILL (9)"
-        );
-        assert_eq!(
-            WorkerExit::Signal(11).to_string(),
-            "killed by signal SIGSEGV (11)"
-        );
     }
 }

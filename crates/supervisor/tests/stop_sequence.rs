@@ -6,22 +6,25 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use cogvisor_supervisor::process_tree;
+use cogvisor_supervisor::child::SupervisedChild;
 use cogvisor_supervisor::spawn::{KnownChildren, Spawner};
 use cogvisor_supervisor::stop::{stop_worker, StopOutcome};
 use cogvisor_supervisor::worker::watch_exit;
+use cogvisor_supervisor::{process_tree, procfs};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const GRACE: Duration = Duration::from_millis(300);
 
-async fn spawn(spawner: &Spawner, script: &str) -> tokio::process::Child {
+async fn spawn(spawner: &Spawner, script: &str) -> SupervisedChild {
     let mut command = tokio::process::Command::new("sh");
     command
         .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    spawner.spawn(command).await.expect("spawn sh")
+    SupervisedChild::spawn(spawner, command)
+        .await
+        .expect("spawn sh")
 }
 
 /// The lines a stand-in worker prints, read through one buffer (a second buffer would lose what
@@ -29,8 +32,8 @@ async fn spawn(spawner: &Spawner, script: &str) -> tokio::process::Child {
 struct Lines(tokio::io::Lines<BufReader<tokio::process::ChildStdout>>);
 
 impl Lines {
-    fn of(child: &mut tokio::process::Child) -> Self {
-        Lines(BufReader::new(child.stdout.take().expect("stdout piped")).lines())
+    fn of(child: &mut SupervisedChild) -> Self {
+        Lines(BufReader::new(child.take_stdout().expect("stdout piped")).lines())
     }
 
     /// The next line, failing the test instead of hanging if none comes.
@@ -66,9 +69,9 @@ async fn a_worker_that_obeys_shutdown_stops_gracefully() {
     let (spawner, _serial) = setup().await;
     let mut child = spawn(&spawner, "echo ready; read line; exit 0").await;
     assert_eq!(Lines::of(&mut child).next().await, "ready");
-    let pid = child.id().expect("pid");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let exit = watch_exit(child, spawner.known().clone());
+    let pid = child.pid();
+    let mut stdin = child.take_stdin().expect("stdin");
+    let exit = watch_exit(child);
     let send = async move { stdin.write_all(b"shutdown\n").await.is_ok() };
     let outcome = stop_worker(pid, exit, GRACE, spawner.known(), send).await;
     assert_eq!(outcome, StopOutcome::Graceful);
@@ -80,8 +83,8 @@ async fn a_worker_that_ignores_shutdown_gets_sigterm() {
     let (spawner, _serial) = setup().await;
     let mut child = spawn(&spawner, "echo ready; exec sleep 1000").await;
     assert_eq!(Lines::of(&mut child).next().await, "ready");
-    let pid = child.id().expect("pid");
-    let exit = watch_exit(child, spawner.known().clone());
+    let pid = child.pid();
+    let exit = watch_exit(child);
     let outcome = stop_worker(pid, exit, GRACE, spawner.known(), async { true }).await;
     assert_eq!(outcome, StopOutcome::Terminated);
     assert!(gone(pid));
@@ -96,8 +99,8 @@ async fn a_worker_that_ignores_sigterm_gets_sigkill() {
     )
     .await;
     assert_eq!(Lines::of(&mut child).next().await, "ready");
-    let pid = child.id().expect("pid");
-    let exit = watch_exit(child, spawner.known().clone());
+    let pid = child.pid();
+    let exit = watch_exit(child);
     let outcome = stop_worker(pid, exit, GRACE, spawner.known(), async { false }).await;
     assert_eq!(outcome, StopOutcome::Killed);
     assert!(gone(pid));
@@ -115,10 +118,10 @@ async fn descendants_in_other_sessions_are_killed_and_reaped() {
     let mut lines = Lines::of(&mut child);
     let daemon: u32 = lines.next().await.parse().expect("daemon pid");
     let plain: u32 = lines.next().await.parse().expect("child pid");
-    let pid = child.id().expect("pid");
+    let pid = child.pid();
     // `$!` is printed right after the fork, possibly before the daemon has called setsid.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while process_tree::all_processes()
+    while procfs::all_processes()
         .iter()
         .find(|p| p.pid == daemon)
         .map(|p| p.pgid)
@@ -130,8 +133,8 @@ async fn descendants_in_other_sessions_are_killed_and_reaped() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let mut stdin = child.stdin.take().expect("stdin");
-    let exit = watch_exit(child, spawner.known().clone());
+    let mut stdin = child.take_stdin().expect("stdin");
+    let exit = watch_exit(child);
     let send = async move { stdin.write_all(b"shutdown\n").await.is_ok() };
     let outcome = stop_worker(pid, exit, GRACE, spawner.known(), send).await;
     assert_eq!(outcome, StopOutcome::Graceful);
@@ -145,18 +148,18 @@ async fn the_worker_runs_in_its_own_process_group() {
     let (spawner, _serial) = setup().await;
     let mut child = spawn(&spawner, "echo ready; exec sleep 1000").await;
     assert_eq!(Lines::of(&mut child).next().await, "ready");
-    let pid = child.id().expect("pid");
-    let info = process_tree::all_processes()
+    let pid = child.pid();
+    let info = procfs::all_processes()
         .into_iter()
         .find(|p| p.pid == pid)
         .expect("child in /proc");
     assert_eq!(info.pgid, pid, "own process group");
-    let me = process_tree::all_processes()
+    let me = procfs::all_processes()
         .into_iter()
         .find(|p| p.pid == std::process::id())
         .expect("self");
     assert_ne!(info.pgid, me.pgid);
-    let exit = watch_exit(child, spawner.known().clone());
+    let exit = watch_exit(child);
     stop_worker(pid, exit, GRACE, spawner.known(), async { false }).await;
     assert!(gone(pid));
 }
