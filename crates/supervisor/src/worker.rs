@@ -30,6 +30,11 @@ use crate::model_output;
 use crate::runtime_dir::RuntimeDir;
 use crate::spawn::Spawner;
 
+/// Variables the server reads that model code must never see: the admin token that authorises
+/// `POST /recycle` and the bearer token every webhook carries. The worker (and so everything the model
+/// starts) is spawned without them.
+pub const SECRETS_KEPT_FROM_THE_MODEL: [&str; 2] = ["COGVISOR_ADMIN_TOKEN", "WEBHOOK_AUTH_TOKEN"];
+
 pub(crate) type ControlWriter =
     FramedWrite<ChildStdin, FrameCodec<ControlResponse, ControlRequest>>;
 pub(crate) type ControlReader =
@@ -177,6 +182,9 @@ pub async fn start(
     }
 
     let mut command = tokio::process::Command::new(&config.python);
+    for name in SECRETS_KEPT_FROM_THE_MODEL {
+        command.env_remove(name);
+    }
     command
         .args(["-u", "-m", "cogvisor_worker"])
         .current_dir(&config.model_dir)
