@@ -59,9 +59,11 @@ test-rust:
 python-deps:
 	@$(PYTHON) -c 'import pytest' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'pytest>=7'
 
-# The end-to-end suite also parses GET /metrics with the Prometheus client's text parsers.
+# The end-to-end suite also parses GET /metrics with the Prometheus client's text parsers, and the
+# dashboard's and alerts' queries with a PromQL parser (tests/e2e/test_dashboard.py).
 e2e-deps: python-deps
 	@$(PYTHON) -c 'import prometheus_client' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'prometheus-client>=0.20'
+	@$(PYTHON) -c 'import promql_parser, yaml' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'promql-parser>=0.11,<0.12' 'pyyaml>=6'
 
 test-python: python-deps
 	$(PYTHON) -m pytest -q $(call basetemp,python) python/tests
