@@ -128,5 +128,16 @@ bench-peer:
 bench: build bench-peer
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
+# docs/img/recycle.png: request rate, 503s and health state while a model recycles every N predictions
+# under a steady client (bench/recycle_plot.py; docs/recycling.md). matplotlib, a dev dependency only,
+# goes into the private venv bench/.venv-plot. Not part of `make test`. PLOT_ARGS, e.g. --seconds 60.
+PLOT_VENV := bench/.venv-plot
+PLOT_ARGS ?=
+
+recycle-plot: build
+	@test -x $(PLOT_VENV)/bin/python || $(PYTHON) -m venv $(PLOT_VENV)
+	@$(PLOT_VENV)/bin/python -c 'import matplotlib' 2>/dev/null || $(PLOT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'matplotlib>=3.7'
+	$(PLOT_VENV)/bin/python bench/recycle_plot.py --bin $(BIN) $(PLOT_ARGS)
+
 clean:
 	$(CARGO) clean
