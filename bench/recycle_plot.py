@@ -237,8 +237,8 @@ def plot(r: dict, summary: dict, out: Path) -> None:
     ax_rate.bar(mids, refused_rate, width=width * 0.9, color="#cb181d", alpha=0.8,
                 label="503 (recycling) per second; the client retries after 50 ms")
     ax_rate.set_ylabel("per second")
-    ax_rate.set_ylim(bottom=0)
-    ax_rate.legend(loc="upper right", fontsize=9, framealpha=0.9)
+    ax_rate.set_ylim(0, max(ok_rate + refused_rate + [1]) * 1.4)
+    ax_rate.legend(loc="upper center", ncol=3, fontsize=9, framealpha=0.95)
     ax_rate.grid(axis="y", alpha=0.3)
     ax_rate.set_title(
         f"cogvisor, one steady client, recycle.max_predictions = {summary['max_predictions']}, "

@@ -68,6 +68,15 @@ def test_the_wheel_installs_into_a_fresh_venv_and_serves_through_the_cog_launche
                  cwd=tmp_path)
     assert Path(where.stdout.strip()).resolve().is_relative_to(venv.resolve()), where.stdout
 
+    # The layout deploy/Dockerfile.cogvisor uses: `pip install --target DIR`, DIR first on PYTHONPATH. The
+    # launcher finds DIR/bin/cogvisor (`-v` execs `cogvisor --version`).
+    target = tmp_path / "target"
+    _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-cache-dir",
+          "--disable-pip-version-check", "--target", str(target), str(wheels[0])], env, timeout=300)
+    launched = _run([sys.executable, "-m", "cog.server.http", "-v"], {**run_env, "PYTHONPATH": str(target)},
+                    timeout=30, cwd=tmp_path)
+    assert launched.stdout == version.stdout, (launched.stdout, launched.stderr)
+
     port = free_port()
     stderr_path = tmp_path / "launcher.stderr"
     with open(stderr_path, "wb") as stderr:
