@@ -8,18 +8,46 @@ BIN := target/release/cogvisor
 # already compiled, so `make test` does not compile everything a second time with optimizations.
 TEST_BIN := target/debug/cogvisor
 PORT ?= 5000
+HOST ?= 0.0.0.0
 
-.PHONY: build build-test-bin serve test test-rust test-python test-python-oldest test-e2e test-faults lint fmt python-deps e2e-deps clean bench bench-peer
+.PHONY: build build-test-bin serve test test-suites check-tmp test-rust test-python test-python-oldest test-e2e test-faults lint fmt python-deps e2e-deps clean bench bench-peer wheel maturin maturin-for-tests recycle-plot
 
 build:
 	$(CARGO) build --release --locked
 
 serve: build
-	$(BIN) serve examples/hello --port $(PORT)
+	$(BIN) serve examples/hello --host $(HOST) --port $(PORT)
 
 # Every suite: formatting and lints, Rust unit/snapshot tests, the Python worker's tests, and the
-# end-to-end suite that drives the real binary over HTTP, and the fault-injection suite.
-test: lint test-rust test-python test-python-oldest test-e2e test-faults
+# end-to-end suite that drives the real binary over HTTP (the wheel included), and the fault-injection
+# suite. Then: the run left nothing in the system temp dir. pytest's own directories (every tmp_path, the
+# servers' private TMPDIRs in them) go into one directory made for the run, removed when the suites
+# pass and kept, for their logs, when they fail; the temp dir's listing before and after must match.
+SYSTEM_TMP := $(or $(TMPDIR),/tmp)
+TMP_BEFORE := target/system-tmp-before.txt
+TMP_AFTER := target/system-tmp-after.txt
+PYTEST_TMP ?=
+basetemp = $(if $(PYTEST_TMP),--basetemp=$(PYTEST_TMP)/$(1))
+
+test:
+	@mkdir -p target
+	@ls -A "$(SYSTEM_TMP)" | LC_ALL=C sort > $(TMP_BEFORE)
+	@run=$$(mktemp -d "$(SYSTEM_TMP)/make-test.XXXXXX") && \
+	if $(MAKE) --no-print-directory test-suites PYTEST_TMP=$$run; then rm -rf "$$run"; \
+	else echo "make test: a suite failed; the tests' directories (server logs) are in $$run"; exit 1; fi
+	@$(MAKE) --no-print-directory check-tmp
+
+test-suites: lint test-rust test-python test-python-oldest test-e2e test-faults
+
+check-tmp:
+	@ls -A "$(SYSTEM_TMP)" | LC_ALL=C sort > $(TMP_AFTER)
+	@new=$$(LC_ALL=C comm -13 $(TMP_BEFORE) $(TMP_AFTER)); \
+	if [ -n "$$new" ]; then \
+		echo "make test left these in $(SYSTEM_TMP) (tests must use tmp_path; servers get a private TMPDIR):"; \
+		echo "$$new" | while read -r e; do ls -ld "$(SYSTEM_TMP)/$$e" 2>/dev/null || echo "  $$e (gone since)"; done; \
+		exit 1; \
+	fi; \
+	echo "make test left nothing in $(SYSTEM_TMP)"
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -31,14 +59,16 @@ test-rust:
 python-deps:
 	@$(PYTHON) -c 'import pytest' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'pytest>=7'
 
-# The end-to-end suite also parses GET /metrics with the Prometheus client's text parsers, and serves
-# models that return pydantic v2 models (Cog's pydantic2_output and multi_file_schema tests).
+# The end-to-end suite also parses GET /metrics with the Prometheus client's text parsers, the
+# dashboard's and alerts' queries with a PromQL parser (tests/e2e/test_dashboard.py), and serves models
+# that return pydantic v2 models (Cog's pydantic2_output and multi_file_schema tests).
 e2e-deps: python-deps
 	@$(PYTHON) -c 'import prometheus_client' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'prometheus-client>=0.20'
+	@$(PYTHON) -c 'import promql_parser, yaml' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'promql-parser>=0.11,<0.12' 'pyyaml>=6'
 	@$(PYTHON) -c 'import pydantic; assert int(pydantic.VERSION.split(".")[0]) >= 2' 2>/dev/null || $(PYTHON) -m pip install --quiet --disable-pip-version-check 'pydantic>=2'
 
 test-python: python-deps
-	$(PYTHON) -m pytest -q python/tests
+	$(PYTHON) -m pytest -q $(call basetemp,python) python/tests
 
 # The worker and the SDK run inside users' model environments, Python >= 3.10: their tests run on the
 # oldest supported version too when one is on this machine (PATH or pyenv), in a private venv.
@@ -52,22 +82,41 @@ ifeq ($(PYTHON_OLDEST),)
 else
 	@test -x $(OLDEST_VENV)/bin/python || $(PYTHON_OLDEST) -m venv $(OLDEST_VENV)
 	@$(OLDEST_VENV)/bin/python -c 'import pytest' 2>/dev/null || $(OLDEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'pytest>=7'
-	$(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider python/tests
+	$(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(call basetemp,python-oldest) python/tests
 endif
 
 build-test-bin:
 	$(CARGO) build --locked --bin cogvisor
 
-test-e2e: build-test-bin e2e-deps
-	COGVISOR_BIN=$(CURDIR)/$(TEST_BIN) $(PYTHON) -m pytest -q tests/e2e
+# tests/e2e/test_wheel.py builds the wheel with maturin (the dev profile: it packs the binary just built).
+test-e2e: build-test-bin e2e-deps maturin-for-tests
+	COGVISOR_BIN=$(CURDIR)/$(TEST_BIN) MATURIN=$(CURDIR)/$(MATURIN) $(PYTHON) -m pytest -q $(call basetemp,e2e) tests/e2e
 
 # Breaks the worker on purpose (crashes, hangs, forks, floods, garbage frames, bad HTTP) and checks the
 # recovery, the health transitions, and that no process or temp file is left. See docs/faults.md.
 test-faults: build-test-bin python-deps
-	COGVISOR_BIN=$(CURDIR)/$(TEST_BIN) $(PYTHON) -m pytest -q tests/faults
+	COGVISOR_BIN=$(CURDIR)/$(TEST_BIN) $(PYTHON) -m pytest -q $(call basetemp,faults) tests/faults
 
 fmt:
 	$(CARGO) fmt --all
+
+# The wheel (pyproject.toml): the cogvisor binary plus the `cog` package with the launcher
+# `python -m cog.server.http`; `pip install dist/cogvisor-*.whl`. maturin comes from PyPI into a private
+# venv, never into the system's Python.
+WHEEL_VENV := target/wheel-venv
+MATURIN := $(WHEEL_VENV)/bin/maturin
+MATURIN_SPEC := maturin>=1.5,<2
+
+maturin:
+	@test -x $(MATURIN) || { test -x $(WHEEL_VENV)/bin/python || $(PYTHON) -m venv $(WHEEL_VENV); } && \
+	{ test -x $(MATURIN) || $(WHEEL_VENV)/bin/python -m pip install --quiet --disable-pip-version-check '$(MATURIN_SPEC)'; }
+
+# The suites skip the wheel test (saying so) when maturin cannot be installed; everything else fails.
+maturin-for-tests:
+	@$(MAKE) --no-print-directory maturin || echo "maturin could not be installed into $(WHEEL_VENV): tests/e2e/test_wheel.py will be skipped"
+
+wheel: maturin
+	$(MATURIN) build --release --out dist
 
 # Benchmarks against coglet 0.23.1 (not part of `make test`; see docs/performance.md). The peer runs
 # from a private venv; bench/run.py installs wrk (Debian package) when it is missing.
@@ -80,6 +129,17 @@ bench-peer:
 
 bench: build bench-peer
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+# docs/img/recycle.png: request rate, 503s and health state while a model recycles every N predictions
+# under a steady client (bench/recycle_plot.py; docs/recycling.md). matplotlib, a dev dependency only,
+# goes into the private venv bench/.venv-plot. Not part of `make test`. PLOT_ARGS, e.g. --seconds 60.
+PLOT_VENV := bench/.venv-plot
+PLOT_ARGS ?=
+
+recycle-plot: build
+	@test -x $(PLOT_VENV)/bin/python || $(PYTHON) -m venv $(PLOT_VENV)
+	@$(PLOT_VENV)/bin/python -c 'import matplotlib' 2>/dev/null || $(PLOT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'matplotlib>=3.7'
+	$(PLOT_VENV)/bin/python bench/recycle_plot.py --bin $(BIN) $(PLOT_ARGS)
 
 clean:
 	$(CARGO) clean

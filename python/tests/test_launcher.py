@@ -92,22 +92,37 @@ def test_version_asks_the_binary():
 
 def _fake_binary(tmp_path: Path, name: str = "cogvisor") -> Path:
     """A stand-in binary that prints its arguments and working directory."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / name
     path.write_text('#!/bin/sh\nprintf "%s\\n" "$PWD" "$@"\n')
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return path
 
 
-def test_the_binary_comes_from_cogvisor_bin_then_path(tmp_path):
-    fake = _fake_binary(tmp_path)
-    assert launcher.find_binary({"COGVISOR_BIN": str(fake)}) == str(fake)
-    assert launcher.find_binary({"PATH": str(tmp_path)}) == str(fake)
+def test_the_binary_comes_from_cogvisor_bin_then_the_install_then_path(tmp_path):
+    on_path = _fake_binary(tmp_path / "path")
+    installed = _fake_binary(tmp_path / "venv-bin")
+    explicit = _fake_binary(tmp_path / "explicit")
+    env = {"PATH": str(on_path.parent)}
+    assert launcher.find_binary({**env, "COGVISOR_BIN": str(explicit)}, installed=[installed]) == str(explicit)
+    assert launcher.find_binary(env, installed=[tmp_path / "absent", installed]) == str(installed)
+    assert launcher.find_binary(env, installed=[tmp_path / "absent"]) == str(on_path)
 
 
-def test_a_missing_binary_names_both_places(tmp_path):
+def test_the_installed_binary_is_beside_a_target_install_or_in_the_scripts_dir():
+    import sysconfig
+
+    candidates = launcher.installed_binaries()
+    # `pip install --target DIR`: DIR/cog/server/http.py and DIR/bin/cogvisor.
+    assert candidates[0] == Path(launcher.__file__).resolve().parents[2] / "bin" / "cogvisor"
+    # An install into this Python's environment (a venv's bin, not necessarily on PATH).
+    assert Path(sysconfig.get_path("scripts")) / "cogvisor" in candidates
+
+
+def test_a_missing_binary_names_every_place(tmp_path):
     with pytest.raises(launcher.LauncherError) as e:
-        launcher.find_binary({"PATH": str(tmp_path)})
-    assert "COGVISOR_BIN" in str(e.value) and "PATH" in str(e.value)
+        launcher.find_binary({"PATH": str(tmp_path)}, installed=[tmp_path / "absent"])
+    assert "COGVISOR_BIN" in str(e.value) and "PATH" in str(e.value) and "wheel" in str(e.value)
     with pytest.raises(launcher.LauncherError) as e:
         launcher.find_binary({"COGVISOR_BIN": str(tmp_path / "nope")})
     assert "nope" in str(e.value)

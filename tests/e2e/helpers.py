@@ -354,14 +354,20 @@ def spawn_server(
     port: int | None = None,
     extra_args: tuple[str, ...] = (),
 ) -> Server:
-    """Starts `cogvisor serve MODEL_DIR` on a free port without waiting for anything."""
+    """Starts `cogvisor serve MODEL_DIR` on a free port without waiting for anything.
+
+    The server's TMPDIR (its runtime directory, the worker's temp files) is `log_dir/tmp` unless `env`
+    names one, so nothing it or the model writes lands in the system temp dir, even when it is killed.
+    """
     if not BIN.exists():
         raise FileNotFoundError(f"cogvisor binary not found at {BIN} (build it or set COGVISOR_BIN)")
     port = port or free_port()
     full_env = dict(os.environ)
     full_env.pop("PORT", None)
+    full_env["TMPDIR"] = str(log_dir / "tmp")
     full_env.update(env or {})
     log_dir.mkdir(parents=True, exist_ok=True)
+    Path(full_env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     stderr_path = log_dir / f"cogvisor-{model_dir.name}-{port}.stderr"
     with open(stderr_path, "wb") as stderr, open(os.devnull, "wb") as devnull:
         proc = subprocess.Popen(

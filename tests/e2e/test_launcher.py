@@ -15,7 +15,9 @@ def test_the_cog_launcher_command_serves_the_model(tmp_path):
     model = MODELS / "chatty"
     env = dict(os.environ)
     env.pop("PORT", None)
-    env.update({"COGVISOR_BIN": str(BIN), "PYTHONPATH": str(REPO / "python")})
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    env.update({"COGVISOR_BIN": str(BIN), "PYTHONPATH": str(REPO / "python"), "TMPDIR": str(private_tmp)})
     stderr_path = tmp_path / "launcher.stderr"
     with open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen(

@@ -269,11 +269,20 @@ fn the_dockerfile_keeps_the_command_and_copies_what_exists() {
             }
         }
     }
+    // The wheel of pyproject.toml is built and installed into /opt/cogvisor, first on PYTHONPATH, so
+    // `python -m cog.server.http` is cogvisor's launcher, which finds the binary in /opt/cogvisor/bin.
     assert!(instructions
         .iter()
-        .any(|l| l.contains("target/release/cogvisor /usr/local/bin/cogvisor")));
+        .any(|l| l.starts_with("RUN ") && l.contains("maturin build --release")));
+    assert!(instructions
+        .iter()
+        .any(|l| l.contains("pip install") && l.contains("--target /opt/cogvisor ")));
+    assert!(instructions
+        .iter()
+        .any(|l| l.starts_with("ENV PYTHONPATH=/opt/cogvisor$")
+            || l.starts_with("ENV PYTHONPATH=/opt/cogvisor:")));
+    let pyproject = std::fs::read_to_string(repo().join("pyproject.toml")).expect("pyproject.toml");
+    assert!(pyproject.contains("bindings = \"bin\""));
+    assert!(pyproject.contains("module-name = \"cog\""));
     assert!(repo().join("python/cog/server/http.py").exists());
-    assert!(instructions
-        .iter()
-        .any(|l| l.starts_with("ENV PYTHONPATH=/opt/cogvisor/python")));
 }

@@ -3,8 +3,9 @@
 A Cog-built image runs `python -m cog.server.http [flags]` in the model directory. This module accepts
 Cog's flags, translates them to `cogvisor serve` flags and replaces itself (``os.execv``) with the
 cogvisor binary, so the image can switch runtime without changing its command. The binary is
-``$COGVISOR_BIN`` when set, else ``cogvisor`` on ``PATH``. Flags cogvisor has no use for are ignored with
-a warning. Standard library only.
+``$COGVISOR_BIN`` when set, else the one the ``cogvisor`` wheel installed beside this package (see
+`installed_binaries`), else ``cogvisor`` on ``PATH``. Flags cogvisor has no use for are ignored with a
+warning. Standard library only.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import argparse
 import os
 import shutil
 import sys
+import sysconfig
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 TRUE_VALUES = frozenset({"true", "1", "yes", "on", "t", "y"})
 FALSE_VALUES = frozenset({"false", "0", "no", "off", "f", "n", ""})
@@ -84,17 +87,44 @@ def translate(argv: Sequence[str], python: str | None = None) -> Translation:
     return Translation(args=args, warnings=warnings)
 
 
-def find_binary(environ: Mapping[str, str]) -> str:
-    """The cogvisor binary: $COGVISOR_BIN, else `cogvisor` on PATH."""
+def installed_binaries() -> list[Path]:
+    """Where the `cogvisor` wheel puts the binary, for the installs that carry this launcher.
+
+    ``pip install --target DIR`` puts the package in ``DIR/cog`` and the binary in ``DIR/bin``; an install
+    into an environment (a venv, the system, ``--prefix``) puts it in that environment's scripts directory
+    (``sys.prefix/bin`` in a venv), which need not be on ``PATH`` (a venv's Python run without activating
+    the venv). A ``pip install --user`` binary is in ``~/.local/bin``, found on ``PATH``.
+    """
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / "bin" / "cogvisor"]
+    scripts = sysconfig.get_path("scripts")
+    if scripts:
+        candidates.append(Path(scripts) / "cogvisor")
+    return candidates
+
+
+def _executable(path: Path | str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def find_binary(environ: Mapping[str, str], installed: Sequence[Path] | None = None) -> str:
+    """The cogvisor binary: $COGVISOR_BIN, else the one installed with this launcher (`installed`,
+    default `installed_binaries()`), else `cogvisor` on PATH."""
     explicit = environ.get("COGVISOR_BIN")
     if explicit:
-        if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
+        if _executable(explicit):
             return explicit
         raise LauncherError(f"COGVISOR_BIN={explicit!r} is not an executable file")
+    for candidate in installed_binaries() if installed is None else installed:
+        if _executable(candidate):
+            return str(candidate)
     found = shutil.which("cogvisor", path=environ.get("PATH"))
     if found:
         return found
-    raise LauncherError("cogvisor binary not found: set COGVISOR_BIN or put `cogvisor` on PATH")
+    raise LauncherError(
+        "cogvisor binary not found: set COGVISOR_BIN, install the cogvisor wheel into this Python "
+        "(pip install cogvisor-*.whl) or put `cogvisor` on PATH"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
