@@ -14,7 +14,11 @@ import time
 from helpers import assert_succeeded, is_alive, live_in_group, wait_for
 
 
-def _in_parallel(server, bodies: list[dict], timeout: float = 60) -> list[tuple[int, dict]]:
+def _in_parallel(
+    server, bodies: list[dict], timeout: float = 60
+) -> tuple[list[threading.Thread], list[tuple[int, dict] | None]]:
+    """Starts one thread per body, each POSTing it to /predictions; returns the threads and the list
+    their (status, body) results land in."""
     results: list[tuple[int, dict] | None] = [None] * len(bodies)
 
     def one(i: int) -> None:
@@ -23,7 +27,7 @@ def _in_parallel(server, bodies: list[dict], timeout: float = 60) -> list[tuple[
     threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(bodies))]
     for t in threads:
         t.start()
-    return threads, results  # type: ignore[return-value]
+    return threads, results
 
 
 def test_concurrent_predictions_finish_through_a_shutdown(serve):
@@ -62,7 +66,9 @@ def test_a_prediction_above_the_concurrency_limit_is_409(serve):
     assert "capacity" in body["error"].lower(), body
     for t in threads:
         t.join(timeout=30)
-    for i, (status, body) in enumerate(results):
+    for i, result in enumerate(results):
+        assert result is not None, f"prediction {i} got no answer"
+        status, body = result
         assert_succeeded(status, body)
         assert body["output"] == f"wake up sleepyhead{i}", body
 
