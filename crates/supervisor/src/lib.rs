@@ -14,10 +14,14 @@
 //! * [`worker`]: one worker generation: spawn, init/ready handshake, control and slot readers.
 //! * [`prediction`]: what a caller sends and receives for one prediction.
 //! * [`health`]: the health status names and the snapshot `/health-check` shows.
-//! * [`health_machine`]: the health state machine, one pure function.
+//! * [`health_machine`]: the health state machine, one pure function that decides every state,
+//!   recycle, restart budget and backoff.
 //! * [`checks`]: the user healthcheck and `health.command`, coalesced, and the background monitor.
 //! * [`hooks`]: `after_healthy` and `before_stop`, run in their own process group with a timeout.
-//! * [`lifecycle`]: the one task that starts, serves, recycles and restarts worker generations.
+//! * `executor`: the one path that carries out every action the health machine returns.
+//! * `lifecycle`: the real effects of those actions, run by the one task that starts, recycles and
+//!   stops worker generations.
+//! * `state`: the shared state behind the supervisor's one lock.
 //! * [`model_output`]: what the model prints, in the server's log and in `setup.logs`.
 //! * [`observer`]: events (recycles, health checks, hooks) for whoever watches, such as metrics.
 //! * [`supervisor`]: the handle tying it together.
@@ -26,10 +30,11 @@
 pub mod checks;
 pub mod config;
 pub mod error;
+mod executor;
 pub mod health;
 pub mod health_machine;
 pub mod hooks;
-pub mod lifecycle;
+mod lifecycle;
 pub mod model_output;
 pub mod observer;
 pub mod prediction;
@@ -38,6 +43,7 @@ pub mod restart_budget;
 pub mod runtime_dir;
 pub mod slots;
 pub mod spawn;
+mod state;
 pub mod stop;
 pub mod supervisor;
 pub mod worker;

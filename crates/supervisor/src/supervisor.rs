@@ -9,14 +9,14 @@ use cogvisor_protocol::{
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::health::{HealthSnapshot, HealthStatus, SetupRecord, SetupStatus, WorkerRecord};
-use crate::health_machine::{transition, Action, Event, Machine, RecycleTrigger};
-use crate::lifecycle::Command;
+use crate::health::{HealthSnapshot, HealthStatus, RecycleRecord};
+use crate::health_machine::{transition, Action, Event, Machine, MachineConfig, RecycleTrigger};
 use crate::model_output;
 use crate::prediction::OutputDir;
 use crate::runtime_dir::RuntimeDir;
-use crate::slots::{Running, SlotPool};
+use crate::slots::Running;
 use crate::spawn::{KnownChildren, Spawner};
+use crate::state::State;
 use crate::worker::{ControlReader, Generation, SetupLog, SlotReader};
 use crate::{
     AdmitError, PredictionEvent, PredictionRequest, PredictionStream, SupervisorConfig,
@@ -28,40 +28,19 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, false)
 }
 
-/// Mutable state behind one lock. Kept small: no I/O happens while it is held.
-#[derive(Debug)]
-pub(crate) struct State {
-    /// The health machine (its state is never BUSY: that is derived).
-    pub(crate) machine: Machine,
-    pub(crate) setup: SetupRecord,
-    pub(crate) worker: WorkerRecord,
-    pub(crate) pool: SlotPool,
-    pub(crate) generation: Option<Arc<Generation>>,
-    pub(crate) python_version: Option<String>,
-    pub(crate) sdk_version: Option<String>,
-    pub(crate) schema: Option<Arc<serde_json::Value>>,
-    pub(crate) shutting_down: bool,
-    /// The current worker's model defines `healthcheck()`.
-    pub(crate) has_healthcheck: bool,
-    /// Predictions finished by the current worker, for `recycle.max_predictions`.
-    pub(crate) predictions_served: u64,
-    /// This worker's planned-recycle point (max_predictions plus its jitter).
-    pub(crate) prediction_limit: Option<u64>,
-    /// The last failed check's text (Cog's `user_healthcheck_error`); cleared by a good check.
-    pub(crate) user_healthcheck_error: Option<String>,
-    /// Predictions cancelled for running past `predict_timeout`: they end `failed`, not `canceled`.
-    pub(crate) timed_out: std::collections::HashSet<String>,
-}
-
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) config: SupervisorConfig,
     pub(crate) runtime: RuntimeDir,
     pub(crate) spawner: Spawner,
     pub(crate) state: StdMutex<State>,
-    /// Commands for the lifecycle loop (recycle requests from model code, checks, slots, admin).
-    pub(crate) commands: mpsc::UnboundedSender<Command>,
-    /// Set once at shutdown; the lifecycle loop stops the worker and ends.
+    /// The health machine's rules: thresholds, `on_failure`, the restart budget.
+    pub(crate) machine_config: MachineConfig,
+    /// The machine's actions, decided in other tasks, for the lifecycle task to carry out.
+    pub(crate) actions: mpsc::UnboundedSender<Vec<Action>>,
+    /// One instant with its wall-clock time, to show the machine's instants as RFC 3339.
+    pub(crate) clock_anchor: (std::time::Instant, chrono::DateTime<chrono::Utc>),
+    /// Set once at shutdown; the lifecycle task stops the worker and ends.
     pub(crate) shutdown_tx: watch::Sender<bool>,
     /// The lifecycle loop, awaited by [`Supervisor::shutdown`].
     pub(crate) lifecycle: StdMutex<Option<tokio::task::JoinHandle<()>>>,
@@ -98,14 +77,29 @@ impl Inner {
         });
     }
 
-    /// Feeds `event` to the health machine, logs a transition once, and returns the actions.
+    /// Feeds `event` to the health machine, logs a transition once, and returns the actions. Only the
+    /// executor calls this (it carries the actions out itself); every other task uses
+    /// [`Inner::handle`].
     pub(crate) fn apply(&self, event: Event) -> Vec<Action> {
         self.apply_locked(&mut self.lock(), event)
     }
 
-    /// [`Inner::apply`] with the state lock already held (to decide and apply under one lock).
-    pub(crate) fn apply_locked(&self, state: &mut State, event: Event) -> Vec<Action> {
-        let (next, actions) = transition(&state.machine, &event, &self.config.health);
+    /// Feeds `event` to the machine with the state lock held (so the change is visible the moment the
+    /// lock is released) and sends its actions to the executor. True when the machine acted.
+    pub(crate) fn handle(&self, state: &mut State, event: Event) -> bool {
+        let actions = self.apply_locked(state, event);
+        if actions.is_empty() {
+            return false;
+        }
+        // The receiver lives as long as the lifecycle task; once that ended (a final state or a
+        // shutdown) there is nothing left to carry out.
+        let _ = self.actions.send(actions);
+        true
+    }
+
+    fn apply_locked(&self, state: &mut State, event: Event) -> Vec<Action> {
+        let now = tokio::time::Instant::now().into_std();
+        let (next, actions) = transition(&state.machine, &event, &self.machine_config, now);
         if next.state != state.machine.state {
             tracing::info!(
                 from = %state.machine.state,
@@ -150,50 +144,31 @@ impl Supervisor {
         let known = KnownChildren::default();
         let spawner = Spawner::start(known.clone())?;
         spawn_orphan_reaper(known);
-        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (actions, actions_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
-            commands,
+            actions,
+            machine_config: MachineConfig {
+                health: config.health,
+                budget: config.restart_budget,
+            },
+            clock_anchor: (tokio::time::Instant::now().into_std(), chrono::Utc::now()),
             shutdown_tx: watch::channel(false).0,
             lifecycle: StdMutex::new(None),
             slot_freed: tokio::sync::Notify::new(),
             status_tx: watch::channel(HealthStatus::Starting).0,
             checks: crate::checks::Checks::default(),
             next_output_dir: std::sync::atomic::AtomicU64::new(0),
-            state: StdMutex::new(State {
-                machine: Machine::starting(),
-                setup: SetupRecord {
-                    started_at: now_rfc3339(),
-                    completed_at: None,
-                    status: SetupStatus::Starting,
-                    logs: String::new(),
-                },
-                worker: WorkerRecord {
-                    pid: None,
-                    generation: 0,
-                    started_at: None,
-                    restarts: 0,
-                    exit: None,
-                    last_recycle: None,
-                },
-                pool: SlotPool::new(config.concurrency),
-                generation: None,
-                python_version: None,
-                sdk_version: None,
-                schema: None,
-                shutting_down: false,
-                has_healthcheck: false,
-                predictions_served: 0,
-                prediction_limit: None,
-                user_healthcheck_error: None,
-                timed_out: Default::default(),
-            }),
+            state: StdMutex::new(State::new(&config)),
             config,
             runtime,
             spawner,
         });
         let supervisor = Supervisor { inner };
-        let lifecycle = supervisor.clone();
-        let handle = tokio::spawn(async move { lifecycle.lifecycle(commands_rx).await });
+        let mut lifecycle = crate::lifecycle::Lifecycle::new(supervisor.clone(), actions_rx);
+        let handle =
+            tokio::spawn(
+                async move { crate::executor::run(&mut lifecycle, Machine::boot().1).await },
+            );
         *supervisor
             .inner
             .lifecycle
@@ -223,10 +198,23 @@ impl Supervisor {
             }
             s => s,
         };
+        let mut worker = state.worker.clone();
+        worker.last_recycle = state.machine.last_recycle.as_ref().map(|r| {
+            let (instant, wall) = self.inner.clock_anchor;
+            let since = r.started.saturating_duration_since(instant);
+            let at = wall + chrono::Duration::from_std(since).unwrap_or_default();
+            RecycleRecord {
+                trigger: r.trigger.as_str(),
+                reason: r.reason.clone(),
+                at: at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, false),
+                duration_seconds: r.duration.as_secs_f64(),
+                succeeded: r.succeeded,
+            }
+        });
         HealthSnapshot {
             status,
             setup: state.setup.clone(),
-            worker: state.worker.clone(),
+            worker,
             slots: state.pool.record(),
             python_version: state.python_version.clone(),
             sdk_version: state.sdk_version.clone(),
@@ -444,24 +432,16 @@ impl Supervisor {
 
     /// Asks for a recycle of the current worker (`POST /recycle`). False when no worker is serving.
     pub fn request_recycle(&self, trigger: RecycleTrigger, reason: &str) -> bool {
-        let state = self.inner.lock();
-        let serving = matches!(
-            state.machine.state,
-            HealthStatus::Ready | HealthStatus::Unhealthy
-        );
-        match (&state.generation, serving) {
-            (Some(g), true) => self
-                .inner
-                .commands
-                .send(Command::Recycle {
-                    generation: g.number,
-                    trigger,
-                    reason: reason.to_string(),
-                    rerun_setup: false,
-                })
-                .is_ok(),
-            _ => false,
+        let mut state = self.inner.lock();
+        if state.generation.is_none() {
+            return false;
         }
+        let event = Event::RecycleRequested {
+            trigger,
+            reason: reason.to_string(),
+            rerun_setup: false,
+        };
+        self.inner.handle(&mut state, event)
     }
 
     pub(crate) async fn stop_generation(&self, generation: &Generation) {
@@ -497,25 +477,22 @@ impl Supervisor {
         reason: &str,
         ending: PredictionEvent,
     ) {
-        let (running, all_poisoned) = {
+        let running = {
             let mut state = self.inner.lock();
             if !is_current(&state, generation) {
                 return;
             }
             let running = state.pool.poison(slot, reason);
-            (running, state.pool.all_poisoned())
+            let prediction_id = running.as_ref().map_or("", |r| r.id.as_str());
+            tracing::warn!(slot = slot.0, prediction_id, reason, "slot poisoned");
+            if state.pool.all_poisoned() {
+                let last = reason.to_string();
+                self.inner
+                    .handle(&mut state, Event::AllSlotsPoisoned { last });
+            }
+            running
         };
         self.inner.slot_freed.notify_waiters();
-        let prediction_id = running.as_ref().map_or("", |r| r.id.as_str());
-        tracing::warn!(slot = slot.0, prediction_id, reason, "slot poisoned");
-        if all_poisoned {
-            let _ = self.inner.commands.send(Command::Recycle {
-                generation: generation.number,
-                trigger: RecycleTrigger::AllSlotsPoisoned,
-                reason: format!("every slot is poisoned (the last: {reason})"),
-                rerun_setup: true,
-            });
-        }
         if let Some(r) = running {
             let _ = r.events.send(ending);
         }
@@ -637,7 +614,7 @@ impl Supervisor {
     /// `cog.recycle_worker()` from model code. The health machine goes RECYCLING here, at once, so no
     /// prediction is admitted to this worker from now on (a client that gets the requesting
     /// prediction's response and sends its next request sees 503, then the new worker); the lifecycle
-    /// task then runs the recycle (the machine is already RECYCLING, which it accepts).
+    /// task then carries out the recycle the machine decided.
     fn model_recycle(&self, generation: &Generation, reason: String, rerun_setup: bool) {
         tracing::info!(
             generation = generation.number,
@@ -645,30 +622,21 @@ impl Supervisor {
             rerun_setup,
             "model asked for a worker recycle"
         );
-        {
-            let mut state = self.inner.lock();
-            if is_current(&state, generation) {
-                let _ = self.inner.apply_locked(
-                    &mut state,
-                    Event::RecycleRequested {
-                        trigger: RecycleTrigger::Model,
-                        reason: reason.clone(),
-                    },
-                );
-            }
+        let mut state = self.inner.lock();
+        if is_current(&state, generation) {
+            let event = Event::RecycleRequested {
+                trigger: RecycleTrigger::Model,
+                reason,
+                rerun_setup,
+            };
+            self.inner.handle(&mut state, event);
         }
-        let _ = self.inner.commands.send(Command::Recycle {
-            generation: generation.number,
-            trigger: RecycleTrigger::Model,
-            reason,
-            rerun_setup,
-        });
     }
 
     /// A terminal message: free the slot first, then tell the prediction, so its response can never
     /// reach the client before the slot is free again.
     fn finish(&self, generation: &Generation, slot: SlotId, id: &str, mut event: PredictionEvent) {
-        let (running, limit_reached) = {
+        let running = {
             let mut state = self.inner.lock();
             if !is_current(&state, generation) {
                 return;
@@ -690,17 +658,17 @@ impl Supervisor {
             let limit_reached = state
                 .prediction_limit
                 .filter(|limit| state.predictions_served == *limit);
-            (running, limit_reached)
+            if let Some(limit) = limit_reached {
+                let event = Event::RecycleRequested {
+                    trigger: RecycleTrigger::MaxPredictions,
+                    reason: format!("the worker has served {limit} predictions"),
+                    rerun_setup: false,
+                };
+                self.inner.handle(&mut state, event);
+            }
+            running
         };
         self.inner.slot_freed.notify_waiters();
-        if let Some(limit) = limit_reached {
-            let _ = self.inner.commands.send(Command::Recycle {
-                generation: generation.number,
-                trigger: RecycleTrigger::MaxPredictions,
-                reason: format!("the worker has served {limit} predictions"),
-                rerun_setup: false,
-            });
-        }
         match running {
             Some(r) => {
                 let _ = r.events.send(event);
