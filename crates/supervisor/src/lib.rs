@@ -24,7 +24,8 @@
 //! * `state`: the shared state behind the supervisor's one lock.
 //! * [`model_output`]: what the model prints, in the server's log and in `setup.logs`.
 //! * [`observer`]: events (recycles, health checks, hooks) for whoever watches, such as metrics.
-//! * [`supervisor`]: the handle tying it together.
+//! * [`supervisor`]: the handle tying it together: start, admit, cancel, health, shutdown.
+//! * `routing`: what the worker sends, routed to predictions, checks and the health machine.
 //! * [`error`]: every failure, as enums.
 
 pub mod checks;
@@ -40,6 +41,7 @@ pub mod observer;
 pub mod prediction;
 pub mod process_tree;
 pub mod restart_budget;
+mod routing;
 pub mod runtime_dir;
 pub mod slots;
 pub mod spawn;

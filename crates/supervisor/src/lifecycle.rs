@@ -187,8 +187,10 @@ impl Effects for Lifecycle {
                 return Wake::Shutdown;
             }
             self.exit_reported = true;
-            let mut state = self.sup.inner.lock();
-            state.worker_gone(format!("worker exited unexpectedly ({exit})"));
+            // Only the fact: the machine decides what follows (in-flight predictions fail and
+            // admission stops with its RECYCLING, before the stop clears the worker).
+            let reason = format!("worker exited unexpectedly ({exit})");
+            self.sup.inner.lock().worker.exit.get_or_insert(reason);
         }
         woke
     }
@@ -328,6 +330,7 @@ impl Effects for Lifecycle {
         if let Some(generation) = self.current.take() {
             if generation.has_exited().is_some() {
                 // Gone already (a crash): only what it left behind is swept.
+                self.sup.inner.lock().worker_gone(reason.to_string());
                 crate::stop::sweep(generation.pid, self.sup.inner.spawner.known()).await;
             } else {
                 self.run_before_stop(&generation, reason).await;
