@@ -52,6 +52,8 @@ pub(crate) trait Effects {
     fn is_final(&self) -> bool;
     /// Waits for the next thing to do.
     async fn next(&mut self) -> Wake;
+    /// Actions another task already sent, without waiting.
+    fn queued(&mut self) -> Option<Vec<Action>>;
     /// Spawns generation `generation` and runs `setup`; `Err` names why it could not be set up.
     async fn start_worker(&mut self, generation: u64, setup: SetupMode)
         -> Step<Result<(), String>>;
@@ -74,7 +76,17 @@ pub(crate) async fn run<E: Effects>(fx: &mut E, boot: Vec<Action>) {
     if execute(fx, boot).await.is_err() {
         return fx.shut_down().await;
     }
-    while !fx.is_final() {
+    loop {
+        if fx.is_final() {
+            // Another task may have moved the machine to its final state while this one was busy:
+            // what it decided (stop the worker, fail what runs) is carried out all the same.
+            while let Some(actions) = fx.queued() {
+                if execute(fx, actions).await.is_err() {
+                    return fx.shut_down().await;
+                }
+            }
+            return;
+        }
         let actions = match fx.next().await {
             Wake::Actions(actions) => actions,
             Wake::WorkerExited { exit } => {

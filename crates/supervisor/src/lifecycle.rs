@@ -195,6 +195,10 @@ impl Effects for Lifecycle {
         woke
     }
 
+    fn queued(&mut self) -> Option<Vec<Action>> {
+        self.actions.try_recv().ok()
+    }
+
     async fn start_worker(
         &mut self,
         generation: u64,

@@ -49,6 +49,10 @@ struct Fake {
     hooks: VecDeque<Result<(), String>>,
     /// A backoff is cut short by a shutdown.
     shutdown_in_backoff: bool,
+    /// Applied by "another task" right after the next recycle ends, while the executor is busy.
+    race_after_recycle: Option<Event>,
+    /// Actions that other task sent.
+    queue: VecDeque<Vec<Action>>,
     did: Vec<Did>,
     /// Every state the machine entered.
     states: Vec<HealthStatus>,
@@ -63,6 +67,8 @@ impl Fake {
             setups: VecDeque::new(),
             hooks: VecDeque::new(),
             shutdown_in_backoff: false,
+            race_after_recycle: None,
+            queue: VecDeque::new(),
             did: Vec::new(),
             states: Vec::new(),
         }
@@ -97,6 +103,10 @@ impl Effects for Fake {
             Some(Script::Exit(exit)) => Wake::WorkerExited { exit: exit.into() },
             None => Wake::Shutdown,
         }
+    }
+
+    fn queued(&mut self) -> Option<Vec<Action>> {
+        self.queue.pop_front()
     }
 
     async fn start_worker(
@@ -141,6 +151,10 @@ impl Effects for Fake {
 
     fn recycle_finished(&mut self, trigger: RecycleTrigger, _duration: Duration, succeeded: bool) {
         self.did.push(Did::Finished(trigger, succeeded));
+        if let Some(event) = self.race_after_recycle.take() {
+            let actions = self.apply(event);
+            self.queue.push_back(actions);
+        }
     }
 
     async fn shut_down(&mut self) {
@@ -522,4 +536,32 @@ async fn a_shutdown_during_a_backoff_starts_no_worker() {
         .filter(|d| matches!(d, Did::Start(..)))
         .count();
     assert_eq!(starts, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_final_state_another_task_reached_meanwhile_still_has_its_actions_carried_out() {
+    // on_failure: exit at the first failed check, which lands while the executor is still busy with
+    // the end of a crash restart.
+    let cfg = config(HealthConfig {
+        on_failure: OnFailure::Exit,
+        liveness_threshold: 1,
+        ..HealthConfig::default()
+    });
+    let mut fake = Fake::new(cfg, vec![Script::Exit("exit code 3")]);
+    fake.race_after_recycle = Some(Event::CheckFailed {
+        reason: FALSE.into(),
+    });
+    let fake = fake.run().await;
+    assert_eq!(fake.states, vec![Ready, Recycling, Ready, Defunct]);
+    let stop = "health checks kept failing (on_failure: exit)";
+    assert_eq!(
+        &fake.did[fake.did.len() - 3..],
+        &[
+            Did::Finished(RecycleTrigger::WorkerExit, true),
+            Did::FailInFlight(format!(
+                "prediction failed: the worker was stopped ({stop})"
+            )),
+            Did::Stop(stop.into())
+        ]
+    );
 }
