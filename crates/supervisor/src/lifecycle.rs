@@ -190,7 +190,7 @@ impl Effects for Lifecycle {
             // Only the fact: the machine decides what follows (in-flight predictions fail and
             // admission stops with its RECYCLING, before the stop clears the worker).
             let reason = format!("worker exited unexpectedly ({exit})");
-            self.sup.inner.lock().worker.exit.get_or_insert(reason);
+            self.sup.inner.lock().worker_exited(reason);
         }
         woke
     }

@@ -149,6 +149,11 @@ impl State {
         self.timed_out.clear();
     }
 
+    /// The worker exited by itself; the stop that follows clears it.
+    pub(crate) fn worker_exited(&mut self, reason: String) {
+        self.worker.exit.get_or_insert(reason);
+    }
+
     /// No worker serves any more.
     pub(crate) fn worker_stopped(&mut self) {
         self.generation = None;
