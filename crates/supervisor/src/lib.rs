@@ -8,7 +8,8 @@
 //! * [`spawn`]: the long-lived spawner thread (so `PR_SET_PDEATHSIG` is tied to a thread that lives as
 //!   long as the supervisor) and the worker command line.
 //! * [`process_tree`]: `/proc` scanning, killing a whole process tree, reaping reparented orphans.
-//! * [`restart_budget`]: how often a crashed worker may be restarted, and the backoff.
+//! * [`restart_budget`]: how often a worker may be replaced unplanned (crash, liveness, poisoned slots),
+//!   and the backoff; part of the machine's state.
 //! * [`stop`]: shutdown message → grace → SIGTERM to the group → grace → SIGKILL → reap everything.
 //! * [`slots`]: the slot pool: idle, busy, poisoned, and who runs where.
 //! * [`worker`]: one worker generation: spawn, init/ready handshake, control and slot readers.
