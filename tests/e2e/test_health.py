@@ -77,6 +77,32 @@ def test_the_liveness_threshold_recycles_the_worker(serve, tmp_path):
     assert h["worker"]["last_recycle"]["trigger"] == "liveness", h
 
 
+def test_liveness_recycles_share_the_restart_budget_then_defunct(serve, tmp_path):
+    # A healthcheck that never passes: each worker is recycled for liveness, with the crash restarts'
+    # backoff, until the budget is spent; then DEFUNCT, so the orchestrator replaces the pod.
+    _, env = health_env(
+        tmp_path,
+        "false",
+        COGVISOR_HEALTH_PERIOD="1s",
+        COGVISOR_HEALTH_TIMEOUT="500ms",
+        COGVISOR_HEALTH_LIVENESS_THRESHOLD="1",
+        COGVISOR_RECYCLE_RESTART_BUDGET="2 in 300s",
+    )
+    server = serve("healthcheck", env=env, wait=None)
+    h = server.wait_status("DEFUNCT", timeout=90)
+    assert h["reason"].startswith("restart budget exhausted: 3 unplanned restarts within 300s; the last: "), h
+    assert "user-defined healthcheck returned False" in h["reason"], h
+    # Boot plus the two replacements the budget allowed; the third was refused.
+    assert h["worker"]["generation"] == 3, h
+    last = h["worker"]["last_recycle"]
+    assert last["trigger"] == "liveness" and last["succeeded"] is False, h
+    wait_for(lambda: server.health()["worker"]["pid"] is None, timeout=30, what="the last worker to be stopped")
+    r = server.request("GET", "/livez")
+    assert r.status == 503 and r.json()["status"] == "DEFUNCT", r.body
+    status, body = server.predict({"text": "x"})
+    assert status == 503, body
+
+
 def test_on_failure_exit_makes_the_server_defunct(serve, tmp_path):
     f, env = health_env(
         tmp_path, "ok", COGVISOR_HEALTH_ON_FAILURE="exit", COGVISOR_HEALTH_LIVENESS_THRESHOLD="2"

@@ -3,7 +3,7 @@
 //! one check in flight, and run in the background every `health.period` when set.
 //!
 //! Every result feeds the health machine; its actions (a recycle for the liveness threshold, a stop for
-//! `on_failure: exit`) go to the lifecycle loop as commands.
+//! `on_failure: exit`, a log line) go to the executor ([`crate::supervisor::Inner::handle`]).
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -15,8 +15,7 @@ use cogvisor_protocol::{ControlRequest, HealthcheckStatus};
 use tokio::sync::{oneshot, watch};
 
 use crate::child::SupervisedChild;
-use crate::health_machine::{Action, Event};
-use crate::lifecycle::Command;
+use crate::health_machine::Event;
 use crate::spawn::Spawner;
 use crate::{HealthStatus, Supervisor};
 
@@ -122,14 +121,14 @@ impl Supervisor {
 
     /// A check with no healthcheck and no command: healthy, fed to the machine like any other result.
     fn pass_trivial_check(&self) {
+        let mut state = self.inner.lock();
         let serving = matches!(
-            self.inner.lock().machine.state,
+            state.machine.state,
             HealthStatus::Ready | HealthStatus::Unhealthy
         );
         if serving {
-            self.inner.lock().user_healthcheck_error = None;
-            // A passing check emits no action (see the machine's table).
-            let _ = self.inner.apply(Event::CheckPassed);
+            state.user_healthcheck_error = None;
+            self.inner.handle(&mut state, Event::CheckPassed);
         }
     }
 
@@ -191,57 +190,17 @@ impl Supervisor {
                 duration: started.elapsed(),
                 healthy: outcome.is_none(),
             });
-        let actions = {
-            // A result for a worker that has since been replaced says nothing about the new one.
-            let current = self
-                .inner
-                .lock()
-                .generation
-                .as_ref()
-                .is_some_and(|g| g.number == generation.number);
-            if !current {
-                return;
-            }
-            self.inner.lock().user_healthcheck_error = outcome.clone();
-            let event = match outcome {
-                None => Event::CheckPassed,
-                Some(reason) => Event::CheckFailed { reason },
-            };
-            self.inner.apply(event)
-        };
-        for action in actions {
-            match action {
-                Action::Recycle {
-                    trigger, reason, ..
-                } => {
-                    let _ = self.inner.commands.send(Command::Recycle {
-                        generation: generation.number,
-                        trigger,
-                        reason,
-                        rerun_setup: false,
-                    });
-                }
-                Action::StopWorker => {
-                    let _ = self.inner.commands.send(Command::GiveUp {
-                        generation: generation.number,
-                        reason: "health checks kept failing (on_failure: exit)".into(),
-                    });
-                }
-                Action::LogPersistentFailure { failures, reason } => {
-                    // Once at the threshold, then every hundredth: a platform polling every second
-                    // must not fill the log.
-                    let threshold = self.inner.config.health.liveness_threshold;
-                    if failures == threshold || (failures - threshold).is_multiple_of(100) {
-                        tracing::error!(
-                            failures,
-                            reason,
-                            "health checks keep failing (on_failure: log)"
-                        )
-                    }
-                }
-                Action::RunAfterHealthyHook | Action::FailInFlight { .. } => {}
-            }
+        // A result for a worker that has since been replaced says nothing about the new one.
+        let mut state = self.inner.lock();
+        if !crate::supervisor::is_current(&state, &generation) {
+            return;
         }
+        state.user_healthcheck_error = outcome.clone();
+        let event = match outcome {
+            None => Event::CheckPassed,
+            Some(reason) => Event::CheckFailed { reason },
+        };
+        self.inner.handle(&mut state, event);
     }
 
     /// Asks the worker to run the model's `healthcheck()`. The worker bounds it by `health.timeout`

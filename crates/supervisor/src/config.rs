@@ -43,7 +43,8 @@ pub struct SupervisorConfig {
     pub health_period: Option<Duration>,
     /// An external check command (argv); exit status 0 is healthy.
     pub health_command: Option<Vec<String>>,
-    /// How many unexpected worker exits are restarted, and the backoff.
+    /// How many unplanned replacements (crashes, liveness recycles, every slot poisoned) are made
+    /// within a window before DEFUNCT, and their backoff.
     pub restart_budget: BudgetConfig,
     /// How long a recycle lets in-flight predictions finish before cancelling them.
     pub recycle_drain_timeout: Duration,

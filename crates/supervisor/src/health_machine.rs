@@ -1,25 +1,40 @@
-//! The health state machine: one pure function `(machine, event, config) -> (machine, actions)`.
+//! The health state machine: one pure function `(machine, event, config, now) -> (machine, actions)`.
 //!
-//! Every rule of the design's table lives in [`transition`]; nothing here does I/O or reads a clock,
-//! so each rule is tested on its own (tests are named after the transition they pin). The supervisor
-//! feeds it events (setup results, check results, worker exits, recycle requests) and carries out the
-//! actions it returns.
+//! Every rule of the table below lives in [`transition`]; nothing here does I/O or reads a clock (the
+//! time is passed in), so each rule is tested on its own, and the tests are named after the rows they
+//! pin. The machine decides everything: which state, which setup the next worker runs, whether the
+//! restart budget allows a replacement and after which backoff, what in-flight predictions are told.
+//! The shell ([`crate::executor`]) only carries out the [`Action`]s it returns and reports back what
+//! happened as [`Event`]s.
 //!
 //! | from | event | to | actions |
 //! |---|---|---|---|
-//! | STARTING | setup succeeded | READY | run `after_healthy` first |
-//! | STARTING | setup failed / worker exited / setup timed out | SETUP_FAILED | stop the worker |
+//! | (boot) | — | STARTING | start generation 1 with `setup()` |
+//! | STARTING / RECYCLING | setup succeeded | (stays) | run `after_healthy` |
+//! | STARTING | `after_healthy` done | READY | — |
+//! | STARTING | setup failed (or `after_healthy` failed, `hooks.on_failure: fail`) / worker exited | SETUP_FAILED | stop the worker |
 //! | READY | `failure_threshold` consecutive failed checks | UNHEALTHY | — |
 //! | UNHEALTHY | `success_threshold` consecutive good checks | READY | — |
-//! | READY / UNHEALTHY | `liveness_threshold` consecutive failed checks | per `on_failure`: RECYCLING / stay / DEFUNCT | recycle, log, or exit |
-//! | READY / UNHEALTHY | worker exited unexpectedly | RECYCLING | fail in-flight at once, restart with backoff |
-//! | READY / UNHEALTHY | all slots poisoned | RECYCLING | recycle |
-//! | READY / UNHEALTHY | recycle requested | RECYCLING | drain, then recycle |
-//! | RECYCLING | new worker ready | READY | — |
-//! | RECYCLING | restart budget exhausted / re-setup failed | DEFUNCT | stop the worker |
+//! | READY / UNHEALTHY | `liveness_threshold` failed checks, `on_failure: recycle` | RECYCLING, or DEFUNCT past the restart budget | drain, stop, backoff, start (`recycle_setup()`) |
+//! | READY / UNHEALTHY | `liveness_threshold` failed checks, `on_failure: log` | UNHEALTHY | log (at the threshold, then every 100th) |
+//! | READY / UNHEALTHY | `liveness_threshold` failed checks, `on_failure: exit` | DEFUNCT | fail in-flight, stop the worker |
+//! | READY / UNHEALTHY | worker exited unexpectedly | RECYCLING, or DEFUNCT past the restart budget | fail in-flight at once, sweep, backoff, start (`setup()`) |
+//! | READY / UNHEALTHY | every slot poisoned | RECYCLING, or DEFUNCT past the restart budget | stop, backoff, start (`setup()`) |
+//! | READY / UNHEALTHY | recycle requested (model, admin, max_predictions) | RECYCLING | drain, stop, start |
+//! | RECYCLING | `after_healthy` done | READY | record the recycle |
+//! | RECYCLING | setup failed (or `after_healthy` failed, `fail`) | DEFUNCT | record the failed recycle, stop the worker |
 //!
-//! SETUP_FAILED and DEFUNCT are final: no event leaves them.
+//! Crashes, liveness recycles and poisoned slots are *unplanned*: they share one restart budget
+//! (`recycle.restart_budget`, the first at once, then 0.5 s, 1 s, 2 s … before the new worker starts).
+//! Planned recycles (model code, `POST /recycle`, `recycle.max_predictions`) are asked for and are not
+//! counted. SETUP_FAILED and DEFUNCT are final: no event leaves them. An event a state has no row for
+//! (a check result racing a recycle, a second recycle request) is ignored.
 
+use std::time::{Duration, Instant};
+
+use cogvisor_protocol::SetupMode;
+
+use crate::restart_budget::{BudgetConfig, RestartBudget};
 use crate::HealthStatus;
 
 /// What to do when checks keep failing past `liveness_threshold`.
@@ -86,52 +101,108 @@ impl RecycleTrigger {
     }
 }
 
+impl RecycleTrigger {
+    /// Nobody asked for it: it counts against the restart budget and waits out its backoff.
+    pub fn is_unplanned(self) -> bool {
+        match self {
+            RecycleTrigger::Liveness
+            | RecycleTrigger::AllSlotsPoisoned
+            | RecycleTrigger::WorkerExit => true,
+            RecycleTrigger::Model | RecycleTrigger::Admin | RecycleTrigger::MaxPredictions => false,
+        }
+    }
+}
+
+/// Everything the machine's rules depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MachineConfig {
+    pub health: HealthConfig,
+    /// The restart budget of unplanned replacements, and their backoff.
+    pub budget: BudgetConfig,
+}
+
 /// Something that happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// The worker being started sent `ready`.
     SetupSucceeded,
+    /// The worker being started could not be set up (or `after_healthy` failed with policy `fail`).
     SetupFailed {
         reason: String,
     },
+    /// `after_healthy` ended (or there is none, or it failed with policy `warn`).
+    AfterHealthyDone,
     CheckPassed,
     CheckFailed {
         reason: String,
     },
+    /// The worker exited when nobody asked it to; `exit` names the code or signal.
     WorkerExited {
-        reason: String,
+        exit: String,
     },
-    AllSlotsPoisoned,
+    /// Every slot is poisoned; `last` is the last slot's reason.
+    AllSlotsPoisoned {
+        last: String,
+    },
+    /// Model code, `POST /recycle` or `recycle.max_predictions` asks for a new worker.
     RecycleRequested {
         trigger: RecycleTrigger,
         reason: String,
-    },
-    NewWorkerReady,
-    /// The replacement worker could not be set up, or the restart budget is spent.
-    RecycleFailed {
-        reason: String,
+        /// Run `setup()` again instead of `recycle_setup()`.
+        rerun_setup: bool,
     },
 }
 
-/// What the supervisor must do.
+/// What the shell must do, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Run the `after_healthy` hook before admitting predictions.
+    /// Spawn worker generation `generation` and run `setup`. Reported back as
+    /// [`Event::SetupSucceeded`] or [`Event::SetupFailed`].
+    StartWorker { generation: u64, setup: SetupMode },
+    /// Run the `after_healthy` hook (nothing is admitted meanwhile). Reported back as
+    /// [`Event::AfterHealthyDone`] or [`Event::SetupFailed`].
     RunAfterHealthyHook,
-    /// Stop the worker and everything it started.
-    StopWorker,
-    /// Fail every in-flight prediction now (the worker is gone).
-    FailInFlight { reason: String },
-    /// Replace the worker. `drain`: let in-flight predictions finish first (up to the drain timeout).
-    Recycle {
-        trigger: RecycleTrigger,
-        reason: String,
-        drain: bool,
-    },
+    /// Let in-flight predictions finish, up to `recycle.drain_timeout`, then ask the worker to cancel
+    /// what still runs.
+    Drain,
+    /// Fail every in-flight prediction now with `error`.
+    FailInFlight { error: String },
+    /// Stop the worker and everything it started (`before_stop` first while it lives); `reason` is
+    /// the hook's `COGVISOR_REASON` and the worker's `exit` in `/health-check`.
+    StopWorker { reason: String },
+    /// Wait before starting the next worker (the restart budget's backoff).
+    Backoff { after: Duration },
     /// Log that checks keep failing and nothing else is done (`on_failure: log`).
     LogPersistentFailure { failures: u32, reason: String },
+    /// A recycle ended: tell the observer (metrics) and the log. Its record is
+    /// [`Machine::last_recycle`], already there when the state changes.
+    RecycleFinished {
+        trigger: RecycleTrigger,
+        duration: Duration,
+        succeeded: bool,
+    },
 }
 
-/// The machine's whole state: where it is, and the streaks that thresholds count.
+/// A recycle under way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecycleStarted {
+    pub trigger: RecycleTrigger,
+    pub reason: String,
+    pub since: Instant,
+}
+
+/// A recycle that ended, as `/health-check` shows it under `worker.last_recycle`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecycleOutcome {
+    pub trigger: RecycleTrigger,
+    pub reason: String,
+    pub started: Instant,
+    pub duration: Duration,
+    pub succeeded: bool,
+}
+
+/// The machine's whole state: where it is, the streaks that thresholds count, the generation it is
+/// about, the restart budget spent, and the recycle under way or last ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Machine {
     pub state: HealthStatus,
@@ -141,6 +212,13 @@ pub struct Machine {
     pub successes: u32,
     /// Why the machine is where it is (the last reason that moved it).
     pub reason: Option<String>,
+    /// The worker generation being started or serving (1 at boot).
+    pub generation: u64,
+    /// Unplanned replacements inside the budget's window.
+    pub restarts: RestartBudget,
+    /// The recycle under way (while RECYCLING).
+    pub recycle: Option<RecycleStarted>,
+    pub last_recycle: Option<RecycleOutcome>,
 }
 
 impl Machine {
@@ -150,69 +228,245 @@ impl Machine {
             failures: 0,
             successes: 0,
             reason: None,
+            generation: 1,
+            restarts: RestartBudget::default(),
+            recycle: None,
+            last_recycle: None,
         }
     }
 
+    /// The first row: STARTING, and start generation 1 with the full `setup()`.
+    pub fn boot() -> (Self, Vec<Action>) {
+        (
+            Self::starting(),
+            vec![Action::StartWorker {
+                generation: 1,
+                setup: SetupMode::Full,
+            }],
+        )
+    }
+
+    /// `state` with fresh streaks; the rest (generation, budget, recycles) carries over.
     fn to(&self, state: HealthStatus, reason: Option<String>) -> Self {
         Self {
             state,
             failures: 0,
             successes: 0,
             reason,
+            ..self.clone()
+        }
+    }
+
+    /// Ends the recycle under way (if any) as `succeeded`; returns the action that reports it.
+    fn finish_recycle(&mut self, now: Instant, succeeded: bool) -> Vec<Action> {
+        let Some(r) = self.recycle.take() else {
+            return vec![];
+        };
+        let duration = now.saturating_duration_since(r.since);
+        let trigger = r.trigger;
+        self.last_recycle = Some(RecycleOutcome {
+            trigger,
+            reason: r.reason,
+            started: r.since,
+            duration,
+            succeeded,
+        });
+        vec![Action::RecycleFinished {
+            trigger,
+            duration,
+            succeeded,
+        }]
+    }
+}
+
+/// One replacement of the worker, as the events that ask for one describe it.
+struct Replacement {
+    trigger: RecycleTrigger,
+    reason: String,
+    /// The worker is already gone (it exited): nothing to drain, and in-flight predictions are told
+    /// so.
+    gone: bool,
+    drain: bool,
+    setup: SetupMode,
+}
+
+impl Replacement {
+    fn in_flight_error(&self) -> String {
+        if self.gone {
+            format!("prediction failed: the {}", self.reason)
+        } else {
+            format!(
+                "prediction failed: the worker was recycled ({}: {}) before the prediction finished",
+                self.trigger.as_str(),
+                self.reason
+            )
         }
     }
 }
 
-/// Applies one event. Pure: same inputs, same outputs.
-pub fn transition(m: &Machine, event: &Event, config: &HealthConfig) -> (Machine, Vec<Action>) {
+/// RECYCLING with the procedure's steps, or DEFUNCT when the restart budget is spent.
+fn replace(
+    m: &Machine,
+    r: Replacement,
+    config: &MachineConfig,
+    now: Instant,
+) -> (Machine, Vec<Action>) {
+    let mut next = m.to(HealthStatus::Recycling, Some(r.reason.clone()));
+    let after = if r.trigger.is_unplanned() {
+        match next.restarts.restart(now, &config.budget) {
+            Ok(after) => after,
+            Err(exhausted) => {
+                let reason = format!("{exhausted}; the last: {}", r.reason);
+                let error = if r.gone {
+                    r.in_flight_error()
+                } else {
+                    format!("prediction failed: the worker was stopped ({reason})")
+                };
+                let mut next = m.to(HealthStatus::Defunct, Some(reason.clone()));
+                next.recycle = Some(RecycleStarted {
+                    trigger: r.trigger,
+                    reason: r.reason,
+                    since: now,
+                });
+                let mut actions = next.finish_recycle(now, false);
+                actions.push(Action::FailInFlight { error });
+                actions.push(Action::StopWorker { reason });
+                return (next, actions);
+            }
+        }
+    } else {
+        Duration::ZERO
+    };
+    let mut actions = Vec::new();
+    if r.drain && !r.gone {
+        actions.push(Action::Drain);
+    }
+    actions.push(Action::FailInFlight {
+        error: r.in_flight_error(),
+    });
+    actions.push(Action::StopWorker {
+        reason: r.reason.clone(),
+    });
+    if !after.is_zero() {
+        actions.push(Action::Backoff { after });
+    }
+    next.generation = m.generation + 1;
+    actions.push(Action::StartWorker {
+        generation: next.generation,
+        setup: r.setup,
+    });
+    next.recycle = Some(RecycleStarted {
+        trigger: r.trigger,
+        reason: r.reason,
+        since: now,
+    });
+    (next, actions)
+}
+
+/// Applies one event at time `now`. Pure: same inputs, same outputs.
+pub fn transition(
+    m: &Machine,
+    event: &Event,
+    config: &MachineConfig,
+    now: Instant,
+) -> (Machine, Vec<Action>) {
     use HealthStatus::*;
     let serving = matches!(m.state, Ready | Unhealthy | Busy);
+    let health = &config.health;
     match (m.state, event) {
         // Final states: nothing leaves them.
         (SetupFailed | Defunct, _) => (m.clone(), vec![]),
 
-        (Starting, Event::SetupSucceeded) => (m.to(Ready, None), vec![Action::RunAfterHealthyHook]),
-        (
-            Starting,
-            Event::SetupFailed { reason }
-            | Event::WorkerExited { reason }
-            | Event::RecycleFailed { reason },
-        ) => (
+        // A worker is set up: `after_healthy` runs before anything is admitted.
+        (Starting | Recycling, Event::SetupSucceeded) => {
+            (m.clone(), vec![Action::RunAfterHealthyHook])
+        }
+        (Starting, Event::AfterHealthyDone) => (m.to(Ready, None), vec![]),
+        (Recycling, Event::AfterHealthyDone) => {
+            let mut next = m.to(Ready, None);
+            let actions = next.finish_recycle(now, true);
+            (next, actions)
+        }
+        (Starting, Event::SetupFailed { reason }) => (
             m.to(SetupFailed, Some(reason.clone())),
-            vec![Action::StopWorker],
+            vec![Action::StopWorker {
+                reason: reason.clone(),
+            }],
         ),
+        (Starting, Event::WorkerExited { exit }) => {
+            let reason = format!("worker exited during setup ({exit})");
+            (
+                m.to(SetupFailed, Some(reason.clone())),
+                vec![Action::StopWorker { reason }],
+            )
+        }
+        (Recycling, Event::SetupFailed { reason }) => {
+            let reason = format!(
+                "the replacement worker (generation {}) failed: {reason}",
+                m.generation
+            );
+            let mut next = m.to(Defunct, Some(reason.clone()));
+            let mut actions = next.finish_recycle(now, false);
+            actions.push(Action::StopWorker { reason });
+            (next, actions)
+        }
 
         (_, Event::CheckFailed { reason }) if serving => {
             let failures = m.failures.saturating_add(1);
-            if failures >= config.liveness_threshold {
-                match config.on_failure {
-                    OnFailure::Recycle => (
-                        m.to(Recycling, Some(reason.clone())),
-                        vec![Action::Recycle {
+            if failures >= health.liveness_threshold {
+                match health.on_failure {
+                    OnFailure::Recycle => replace(
+                        m,
+                        Replacement {
                             trigger: RecycleTrigger::Liveness,
                             reason: reason.clone(),
+                            gone: false,
                             drain: true,
-                        }],
-                    ),
-                    OnFailure::Exit => (
-                        m.to(Defunct, Some(reason.clone())),
-                        vec![Action::StopWorker],
-                    ),
-                    OnFailure::Log => (
-                        Machine {
-                            state: Unhealthy,
-                            failures,
-                            successes: 0,
-                            reason: Some(reason.clone()),
+                            setup: SetupMode::Recycle,
                         },
-                        vec![Action::LogPersistentFailure {
-                            failures,
-                            reason: reason.clone(),
-                        }],
+                        config,
+                        now,
                     ),
+                    OnFailure::Exit => {
+                        let stop = "health checks kept failing (on_failure: exit)".to_string();
+                        (
+                            m.to(Defunct, Some(reason.clone())),
+                            vec![
+                                Action::FailInFlight {
+                                    error: format!(
+                                        "prediction failed: the worker was stopped ({stop})"
+                                    ),
+                                },
+                                Action::StopWorker { reason: stop },
+                            ],
+                        )
+                    }
+                    OnFailure::Log => {
+                        // At the threshold, then every hundredth: a platform polling every second
+                        // must not fill the log.
+                        let past = failures - health.liveness_threshold;
+                        let actions = if past.is_multiple_of(100) {
+                            vec![Action::LogPersistentFailure {
+                                failures,
+                                reason: reason.clone(),
+                            }]
+                        } else {
+                            vec![]
+                        };
+                        (
+                            Machine {
+                                state: Unhealthy,
+                                failures,
+                                successes: 0,
+                                reason: Some(reason.clone()),
+                                ..m.clone()
+                            },
+                            actions,
+                        )
+                    }
                 }
             } else {
-                let state = if failures >= config.failure_threshold {
+                let state = if failures >= health.failure_threshold {
                     Unhealthy
                 } else {
                     m.state
@@ -223,6 +477,7 @@ pub fn transition(m: &Machine, event: &Event, config: &HealthConfig) -> (Machine
                         failures,
                         successes: 0,
                         reason: Some(reason.clone()),
+                        ..m.clone()
                     },
                     vec![],
                 )
@@ -230,7 +485,7 @@ pub fn transition(m: &Machine, event: &Event, config: &HealthConfig) -> (Machine
         }
         (Unhealthy, Event::CheckPassed) => {
             let successes = m.successes.saturating_add(1);
-            if successes >= config.success_threshold {
+            if successes >= health.success_threshold {
                 (m.to(Ready, None), vec![])
             } else {
                 (
@@ -245,336 +500,60 @@ pub fn transition(m: &Machine, event: &Event, config: &HealthConfig) -> (Machine
         }
         (Ready | Busy, Event::CheckPassed) => (m.to(m.state, None), vec![]),
 
-        (_, Event::WorkerExited { reason }) if serving => (
-            m.to(Recycling, Some(reason.clone())),
-            vec![
-                Action::FailInFlight {
-                    reason: reason.clone(),
-                },
-                Action::Recycle {
-                    trigger: RecycleTrigger::WorkerExit,
-                    reason: reason.clone(),
-                    drain: false,
-                },
-            ],
-        ),
-        (_, Event::AllSlotsPoisoned) if serving => (
-            m.to(Recycling, Some("every slot is poisoned".into())),
-            vec![Action::Recycle {
-                trigger: RecycleTrigger::AllSlotsPoisoned,
-                reason: "every slot is poisoned".into(),
+        (_, Event::WorkerExited { exit }) if serving => replace(
+            m,
+            Replacement {
+                trigger: RecycleTrigger::WorkerExit,
+                reason: format!("worker exited unexpectedly ({exit})"),
+                gone: true,
                 drain: false,
-            }],
+                setup: SetupMode::Full,
+            },
+            config,
+            now,
         ),
-        (_, Event::RecycleRequested { trigger, reason }) if serving => (
-            m.to(Recycling, Some(reason.clone())),
-            vec![Action::Recycle {
+        (_, Event::AllSlotsPoisoned { last }) if serving => replace(
+            m,
+            Replacement {
+                trigger: RecycleTrigger::AllSlotsPoisoned,
+                reason: format!("every slot is poisoned (the last: {last})"),
+                gone: false,
+                drain: false,
+                setup: SetupMode::Full,
+            },
+            config,
+            now,
+        ),
+        (
+            _,
+            Event::RecycleRequested {
+                trigger,
+                reason,
+                rerun_setup,
+            },
+        ) if serving => replace(
+            m,
+            Replacement {
                 trigger: *trigger,
                 reason: reason.clone(),
+                gone: false,
                 drain: true,
-            }],
+                setup: if *rerun_setup {
+                    SetupMode::Full
+                } else {
+                    SetupMode::Recycle
+                },
+            },
+            config,
+            now,
         ),
 
-        (Recycling, Event::NewWorkerReady) => {
-            (m.to(Ready, None), vec![Action::RunAfterHealthyHook])
-        }
-        (Recycling, Event::RecycleFailed { reason }) => (
-            m.to(Defunct, Some(reason.clone())),
-            vec![Action::StopWorker],
-        ),
-
-        // Anything else does not apply in this state (a check result racing a recycle, a second
-        // recycle request while recycling): ignored.
+        // No row for this event in this state (a check result racing a recycle, a second recycle
+        // request while recycling, a check while starting): ignored.
         _ => (m.clone(), vec![]),
     }
 }
 
+/// The table, row by row (named after the transitions they pin).
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use HealthStatus::*;
-
-    fn at(state: HealthStatus) -> Machine {
-        Machine {
-            state,
-            failures: 0,
-            successes: 0,
-            reason: None,
-        }
-    }
-
-    fn failed() -> Event {
-        Event::CheckFailed {
-            reason: "user-defined healthcheck returned False".into(),
-        }
-    }
-
-    fn run(mut m: Machine, events: &[Event], config: &HealthConfig) -> (Machine, Vec<Action>) {
-        let mut all = Vec::new();
-        for e in events {
-            let (next, actions) = transition(&m, e, config);
-            m = next;
-            all.extend(actions);
-        }
-        (m, all)
-    }
-
-    #[test]
-    fn starting_to_ready_on_setup_succeeded_runs_after_healthy_first() {
-        let (m, actions) = transition(
-            &Machine::starting(),
-            &Event::SetupSucceeded,
-            &HealthConfig::default(),
-        );
-        assert_eq!(m.state, Ready);
-        assert_eq!(actions, vec![Action::RunAfterHealthyHook]);
-    }
-
-    #[test]
-    fn starting_to_setup_failed_on_setup_failed_stops_the_worker() {
-        let e = Event::SetupFailed {
-            reason: "RuntimeError: boom".into(),
-        };
-        let (m, actions) = transition(&Machine::starting(), &e, &HealthConfig::default());
-        assert_eq!(m.state, SetupFailed);
-        assert_eq!(m.reason.as_deref(), Some("RuntimeError: boom"));
-        assert_eq!(actions, vec![Action::StopWorker]);
-    }
-
-    #[test]
-    fn starting_to_setup_failed_on_worker_exit() {
-        let e = Event::WorkerExited {
-            reason: "exit code 1".into(),
-        };
-        assert_eq!(
-            transition(&Machine::starting(), &e, &HealthConfig::default())
-                .0
-                .state,
-            SetupFailed
-        );
-    }
-
-    #[test]
-    fn ready_to_unhealthy_after_failure_threshold_failed_checks() {
-        let config = HealthConfig {
-            failure_threshold: 2,
-            ..HealthConfig::default()
-        };
-        let (m, _) = run(at(Ready), &[failed()], &config);
-        assert_eq!((m.state, m.failures), (Ready, 1));
-        let (m, actions) = run(m, &[failed()], &config);
-        assert_eq!((m.state, m.failures), (Unhealthy, 2));
-        assert!(actions.is_empty());
-    }
-
-    #[test]
-    fn ready_stays_ready_when_a_good_check_breaks_the_failure_streak() {
-        let config = HealthConfig {
-            failure_threshold: 2,
-            ..HealthConfig::default()
-        };
-        let (m, _) = run(
-            at(Ready),
-            &[failed(), Event::CheckPassed, failed()],
-            &config,
-        );
-        assert_eq!((m.state, m.failures), (Ready, 1));
-    }
-
-    #[test]
-    fn unhealthy_to_ready_after_success_threshold_good_checks() {
-        let config = HealthConfig {
-            success_threshold: 2,
-            ..HealthConfig::default()
-        };
-        let (m, _) = run(at(Unhealthy), &[Event::CheckPassed], &config);
-        assert_eq!(m.state, Unhealthy);
-        let (m, _) = run(m, &[Event::CheckPassed], &config);
-        assert_eq!((m.state, m.failures, m.successes), (Ready, 0, 0));
-    }
-
-    #[test]
-    fn unhealthy_success_streak_restarts_after_a_failure() {
-        let config = HealthConfig {
-            success_threshold: 2,
-            liveness_threshold: 10,
-            ..HealthConfig::default()
-        };
-        let (m, _) = run(
-            at(Unhealthy),
-            &[Event::CheckPassed, failed(), Event::CheckPassed],
-            &config,
-        );
-        assert_eq!(m.state, Unhealthy);
-    }
-
-    #[test]
-    fn ready_to_recycling_after_liveness_threshold_with_on_failure_recycle() {
-        let (m, actions) = run(
-            at(Ready),
-            &[failed(), failed(), failed()],
-            &HealthConfig::default(),
-        );
-        assert_eq!(m.state, Recycling);
-        assert_eq!(
-            actions,
-            vec![Action::Recycle {
-                trigger: RecycleTrigger::Liveness,
-                reason: "user-defined healthcheck returned False".into(),
-                drain: true
-            }]
-        );
-    }
-
-    #[test]
-    fn unhealthy_stays_unhealthy_after_liveness_threshold_with_on_failure_log() {
-        let config = HealthConfig {
-            on_failure: OnFailure::Log,
-            ..HealthConfig::default()
-        };
-        let (m, actions) = run(at(Ready), &[failed(), failed(), failed()], &config);
-        assert_eq!(m.state, Unhealthy);
-        assert!(matches!(
-            actions.as_slice(),
-            [Action::LogPersistentFailure { failures: 3, .. }]
-        ));
-        // It keeps logging, and a good check still brings it back.
-        let (m, actions) = run(m, &[failed()], &config);
-        assert!(matches!(
-            actions.as_slice(),
-            [Action::LogPersistentFailure { failures: 4, .. }]
-        ));
-        assert_eq!(run(m, &[Event::CheckPassed], &config).0.state, Ready);
-    }
-
-    #[test]
-    fn ready_to_defunct_after_liveness_threshold_with_on_failure_exit() {
-        let config = HealthConfig {
-            on_failure: OnFailure::Exit,
-            ..HealthConfig::default()
-        };
-        let (m, actions) = run(at(Ready), &[failed(), failed(), failed()], &config);
-        assert_eq!(m.state, Defunct);
-        assert_eq!(actions, vec![Action::StopWorker]);
-    }
-
-    #[test]
-    fn ready_to_recycling_on_worker_exit_fails_in_flight_at_once() {
-        let e = Event::WorkerExited {
-            reason: "killed by signal SIGKILL (9)".into(),
-        };
-        let (m, actions) = transition(&at(Ready), &e, &HealthConfig::default());
-        assert_eq!(m.state, Recycling);
-        assert_eq!(
-            actions,
-            vec![
-                Action::FailInFlight {
-                    reason: "killed by signal SIGKILL (9)".into()
-                },
-                Action::Recycle {
-                    trigger: RecycleTrigger::WorkerExit,
-                    reason: "killed by signal SIGKILL (9)".into(),
-                    drain: false
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn unhealthy_to_recycling_when_all_slots_are_poisoned() {
-        let (m, actions) = transition(
-            &at(Unhealthy),
-            &Event::AllSlotsPoisoned,
-            &HealthConfig::default(),
-        );
-        assert_eq!(m.state, Recycling);
-        assert!(matches!(
-            actions.as_slice(),
-            [Action::Recycle {
-                trigger: RecycleTrigger::AllSlotsPoisoned,
-                drain: false,
-                ..
-            }]
-        ));
-    }
-
-    #[test]
-    fn ready_to_recycling_on_recycle_request_drains_first() {
-        let e = Event::RecycleRequested {
-            trigger: RecycleTrigger::Model,
-            reason: "CUDA context lost".into(),
-        };
-        let (m, actions) = transition(&at(Ready), &e, &HealthConfig::default());
-        assert_eq!(m.state, Recycling);
-        assert_eq!(m.reason.as_deref(), Some("CUDA context lost"));
-        assert_eq!(
-            actions,
-            vec![Action::Recycle {
-                trigger: RecycleTrigger::Model,
-                reason: "CUDA context lost".into(),
-                drain: true
-            }]
-        );
-    }
-
-    #[test]
-    fn recycling_to_ready_when_the_new_worker_is_ready() {
-        let (m, actions) = transition(
-            &at(Recycling),
-            &Event::NewWorkerReady,
-            &HealthConfig::default(),
-        );
-        assert_eq!(m.state, Ready);
-        assert_eq!(actions, vec![Action::RunAfterHealthyHook]);
-    }
-
-    #[test]
-    fn recycling_to_defunct_when_the_recycle_fails() {
-        let e = Event::RecycleFailed {
-            reason: "restart budget exhausted: 5 restarts in 300s".into(),
-        };
-        let (m, actions) = transition(&at(Recycling), &e, &HealthConfig::default());
-        assert_eq!(m.state, Defunct);
-        assert_eq!(actions, vec![Action::StopWorker]);
-    }
-
-    #[test]
-    fn recycling_ignores_check_results_and_second_requests() {
-        let e = Event::RecycleRequested {
-            trigger: RecycleTrigger::Admin,
-            reason: "again".into(),
-        };
-        for event in [failed(), Event::CheckPassed, e, Event::AllSlotsPoisoned] {
-            let (m, actions) = transition(&at(Recycling), &event, &HealthConfig::default());
-            assert_eq!(m.state, Recycling, "{event:?}");
-            assert!(actions.is_empty(), "{event:?}");
-        }
-    }
-
-    #[test]
-    fn setup_failed_and_defunct_are_final() {
-        let events = [
-            Event::SetupSucceeded,
-            Event::CheckPassed,
-            Event::NewWorkerReady,
-            Event::RecycleRequested {
-                trigger: RecycleTrigger::Admin,
-                reason: "x".into(),
-            },
-        ];
-        for state in [SetupFailed, Defunct] {
-            for e in &events {
-                let (m, actions) = transition(&at(state), e, &HealthConfig::default());
-                assert_eq!(m.state, state);
-                assert!(actions.is_empty());
-            }
-        }
-    }
-
-    #[test]
-    fn starting_ignores_checks() {
-        let (m, actions) = transition(&Machine::starting(), &failed(), &HealthConfig::default());
-        assert_eq!(m, Machine::starting());
-        assert!(actions.is_empty());
-    }
-}
+mod tests;

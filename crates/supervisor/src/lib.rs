@@ -11,30 +11,37 @@
 //!   process group, a deadline, killing its tree, reaping it by pid, its exit described.
 //! * [`procfs`]: the one reader of `/proc/<pid>/stat`.
 //! * [`process_tree`]: the process tree from `/proc`, killing a whole tree, reaping reparented orphans.
-//! * [`restart_budget`]: how often a crashed worker may be restarted, and the backoff.
+//! * [`restart_budget`]: how often a worker may be replaced unplanned (crash, liveness, poisoned slots),
+//!   and the backoff; part of the machine's state.
 //! * [`stop`]: shutdown message → grace → SIGTERM to the group → grace → SIGKILL → reap everything.
 //! * [`slots`]: the slot pool: idle, busy, poisoned, and who runs where.
 //! * [`worker`]: one worker generation: spawn, init/ready handshake, control and slot readers.
 //! * [`prediction`]: what a caller sends and receives for one prediction.
 //! * [`payload`]: inputs and outputs inline or through spill files, the files on the blocking pool.
 //! * [`health`]: the health status names and the snapshot `/health-check` shows.
-//! * [`health_machine`]: the health state machine, one pure function.
+//! * [`health_machine`]: the health state machine, one pure function that decides every state,
+//!   recycle, restart budget and backoff.
 //! * [`checks`]: the user healthcheck and `health.command`, coalesced, and the background monitor.
 //! * [`hooks`]: `after_healthy` and `before_stop`, run in their own process group with a timeout.
-//! * [`lifecycle`]: the one task that starts, serves, recycles and restarts worker generations.
+//! * `executor`: the one path that carries out every action the health machine returns.
+//! * `lifecycle`: the real effects of those actions, run by the one task that starts, recycles and
+//!   stops worker generations.
+//! * `state`: the shared state behind the supervisor's one lock.
 //! * [`model_output`]: what the model prints, in the server's log and in `setup.logs`.
 //! * [`observer`]: events (recycles, health checks, hooks) for whoever watches, such as metrics.
-//! * [`supervisor`]: the handle tying it together.
+//! * [`supervisor`]: the handle tying it together: start, admit, cancel, health, shutdown.
+//! * `routing`: what the worker sends, routed to predictions, checks and the health machine.
 //! * [`error`]: every failure, as enums.
 
 pub mod checks;
 pub mod child;
 pub mod config;
 pub mod error;
+mod executor;
 pub mod health;
 pub mod health_machine;
 pub mod hooks;
-pub mod lifecycle;
+mod lifecycle;
 pub mod model_output;
 pub mod observer;
 pub mod payload;
@@ -42,9 +49,11 @@ pub mod prediction;
 pub mod process_tree;
 pub mod procfs;
 pub mod restart_budget;
+mod routing;
 pub mod runtime_dir;
 pub mod slots;
 pub mod spawn;
+mod state;
 pub mod stop;
 pub mod supervisor;
 pub mod worker;

@@ -1,9 +1,11 @@
-//! How often an unexpectedly exited worker may be restarted, and how long to wait before each restart.
+//! How often a worker may be replaced without anyone asking (it crashed, failed its liveness checks, or
+//! lost every slot), and how long to wait before each replacement.
 //!
 //! The first restart in a quiet period is immediate; each further one inside the window waits twice as
 //! long as the one before (capped). More than `max` restarts within `window` exhaust the budget: the
-//! worker is not restarted again and health goes DEFUNCT, so the platform replaces the container.
-//! Time is passed in, so every rule is tested without sleeping.
+//! worker is not replaced again and health goes DEFUNCT, so the platform replaces the container.
+//! The history is part of the health machine's state ([`crate::health_machine::Machine`]); time and
+//! the settings are passed in, so every rule is tested without sleeping.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -33,52 +35,47 @@ impl Default for BudgetConfig {
 
 /// The budget is spent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("restart budget exhausted: {restarts} unexpected worker exits within {window:?}")]
+#[error("restart budget exhausted: {restarts} unplanned restarts within {window:?}")]
 pub struct BudgetExhausted {
     pub restarts: usize,
     pub window: Duration,
 }
 
 /// Restarts recorded within the window.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestartBudget {
-    config: BudgetConfig,
     restarts: VecDeque<Instant>,
 }
 
 impl RestartBudget {
-    pub fn new(config: BudgetConfig) -> Self {
-        Self {
-            config,
-            restarts: VecDeque::new(),
-        }
-    }
-
-    /// Records an unexpected exit at `now` and returns how long to wait before restarting, or that the
-    /// budget is spent.
-    pub fn restart(&mut self, now: Instant) -> Result<Duration, BudgetExhausted> {
+    /// Records an unplanned restart at `now` and returns how long to wait before it, or that the
+    /// budget is spent (then nothing is recorded).
+    pub fn restart(
+        &mut self,
+        now: Instant,
+        config: &BudgetConfig,
+    ) -> Result<Duration, BudgetExhausted> {
         while let Some(first) = self.restarts.front() {
-            if now.duration_since(*first) > self.config.window {
+            if now.saturating_duration_since(*first) > config.window {
                 self.restarts.pop_front();
             } else {
                 break;
             }
         }
-        if self.restarts.len() >= self.config.max as usize {
+        if self.restarts.len() >= config.max as usize {
             return Err(BudgetExhausted {
                 restarts: self.restarts.len() + 1,
-                window: self.config.window,
+                window: config.window,
             });
         }
         let earlier = self.restarts.len() as u32;
         self.restarts.push_back(now);
         Ok(match earlier {
             0 => Duration::ZERO,
-            n => self
-                .config
+            n => config
                 .base_backoff
                 .saturating_mul(1u32 << (n - 1).min(16))
-                .min(self.config.max_backoff),
+                .min(config.max_backoff),
         })
     }
 
@@ -98,10 +95,10 @@ mod tests {
 
     #[test]
     fn the_first_restart_is_immediate_then_backoff_doubles() {
-        let mut b = RestartBudget::new(BudgetConfig::default());
+        let (mut b, c) = (RestartBudget::default(), BudgetConfig::default());
         let t = Instant::now();
         let waits: Vec<Duration> = (0..5)
-            .map(|i| b.restart(t + secs(i)).expect("within budget"))
+            .map(|i| b.restart(t + secs(i), &c).expect("within budget"))
             .collect();
         assert_eq!(
             waits,
@@ -113,35 +110,35 @@ mod tests {
 
     #[test]
     fn one_more_restart_inside_the_window_exhausts_the_budget() {
-        let mut b = RestartBudget::new(BudgetConfig::default());
+        let (mut b, c) = (RestartBudget::default(), BudgetConfig::default());
         let t = Instant::now();
         for i in 0..5 {
-            b.restart(t + secs(i)).expect("within budget");
+            b.restart(t + secs(i), &c).expect("within budget");
         }
-        let err = b.restart(t + secs(10)).unwrap_err();
+        let err = b.restart(t + secs(10), &c).unwrap_err();
         assert_eq!(err.restarts, 6);
         assert_eq!(
             err.to_string(),
-            "restart budget exhausted: 6 unexpected worker exits within 300s"
+            "restart budget exhausted: 6 unplanned restarts within 300s"
         );
     }
 
     #[test]
     fn restarts_older_than_the_window_no_longer_count() {
-        let mut b = RestartBudget::new(BudgetConfig::default());
+        let (mut b, c) = (RestartBudget::default(), BudgetConfig::default());
         let t = Instant::now();
         for i in 0..5 {
-            b.restart(t + secs(i)).expect("within budget");
+            b.restart(t + secs(i), &c).expect("within budget");
         }
         // 301 s after the first one, the first has left the window.
-        assert!(b.restart(t + secs(301)).is_ok());
+        assert!(b.restart(t + secs(301), &c).is_ok());
         assert_eq!(b.recent(), 5);
         // A long quiet period resets the backoff too.
-        let mut b = RestartBudget::new(BudgetConfig::default());
-        b.restart(t).expect("first");
-        b.restart(t + secs(1)).expect("second");
+        let (mut b, c) = (RestartBudget::default(), BudgetConfig::default());
+        b.restart(t, &c).expect("first");
+        b.restart(t + secs(1), &c).expect("second");
         assert_eq!(
-            b.restart(t + secs(1000)).expect("after quiet"),
+            b.restart(t + secs(1000), &c).expect("after quiet"),
             Duration::ZERO
         );
     }
@@ -153,10 +150,10 @@ mod tests {
             max_backoff: secs(3),
             ..BudgetConfig::default()
         };
-        let mut b = RestartBudget::new(config);
+        let (mut b, c) = (RestartBudget::default(), config);
         let t = Instant::now();
         let last = (0..20)
-            .map(|i| b.restart(t + secs(i)).expect("within budget"))
+            .map(|i| b.restart(t + secs(i), &c).expect("within budget"))
             .last();
         assert_eq!(last, Some(secs(3)));
     }

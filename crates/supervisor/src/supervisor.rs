@@ -1,23 +1,21 @@
-//! The supervisor handle: starts the worker, admits predictions into slots, routes what the worker
-//! sends back, notices its death and stops it.
+//! The supervisor handle: starts the lifecycle task (which starts, recycles and stops workers), admits
+//! predictions into slots, cancels them, shows health, and shuts down. What the worker sends back is
+//! routed in `routing.rs`.
 
 use std::sync::{Arc, Mutex as StdMutex};
 
-use cogvisor_protocol::{
-    spill, ControlRequest, ControlResponse, FileOutputKind, SlotId, SlotRequest, SlotResponse,
-};
-use futures::{SinkExt, StreamExt};
+use cogvisor_protocol::{spill, ControlRequest, SlotId, SlotRequest};
+use futures::SinkExt;
 use tokio::sync::{mpsc, watch};
 
-use crate::health::{HealthSnapshot, HealthStatus, SetupRecord, SetupStatus, WorkerRecord};
-use crate::health_machine::{transition, Action, Event, Machine, RecycleTrigger};
-use crate::lifecycle::Command;
-use crate::model_output;
+use crate::health::{HealthSnapshot, HealthStatus, RecycleRecord};
+use crate::health_machine::{transition, Action, Event, Machine, MachineConfig, RecycleTrigger};
 use crate::prediction::OutputDir;
 use crate::runtime_dir::RuntimeDir;
-use crate::slots::{Running, SlotPool};
+use crate::slots::Running;
 use crate::spawn::{KnownChildren, Spawner};
-use crate::worker::{ControlReader, Generation, SetupLog, SlotReader};
+use crate::state::State;
+use crate::worker::{Generation, SetupLog};
 use crate::{
     AdmitError, PredictionEvent, PredictionRequest, PredictionStream, SupervisorConfig,
     SupervisorError,
@@ -28,40 +26,19 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, false)
 }
 
-/// Mutable state behind one lock. Kept small: no I/O happens while it is held.
-#[derive(Debug)]
-pub(crate) struct State {
-    /// The health machine (its state is never BUSY: that is derived).
-    pub(crate) machine: Machine,
-    pub(crate) setup: SetupRecord,
-    pub(crate) worker: WorkerRecord,
-    pub(crate) pool: SlotPool,
-    pub(crate) generation: Option<Arc<Generation>>,
-    pub(crate) python_version: Option<String>,
-    pub(crate) sdk_version: Option<String>,
-    pub(crate) schema: Option<Arc<serde_json::Value>>,
-    pub(crate) shutting_down: bool,
-    /// The current worker's model defines `healthcheck()`.
-    pub(crate) has_healthcheck: bool,
-    /// Predictions finished by the current worker, for `recycle.max_predictions`.
-    pub(crate) predictions_served: u64,
-    /// This worker's planned-recycle point (max_predictions plus its jitter).
-    pub(crate) prediction_limit: Option<u64>,
-    /// The last failed check's text (Cog's `user_healthcheck_error`); cleared by a good check.
-    pub(crate) user_healthcheck_error: Option<String>,
-    /// Predictions cancelled for running past `predict_timeout`: they end `failed`, not `canceled`.
-    pub(crate) timed_out: std::collections::HashSet<String>,
-}
-
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) config: SupervisorConfig,
     pub(crate) runtime: RuntimeDir,
     pub(crate) spawner: Spawner,
     pub(crate) state: StdMutex<State>,
-    /// Commands for the lifecycle loop (recycle requests from model code, checks, slots, admin).
-    pub(crate) commands: mpsc::UnboundedSender<Command>,
-    /// Set once at shutdown; the lifecycle loop stops the worker and ends.
+    /// The health machine's rules: thresholds, `on_failure`, the restart budget.
+    pub(crate) machine_config: MachineConfig,
+    /// The machine's actions, decided in other tasks, for the lifecycle task to carry out.
+    pub(crate) actions: mpsc::UnboundedSender<Vec<Action>>,
+    /// One instant with its wall-clock time, to show the machine's instants as RFC 3339.
+    pub(crate) clock_anchor: (std::time::Instant, chrono::DateTime<chrono::Utc>),
+    /// Set once at shutdown; the lifecycle task stops the worker and ends.
     pub(crate) shutdown_tx: watch::Sender<bool>,
     /// The lifecycle loop, awaited by [`Supervisor::shutdown`].
     pub(crate) lifecycle: StdMutex<Option<tokio::task::JoinHandle<()>>>,
@@ -98,14 +75,29 @@ impl Inner {
         });
     }
 
-    /// Feeds `event` to the health machine, logs a transition once, and returns the actions.
+    /// Feeds `event` to the health machine, logs a transition once, and returns the actions. Only the
+    /// executor calls this (it carries the actions out itself); every other task uses
+    /// [`Inner::handle`].
     pub(crate) fn apply(&self, event: Event) -> Vec<Action> {
         self.apply_locked(&mut self.lock(), event)
     }
 
-    /// [`Inner::apply`] with the state lock already held (to decide and apply under one lock).
-    pub(crate) fn apply_locked(&self, state: &mut State, event: Event) -> Vec<Action> {
-        let (next, actions) = transition(&state.machine, &event, &self.config.health);
+    /// Feeds `event` to the machine with the state lock held (so the change is visible the moment the
+    /// lock is released) and sends its actions to the executor. True when the machine acted.
+    pub(crate) fn handle(&self, state: &mut State, event: Event) -> bool {
+        let actions = self.apply_locked(state, event);
+        if actions.is_empty() {
+            return false;
+        }
+        // The receiver lives as long as the lifecycle task; once that ended (a final state or a
+        // shutdown) there is nothing left to carry out.
+        let _ = self.actions.send(actions);
+        true
+    }
+
+    fn apply_locked(&self, state: &mut State, event: Event) -> Vec<Action> {
+        let now = tokio::time::Instant::now().into_std();
+        let (next, actions) = transition(&state.machine, &event, &self.machine_config, now);
         if next.state != state.machine.state {
             tracing::info!(
                 from = %state.machine.state,
@@ -150,50 +142,31 @@ impl Supervisor {
         let known = KnownChildren::default();
         let spawner = Spawner::start(known.clone())?;
         spawn_orphan_reaper(known);
-        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (actions, actions_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
-            commands,
+            actions,
+            machine_config: MachineConfig {
+                health: config.health,
+                budget: config.restart_budget,
+            },
+            clock_anchor: (tokio::time::Instant::now().into_std(), chrono::Utc::now()),
             shutdown_tx: watch::channel(false).0,
             lifecycle: StdMutex::new(None),
             slot_freed: tokio::sync::Notify::new(),
             status_tx: watch::channel(HealthStatus::Starting).0,
             checks: crate::checks::Checks::default(),
             next_output_dir: std::sync::atomic::AtomicU64::new(0),
-            state: StdMutex::new(State {
-                machine: Machine::starting(),
-                setup: SetupRecord {
-                    started_at: now_rfc3339(),
-                    completed_at: None,
-                    status: SetupStatus::Starting,
-                    logs: String::new(),
-                },
-                worker: WorkerRecord {
-                    pid: None,
-                    generation: 0,
-                    started_at: None,
-                    restarts: 0,
-                    exit: None,
-                    last_recycle: None,
-                },
-                pool: SlotPool::new(config.concurrency),
-                generation: None,
-                python_version: None,
-                sdk_version: None,
-                schema: None,
-                shutting_down: false,
-                has_healthcheck: false,
-                predictions_served: 0,
-                prediction_limit: None,
-                user_healthcheck_error: None,
-                timed_out: Default::default(),
-            }),
+            state: StdMutex::new(State::new(&config)),
             config,
             runtime,
             spawner,
         });
         let supervisor = Supervisor { inner };
-        let lifecycle = supervisor.clone();
-        let handle = tokio::spawn(async move { lifecycle.lifecycle(commands_rx).await });
+        let mut lifecycle = crate::lifecycle::Lifecycle::new(supervisor.clone(), actions_rx);
+        let handle =
+            tokio::spawn(
+                async move { crate::executor::run(&mut lifecycle, Machine::boot().1).await },
+            );
         *supervisor
             .inner
             .lifecycle
@@ -223,10 +196,23 @@ impl Supervisor {
             }
             s => s,
         };
+        let mut worker = state.worker.clone();
+        worker.last_recycle = state.machine.last_recycle.as_ref().map(|r| {
+            let (instant, wall) = self.inner.clock_anchor;
+            let since = r.started.saturating_duration_since(instant);
+            let at = wall + chrono::Duration::from_std(since).unwrap_or_default();
+            RecycleRecord {
+                trigger: r.trigger.as_str(),
+                reason: r.reason.clone(),
+                at: at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, false),
+                duration_seconds: r.duration.as_secs_f64(),
+                succeeded: r.succeeded,
+            }
+        });
         HealthSnapshot {
             status,
             setup: state.setup.clone(),
-            worker: state.worker.clone(),
+            worker,
             slots: state.pool.record(),
             python_version: state.python_version.clone(),
             sdk_version: state.sdk_version.clone(),
@@ -445,24 +431,16 @@ impl Supervisor {
 
     /// Asks for a recycle of the current worker (`POST /recycle`). False when no worker is serving.
     pub fn request_recycle(&self, trigger: RecycleTrigger, reason: &str) -> bool {
-        let state = self.inner.lock();
-        let serving = matches!(
-            state.machine.state,
-            HealthStatus::Ready | HealthStatus::Unhealthy
-        );
-        match (&state.generation, serving) {
-            (Some(g), true) => self
-                .inner
-                .commands
-                .send(Command::Recycle {
-                    generation: g.number,
-                    trigger,
-                    reason: reason.to_string(),
-                    rerun_setup: false,
-                })
-                .is_ok(),
-            _ => false,
+        let mut state = self.inner.lock();
+        if state.generation.is_none() {
+            return false;
         }
+        let event = Event::RecycleRequested {
+            trigger,
+            reason: reason.to_string(),
+            rerun_setup: false,
+        };
+        self.inner.handle(&mut state, event)
     }
 
     pub(crate) async fn stop_generation(&self, generation: &Generation) {
@@ -480,301 +458,6 @@ impl Supervisor {
             ?outcome,
             "worker stopped"
         );
-    }
-
-    /// Poisons `slot` and fails the prediction it was running with `reason`.
-    fn poison_slot(&self, generation: &Generation, slot: SlotId, reason: &str) {
-        let failed = PredictionEvent::Failed {
-            error: format!("prediction failed: {reason}"),
-        };
-        self.poison_slot_ending(generation, slot, reason, failed);
-    }
-
-    /// Poisons `slot`; the prediction it was running ends with `ending`.
-    fn poison_slot_ending(
-        &self,
-        generation: &Generation,
-        slot: SlotId,
-        reason: &str,
-        ending: PredictionEvent,
-    ) {
-        let (running, all_poisoned) = {
-            let mut state = self.inner.lock();
-            if !is_current(&state, generation) {
-                return;
-            }
-            let running = state.pool.poison(slot, reason);
-            (running, state.pool.all_poisoned())
-        };
-        self.inner.slot_freed.notify_waiters();
-        let prediction_id = running.as_ref().map_or("", |r| r.id.as_str());
-        tracing::warn!(slot = slot.0, prediction_id, reason, "slot poisoned");
-        if all_poisoned {
-            let _ = self.inner.commands.send(Command::Recycle {
-                generation: generation.number,
-                trigger: RecycleTrigger::AllSlotsPoisoned,
-                reason: format!("every slot is poisoned (the last: {reason})"),
-                rerun_setup: true,
-            });
-        }
-        if let Some(r) = running {
-            let _ = r.events.send(ending);
-        }
-    }
-
-    /// Routes what the worker sends on one slot socket to the prediction running there.
-    pub(crate) async fn read_slot(
-        &self,
-        generation: Arc<Generation>,
-        slot: SlotId,
-        mut reader: SlotReader,
-    ) {
-        loop {
-            let message = match reader.next().await {
-                Some(Ok(m)) => m,
-                other => {
-                    let reason = match other {
-                        Some(Err(e)) => format!("slot {slot} channel error: {e}"),
-                        _ => format!("slot {slot} channel closed by the worker"),
-                    };
-                    // If the worker is dying, its exit (with code or signal) is the better report.
-                    let mut exit = generation.exit.clone();
-                    let dying = tokio::time::timeout(
-                        std::time::Duration::from_millis(500),
-                        exit.wait_for(Option::is_some),
-                    )
-                    .await;
-                    if !matches!(dying, Ok(Ok(_))) {
-                        self.poison_slot(&generation, slot, &reason);
-                    }
-                    return;
-                }
-            };
-            self.on_slot_message(&generation, slot, message).await;
-        }
-    }
-
-    async fn on_slot_message(&self, generation: &Generation, slot: SlotId, message: SlotResponse) {
-        let event = match message {
-            SlotResponse::Log { source, data } => PredictionEvent::Log {
-                source,
-                data: cogvisor_protocol::truncate_log(data),
-            },
-            SlotResponse::Output { output } => PredictionEvent::Output(output),
-            SlotResponse::FileOutput {
-                filename,
-                kind: FileOutputKind::File,
-                mime_type,
-            } => PredictionEvent::File {
-                path: filename.into(),
-                mime_type,
-            },
-            SlotResponse::FileOutput {
-                filename,
-                kind: FileOutputKind::Oversized,
-                ..
-            } => match crate::payload::take_output(self.inner.runtime.spill_dir(), filename.into())
-                .await
-            {
-                Ok(value) => PredictionEvent::Output(value),
-                Err(e) => {
-                    self.poison_slot(generation, slot, &format!("bad output spill file: {e}"));
-                    return;
-                }
-            },
-            SlotResponse::Metric { name, value, mode } => {
-                PredictionEvent::Metric { name, value, mode }
-            }
-            SlotResponse::RecycleRequested {
-                reason,
-                rerun_setup,
-            } => return self.model_recycle(generation, reason, rerun_setup),
-            SlotResponse::Done {
-                id,
-                predict_time,
-                is_stream,
-            } => {
-                return self.finish(
-                    generation,
-                    slot,
-                    &id,
-                    PredictionEvent::Succeeded {
-                        predict_time,
-                        is_stream,
-                    },
-                )
-            }
-            SlotResponse::Failed { id, error } => {
-                return self.finish(generation, slot, &id, PredictionEvent::Failed { error })
-            }
-            SlotResponse::Cancelled { id } => {
-                return self.finish(generation, slot, &id, PredictionEvent::Canceled)
-            }
-        };
-        let target = {
-            let state = self.inner.lock();
-            match state.pool.running(slot) {
-                Some(r) if is_current(&state, generation) => Some((r.id.clone(), r.events.clone())),
-                _ => None,
-            }
-        };
-        let Some((id, events)) = target else {
-            tracing::debug!(
-                slot = slot.0,
-                "message for a slot with no running prediction"
-            );
-            return;
-        };
-        // The server's log gets what the model printed too, outside the lock: a slow stderr must not
-        // hold up the rest of the supervisor. This slot's messages are handled in order by this one
-        // task, so the line still reaches the prediction before its terminal event.
-        if let PredictionEvent::Log { source, data } = &event {
-            model_output::log_user_output(*source, data, Some(&id));
-        }
-        let _ = events.send(event);
-    }
-
-    /// `cog.recycle_worker()` from model code. The health machine goes RECYCLING here, at once, so no
-    /// prediction is admitted to this worker from now on (a client that gets the requesting
-    /// prediction's response and sends its next request sees 503, then the new worker); the lifecycle
-    /// task then runs the recycle (the machine is already RECYCLING, which it accepts).
-    fn model_recycle(&self, generation: &Generation, reason: String, rerun_setup: bool) {
-        tracing::info!(
-            generation = generation.number,
-            reason,
-            rerun_setup,
-            "model asked for a worker recycle"
-        );
-        {
-            let mut state = self.inner.lock();
-            if is_current(&state, generation) {
-                let _ = self.inner.apply_locked(
-                    &mut state,
-                    Event::RecycleRequested {
-                        trigger: RecycleTrigger::Model,
-                        reason: reason.clone(),
-                    },
-                );
-            }
-        }
-        let _ = self.inner.commands.send(Command::Recycle {
-            generation: generation.number,
-            trigger: RecycleTrigger::Model,
-            reason,
-            rerun_setup,
-        });
-    }
-
-    /// A terminal message: free the slot first, then tell the prediction, so its response can never
-    /// reach the client before the slot is free again.
-    fn finish(&self, generation: &Generation, slot: SlotId, id: &str, mut event: PredictionEvent) {
-        let (running, limit_reached) = {
-            let mut state = self.inner.lock();
-            if !is_current(&state, generation) {
-                return;
-            }
-            let running = state.pool.release(slot, id);
-            if state.timed_out.remove(id) {
-                if let (Some(timeout), PredictionEvent::Canceled) =
-                    (self.inner.config.predict_timeout, &event)
-                {
-                    event = PredictionEvent::Failed {
-                        error: format!(
-                            "prediction timed out after {:.1}s (predict_timeout) and was cancelled",
-                            timeout.as_secs_f64()
-                        ),
-                    };
-                }
-            }
-            state.predictions_served += 1;
-            let limit_reached = state
-                .prediction_limit
-                .filter(|limit| state.predictions_served == *limit);
-            (running, limit_reached)
-        };
-        self.inner.slot_freed.notify_waiters();
-        if let Some(limit) = limit_reached {
-            let _ = self.inner.commands.send(Command::Recycle {
-                generation: generation.number,
-                trigger: RecycleTrigger::MaxPredictions,
-                reason: format!("the worker has served {limit} predictions"),
-                rerun_setup: false,
-            });
-        }
-        match running {
-            Some(r) => {
-                let _ = r.events.send(event);
-            }
-            None => tracing::warn!(
-                slot = slot.0,
-                prediction_id = id,
-                "terminal message for a prediction not running in that slot"
-            ),
-        }
-    }
-
-    /// Handles control messages after `ready`.
-    pub(crate) async fn read_control(
-        &self,
-        generation: Arc<Generation>,
-        mut reader: ControlReader,
-    ) {
-        while let Some(frame) = reader.next().await {
-            let message = match frame {
-                Ok(m) => m,
-                Err(e) => {
-                    // The control channel cannot be trusted any more: the worker must go.
-                    tracing::error!(generation = generation.number, error = %e, "control channel error; stopping the worker");
-                    crate::process_tree::kill_tree(generation.pid).await;
-                    return;
-                }
-            };
-            match message {
-                ControlResponse::Log { source, data } => {
-                    model_output::log_user_output(source, &data, None)
-                }
-                ControlResponse::WorkerLog { level, message } => {
-                    model_output::log_worker_message(level, &message)
-                }
-                ControlResponse::Idle { slot } => tracing::debug!(slot = slot.0, "slot idle"),
-                ControlResponse::Cancelled { slot, id } => {
-                    tracing::info!(slot = slot.0, prediction_id = %id, "cancel delivered")
-                }
-                ControlResponse::Failed { slot, error } => {
-                    self.poison_slot(&generation, slot, &error)
-                }
-                ControlResponse::Fatal { reason } => {
-                    tracing::error!(
-                        generation = generation.number,
-                        reason,
-                        "worker reported a fatal error; stopping it"
-                    );
-                    crate::process_tree::kill_tree(generation.pid).await;
-                }
-                ControlResponse::DroppedLogs {
-                    count,
-                    interval_millis,
-                } => {
-                    tracing::warn!(count, interval_millis, "worker dropped log messages")
-                }
-                ControlResponse::HealthcheckResult { id, status, error } => {
-                    self.inner.checks.answer(&id, status, error)
-                }
-                ControlResponse::ShuttingDown => {
-                    tracing::info!(generation = generation.number, "worker shutting down")
-                }
-                ControlResponse::RecycleRequested {
-                    reason,
-                    rerun_setup,
-                } => self.model_recycle(&generation, reason, rerun_setup),
-                ControlResponse::Ready { .. } | ControlResponse::SetupFailed { .. } => {
-                    tracing::warn!(
-                        generation = generation.number,
-                        "setup message after ready ignored"
-                    )
-                }
-            }
-        }
     }
 }
 

@@ -1,18 +1,22 @@
-//! Property tests of the health state machine: random event sequences under random thresholds, checked
-//! step by step against the design's table and against streaks counted independently of the machine.
+//! Property tests of the health state machine: random event sequences under random thresholds and
+//! restart budgets, checked step by step against the machine's table and against streaks and restarts
+//! counted independently of the machine.
 //!
 //! What must hold after every event: SETUP_FAILED and DEFUNCT are final; STARTING is never entered
 //! again; BUSY is never stored; every state change is one the table allows, with the actions the table
 //! gives it; UNHEALTHY comes only after `failure_threshold` consecutive failed checks (and always does),
-//! READY again only after `success_threshold` consecutive good ones, and `liveness_threshold` failures in
-//! a row always apply `on_failure`.
+//! READY again only after `success_threshold` consecutive good ones, `liveness_threshold` failures in
+//! a row always apply `on_failure`, and an unplanned replacement past the restart budget is DEFUNCT.
 
-use cogvisor_supervisor::health_machine::{transition, Action, Event, Machine};
-use cogvisor_supervisor::{HealthConfig, HealthStatus, OnFailure, RecycleTrigger};
+use std::time::{Duration, Instant};
+
+use cogvisor_protocol::SetupMode;
+use cogvisor_supervisor::health_machine::{transition, Action, Event, Machine, MachineConfig};
+use cogvisor_supervisor::{BudgetConfig, HealthConfig, HealthStatus, OnFailure, RecycleTrigger};
 use proptest::prelude::*;
 use HealthStatus::*;
 
-fn config() -> impl Strategy<Value = HealthConfig> {
+fn config() -> impl Strategy<Value = MachineConfig> {
     (
         1u32..=5,
         1u32..=5,
@@ -22,13 +26,23 @@ fn config() -> impl Strategy<Value = HealthConfig> {
             Just(OnFailure::Recycle),
             Just(OnFailure::Exit)
         ],
+        0u32..=4,
     )
         .prop_map(
-            |(success_threshold, failure_threshold, liveness_threshold, on_failure)| HealthConfig {
-                success_threshold,
-                failure_threshold,
-                liveness_threshold,
-                on_failure,
+            |(success_threshold, failure_threshold, liveness_threshold, on_failure, max)| {
+                MachineConfig {
+                    health: HealthConfig {
+                        success_threshold,
+                        failure_threshold,
+                        liveness_threshold,
+                        on_failure,
+                    },
+                    budget: BudgetConfig {
+                        max,
+                        window: Duration::from_secs(300),
+                        ..BudgetConfig::default()
+                    },
+                }
             },
         )
 }
@@ -38,9 +52,6 @@ fn trigger() -> impl Strategy<Value = RecycleTrigger> {
         Just(RecycleTrigger::Model),
         Just(RecycleTrigger::Admin),
         Just(RecycleTrigger::MaxPredictions),
-        Just(RecycleTrigger::Liveness),
-        Just(RecycleTrigger::AllSlotsPoisoned),
-        Just(RecycleTrigger::WorkerExit),
     ]
 }
 
@@ -51,12 +62,11 @@ fn event() -> impl Strategy<Value = Event> {
         8 => Just(Event::CheckPassed),
         8 => reason.prop_map(|reason| Event::CheckFailed { reason }),
         2 => Just(Event::SetupSucceeded),
+        2 => Just(Event::AfterHealthyDone),
         1 => reason.prop_map(|reason| Event::SetupFailed { reason }),
-        1 => reason.prop_map(|reason| Event::WorkerExited { reason }),
-        1 => Just(Event::AllSlotsPoisoned),
-        1 => (trigger(), reason).prop_map(|(trigger, reason)| Event::RecycleRequested { trigger, reason }),
-        2 => Just(Event::NewWorkerReady),
-        1 => reason.prop_map(|reason| Event::RecycleFailed { reason }),
+        1 => reason.prop_map(|exit| Event::WorkerExited { exit }),
+        1 => reason.prop_map(|last| Event::AllSlotsPoisoned { last }),
+        1 => (trigger(), reason, any::<bool>()).prop_map(|(trigger, reason, rerun_setup)| Event::RecycleRequested { trigger, reason, rerun_setup }),
     ]
 }
 
@@ -107,12 +117,17 @@ proptest! {
     fn random_event_sequences_keep_every_rule(
         config in config(),
         start in start_state(),
-        events in prop::collection::vec(event(), 0..80),
+        events in prop::collection::vec((event(), 0u64..=120), 0..80),
     ) {
-        let mut m = Machine { state: start, failures: 0, successes: 0, reason: None };
+        let health = config.health;
+        let mut m = Machine { state: start, ..Machine::starting() };
         let mut streaks = Streaks::default();
-        for (step, e) in events.iter().enumerate() {
-            let (next, actions) = transition(&m, e, &config);
+        // Unplanned replacements, counted independently: their times inside the window.
+        let mut restarts: std::collections::VecDeque<Instant> = Default::default();
+        let mut now = Instant::now();
+        for (step, (e, gap)) in events.iter().enumerate() {
+            now += Duration::from_secs(*gap);
+            let (next, actions) = transition(&m, e, &config, now);
             let ctx = format!("step {step}: {:?} --{e:?}--> {:?} {actions:?} ({config:?})", m, next);
 
             // Final states are final; STARTING is never re-entered; BUSY is never stored.
@@ -140,87 +155,141 @@ proptest! {
                 _ => {}
             }
 
+            // Which replacement this event asks for, if any: its trigger, whether it drains, its setup.
+            let asked = match e {
+                _ if !serving(m.state) => None,
+                Event::WorkerExited { .. } => Some((RecycleTrigger::WorkerExit, false, SetupMode::Full)),
+                Event::AllSlotsPoisoned { .. } => Some((RecycleTrigger::AllSlotsPoisoned, false, SetupMode::Full)),
+                Event::RecycleRequested { trigger, rerun_setup, .. } => Some((
+                    *trigger,
+                    true,
+                    if *rerun_setup { SetupMode::Full } else { SetupMode::Recycle },
+                )),
+                Event::CheckFailed { .. }
+                    if streaks.failures >= health.liveness_threshold && health.on_failure == OnFailure::Recycle =>
+                {
+                    Some((RecycleTrigger::Liveness, true, SetupMode::Recycle))
+                }
+                _ => None,
+            };
+            // The restart budget, counted independently.
+            let mut exhausted = false;
+            let mut earlier = 0;
+            if let Some((trigger, ..)) = asked {
+                if trigger.is_unplanned() {
+                    while restarts.front().is_some_and(|t| now.duration_since(*t) > config.budget.window) {
+                        restarts.pop_front();
+                    }
+                    earlier = restarts.len();
+                    exhausted = earlier >= config.budget.max as usize;
+                    if !exhausted {
+                        restarts.push_back(now);
+                    }
+                }
+            }
+
             // Thresholds, both ways.
             if let (Event::CheckFailed { .. }, true) = (e, serving(m.state)) {
-                if streaks.failures >= config.liveness_threshold {
-                    let expected = match config.on_failure {
+                if streaks.failures >= health.liveness_threshold {
+                    let expected = match health.on_failure {
+                        OnFailure::Recycle if exhausted => Defunct,
                         OnFailure::Recycle => Recycling,
                         OnFailure::Exit => Defunct,
                         OnFailure::Log => Unhealthy,
                     };
                     prop_assert_eq!(next.state, expected, "liveness threshold not applied: {}", ctx);
-                } else if streaks.failures >= config.failure_threshold {
+                } else if streaks.failures >= health.failure_threshold {
                     prop_assert_eq!(next.state, Unhealthy, "failure threshold not applied: {}", ctx);
                 } else {
                     prop_assert_eq!(next.state, m.state, "changed before a threshold: {}", ctx);
                 }
             }
             if m.state == Ready && next.state == Unhealthy {
-                let needed = match config.on_failure {
-                    OnFailure::Log => config.failure_threshold.min(config.liveness_threshold),
-                    _ => config.failure_threshold,
+                let needed = match health.on_failure {
+                    OnFailure::Log => health.failure_threshold.min(health.liveness_threshold),
+                    _ => health.failure_threshold,
                 };
                 prop_assert!(matches!(e, Event::CheckFailed { .. }), "{}", ctx);
                 prop_assert!(streaks.failures >= needed, "UNHEALTHY after {} failures: {}", streaks.failures, ctx);
             }
             if m.state == Unhealthy && next.state == Ready {
                 prop_assert!(matches!(e, Event::CheckPassed), "{}", ctx);
-                prop_assert!(streaks.successes >= config.success_threshold, "READY after {} good checks: {}", streaks.successes, ctx);
+                prop_assert!(streaks.successes >= health.success_threshold, "READY after {} good checks: {}", streaks.successes, ctx);
             }
             if m.state == Unhealthy && matches!(e, Event::CheckPassed) {
                 prop_assert_eq!(
                     next.state == Ready,
-                    streaks.successes >= config.success_threshold,
+                    streaks.successes >= health.success_threshold,
                     "success threshold: {}", ctx
                 );
             }
             if serving(m.state) && matches!(next.state, Recycling | Defunct) {
                 if let Event::CheckFailed { .. } = e {
-                    prop_assert!(streaks.failures >= config.liveness_threshold, "{}", ctx);
+                    prop_assert!(streaks.failures >= health.liveness_threshold, "{}", ctx);
                 }
+            }
+            // READY after a start only once `after_healthy` is done.
+            if matches!(m.state, Starting | Recycling) && next.state == Ready {
+                prop_assert_eq!(e, &Event::AfterHealthyDone, "{}", ctx);
+            }
+            // Replacements: RECYCLING within the budget, DEFUNCT past it.
+            if asked.is_some() {
+                let expected = if exhausted { Defunct } else { Recycling };
+                prop_assert_eq!(next.state, expected, "budget: {}", ctx);
             }
 
             // The actions that go with each change, and none without one.
-            let hook = actions.iter().filter(|a| matches!(a, Action::RunAfterHealthyHook)).count();
-            let stop = actions.iter().filter(|a| matches!(a, Action::StopWorker)).count();
-            let recycle: Vec<_> = actions.iter().filter_map(|a| match a {
-                Action::Recycle { trigger, drain, .. } => Some((*trigger, *drain)),
+            let count = |f: fn(&Action) -> bool| actions.iter().filter(|a| f(a)).count();
+            let hook = count(|a| matches!(a, Action::RunAfterHealthyHook));
+            let stop = count(|a| matches!(a, Action::StopWorker { .. }));
+            let drain = count(|a| matches!(a, Action::Drain));
+            let fail_in_flight = count(|a| matches!(a, Action::FailInFlight { .. }));
+            let finished = count(|a| matches!(a, Action::RecycleFinished { .. }));
+            let backoffs = count(|a| matches!(a, Action::Backoff { .. }));
+            let starts: Vec<_> = actions.iter().filter_map(|a| match a {
+                Action::StartWorker { generation, setup } => Some((*generation, *setup)),
                 _ => None,
             }).collect();
-            let fail_in_flight = actions.iter().filter(|a| matches!(a, Action::FailInFlight { .. })).count();
-            let entered_ready = changed && next.state == Ready && matches!(m.state, Starting | Recycling);
-            prop_assert_eq!(hook, usize::from(entered_ready), "after_healthy hook: {}", ctx);
-            prop_assert_eq!(stop, usize::from(changed && is_final(next.state)), "stop: {}", ctx);
-            prop_assert_eq!(recycle.len(), usize::from(changed && next.state == Recycling), "recycle: {}", ctx);
-            if let Some((trigger, drain)) = recycle.first() {
-                match e {
-                    Event::WorkerExited { .. } => {
-                        prop_assert_eq!((*trigger, *drain), (RecycleTrigger::WorkerExit, false), "{}", ctx);
-                    }
-                    Event::AllSlotsPoisoned => {
-                        prop_assert_eq!((*trigger, *drain), (RecycleTrigger::AllSlotsPoisoned, false), "{}", ctx);
-                    }
-                    Event::CheckFailed { .. } => {
-                        prop_assert_eq!((*trigger, *drain), (RecycleTrigger::Liveness, true), "{}", ctx);
-                    }
-                    Event::RecycleRequested { trigger: asked, .. } => {
-                        prop_assert_eq!((*trigger, *drain), (*asked, true), "{}", ctx);
-                    }
-                    other => prop_assert!(false, "recycle from {other:?}: {}", ctx),
-                }
+            let set_up = matches!(m.state, Starting | Recycling) && *e == Event::SetupSucceeded;
+            prop_assert_eq!(hook, usize::from(set_up), "after_healthy hook: {}", ctx);
+            prop_assert_eq!(
+                stop,
+                usize::from(changed && (is_final(next.state) || next.state == Recycling)),
+                "stop: {}", ctx
+            );
+            prop_assert_eq!(starts.len(), usize::from(changed && next.state == Recycling), "start: {}", ctx);
+            if let Some((_, setup)) = starts.first() {
+                let (trigger, drains, asked_setup) = asked.expect("a start without a replacement");
+                prop_assert_eq!((*setup, next.generation), (asked_setup, m.generation + 1), "{}", ctx);
+                prop_assert_eq!(next.recycle.as_ref().map(|r| r.trigger), Some(trigger), "{}", ctx);
+                prop_assert_eq!(drain, usize::from(drains), "drain: {}", ctx);
+                prop_assert_eq!(backoffs, usize::from(trigger.is_unplanned() && earlier > 0), "backoff: {}", ctx);
+            } else {
+                prop_assert_eq!((drain, backoffs), (0, 0), "{}", ctx);
+                prop_assert_eq!(next.generation, m.generation, "{}", ctx);
             }
             prop_assert_eq!(
                 fail_in_flight,
-                usize::from(changed && matches!(e, Event::WorkerExited { .. }) && next.state == Recycling),
+                usize::from(changed && serving(m.state) && matches!(next.state, Recycling | Defunct)),
                 "fail in-flight: {}", ctx
             );
+            let recycle_ended = changed && m.state == Recycling && m.recycle.is_some();
+            prop_assert_eq!(finished, usize::from(recycle_ended || (asked.is_some() && exhausted)), "recycle finished: {}", ctx);
+            if finished == 1 {
+                prop_assert_eq!(
+                    next.last_recycle.as_ref().map(|r| r.succeeded),
+                    Some(next.state == Ready),
+                    "{}", ctx
+                );
+            }
             let logged = actions.iter().any(|a| matches!(a, Action::LogPersistentFailure { .. }));
             prop_assert_eq!(
                 logged,
-                config.on_failure == OnFailure::Log
+                health.on_failure == OnFailure::Log
                     && matches!(e, Event::CheckFailed { .. })
                     && serving(m.state)
-                    && streaks.failures >= config.liveness_threshold,
+                    && streaks.failures >= health.liveness_threshold
+                    && (streaks.failures - health.liveness_threshold) % 100 == 0,
                 "persistent-failure log: {}", ctx
             );
 
@@ -238,12 +307,12 @@ proptest! {
             }
             if next.state == Unhealthy {
                 prop_assert_eq!(next.successes, streaks.successes, "success count: {}", ctx);
-                prop_assert!(next.successes < config.success_threshold, "{}", ctx);
+                prop_assert!(next.successes < health.success_threshold, "{}", ctx);
             } else {
                 prop_assert_eq!(next.successes, 0, "{}", ctx);
             }
             if next.state == Ready {
-                prop_assert!(next.failures < config.failure_threshold.min(config.liveness_threshold), "{}", ctx);
+                prop_assert!(next.failures < health.failure_threshold.min(health.liveness_threshold), "{}", ctx);
             }
             if is_final(next.state) && changed {
                 prop_assert!(next.reason.is_some(), "a final state without its reason: {}", ctx);
@@ -261,15 +330,20 @@ proptest! {
         extra in 1u32..=4,
         on_failure in prop_oneof![Just(OnFailure::Log), Just(OnFailure::Recycle), Just(OnFailure::Exit)],
     ) {
-        let config = HealthConfig {
-            success_threshold: 1,
-            failure_threshold,
-            liveness_threshold: failure_threshold + extra,
-            on_failure,
+        let config = MachineConfig {
+            health: HealthConfig {
+                success_threshold: 1,
+                failure_threshold,
+                liveness_threshold: failure_threshold + extra,
+                on_failure,
+            },
+            ..MachineConfig::default()
         };
-        let (mut m, _) = transition(&Machine::starting(), &Event::SetupSucceeded, &config);
+        let now = Instant::now();
+        let (m, _) = transition(&Machine::starting(), &Event::SetupSucceeded, &config, now);
+        let (mut m, _) = transition(&m, &Event::AfterHealthyDone, &config, now);
         for i in 1..=failure_threshold {
-            m = transition(&m, &Event::CheckFailed { reason: "x".into() }, &config).0;
+            m = transition(&m, &Event::CheckFailed { reason: "x".into() }, &config, now).0;
             let expected = if i == failure_threshold { Unhealthy } else { Ready };
             prop_assert_eq!(m.state, expected, "after {} failures", i);
         }

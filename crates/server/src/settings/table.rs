@@ -211,7 +211,7 @@ keys! {
         flag: "recycle-restart-budget",
         kind: parse::BUDGET,
         default: "5 in 300s",
-        help: "unexpected worker exits restarted within the window before the state is DEFUNCT",
+        help: "unplanned worker replacements (crashes, liveness recycles, every slot poisoned) within the window before the state is DEFUNCT",
     },
     StopGrace {
         field: stop_grace: Duration,

@@ -1,0 +1,548 @@
+//! The health machine's table, one test per row, named after the transition it pins.
+
+use super::*;
+use HealthStatus::*;
+
+const FALSE: &str = "Healthcheck failed: user-defined healthcheck returned False";
+
+fn at(state: HealthStatus) -> Machine {
+    Machine {
+        state,
+        ..Machine::starting()
+    }
+}
+
+fn failed() -> Event {
+    Event::CheckFailed {
+        reason: FALSE.into(),
+    }
+}
+
+fn exited() -> Event {
+    Event::WorkerExited {
+        exit: "killed by signal SIGKILL (9)".into(),
+    }
+}
+
+fn health(health: HealthConfig) -> MachineConfig {
+    MachineConfig {
+        health,
+        ..MachineConfig::default()
+    }
+}
+
+fn budget(max: u32) -> MachineConfig {
+    MachineConfig {
+        budget: BudgetConfig {
+            max,
+            ..BudgetConfig::default()
+        },
+        ..MachineConfig::default()
+    }
+}
+
+/// Applies `events` one second apart from `t0`.
+fn run_at(
+    mut m: Machine,
+    events: &[Event],
+    config: &MachineConfig,
+    t0: Instant,
+) -> (Machine, Vec<Action>) {
+    let mut all = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let (next, actions) = transition(&m, e, config, t0 + Duration::from_secs(i as u64));
+        m = next;
+        all.extend(actions);
+    }
+    (m, all)
+}
+
+fn run(m: Machine, events: &[Event], config: &MachineConfig) -> (Machine, Vec<Action>) {
+    run_at(m, events, config, Instant::now())
+}
+
+fn step(m: &Machine, e: Event) -> (Machine, Vec<Action>) {
+    transition(m, &e, &MachineConfig::default(), Instant::now())
+}
+
+fn starts(actions: &[Action]) -> Vec<(u64, SetupMode)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StartWorker { generation, setup } => Some((*generation, *setup)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn backoffs(actions: &[Action]) -> Vec<Duration> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Backoff { after } => Some(*after),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn boot_starts_generation_1_with_full_setup() {
+    let (m, actions) = Machine::boot();
+    assert_eq!((m.state, m.generation), (Starting, 1));
+    assert_eq!(starts(&actions), vec![(1, SetupMode::Full)]);
+}
+
+#[test]
+fn starting_setup_succeeded_runs_after_healthy_before_ready() {
+    let (m, actions) = step(&Machine::starting(), Event::SetupSucceeded);
+    assert_eq!(m.state, Starting);
+    assert_eq!(actions, vec![Action::RunAfterHealthyHook]);
+    let (m, actions) = step(&m, Event::AfterHealthyDone);
+    assert_eq!(m.state, Ready);
+    assert!(actions.is_empty());
+}
+
+#[test]
+fn starting_setup_failed_is_setup_failed_and_stops_the_worker() {
+    let e = Event::SetupFailed {
+        reason: "RuntimeError: boom".into(),
+    };
+    let (m, actions) = step(&Machine::starting(), e);
+    assert_eq!(m.state, SetupFailed);
+    assert_eq!(m.reason.as_deref(), Some("RuntimeError: boom"));
+    assert_eq!(
+        actions,
+        vec![Action::StopWorker {
+            reason: "RuntimeError: boom".into()
+        }]
+    );
+}
+
+#[test]
+fn starting_worker_exited_is_setup_failed() {
+    let (m, _) = step(&Machine::starting(), exited());
+    assert_eq!(m.state, SetupFailed);
+    assert_eq!(
+        m.reason.as_deref(),
+        Some("worker exited during setup (killed by signal SIGKILL (9))")
+    );
+}
+
+#[test]
+fn ready_check_failed_below_threshold_stays_ready() {
+    let config = health(HealthConfig {
+        failure_threshold: 2,
+        ..HealthConfig::default()
+    });
+    let (m, actions) = run(at(Ready), &[failed()], &config);
+    assert_eq!((m.state, m.failures), (Ready, 1));
+    assert!(actions.is_empty());
+}
+
+#[test]
+fn ready_check_failed_at_failure_threshold_is_unhealthy() {
+    let config = health(HealthConfig {
+        failure_threshold: 2,
+        ..HealthConfig::default()
+    });
+    let (m, actions) = run(at(Ready), &[failed(), failed()], &config);
+    assert_eq!((m.state, m.failures), (Unhealthy, 2));
+    assert!(actions.is_empty());
+}
+
+#[test]
+fn ready_check_passed_breaks_the_failure_streak() {
+    let config = health(HealthConfig {
+        failure_threshold: 2,
+        ..HealthConfig::default()
+    });
+    let (m, _) = run(
+        at(Ready),
+        &[failed(), Event::CheckPassed, failed()],
+        &config,
+    );
+    assert_eq!((m.state, m.failures), (Ready, 1));
+}
+
+#[test]
+fn unhealthy_check_passed_at_success_threshold_is_ready() {
+    let config = health(HealthConfig {
+        success_threshold: 2,
+        ..HealthConfig::default()
+    });
+    let (m, _) = run(at(Unhealthy), &[Event::CheckPassed], &config);
+    assert_eq!(m.state, Unhealthy);
+    let (m, _) = run(m, &[Event::CheckPassed], &config);
+    assert_eq!((m.state, m.failures, m.successes), (Ready, 0, 0));
+}
+
+#[test]
+fn unhealthy_check_failed_restarts_the_success_streak() {
+    let config = health(HealthConfig {
+        success_threshold: 2,
+        liveness_threshold: 10,
+        ..HealthConfig::default()
+    });
+    let (m, _) = run(
+        at(Unhealthy),
+        &[Event::CheckPassed, failed(), Event::CheckPassed],
+        &config,
+    );
+    assert_eq!(m.state, Unhealthy);
+}
+
+#[test]
+fn ready_liveness_threshold_with_recycle_drains_stops_and_starts_with_recycle_setup() {
+    let (m, actions) = run(
+        at(Ready),
+        &[failed(), failed(), failed()],
+        &MachineConfig::default(),
+    );
+    assert_eq!((m.state, m.generation), (Recycling, 2));
+    assert_eq!(
+        actions,
+        vec![
+            Action::Drain,
+            Action::FailInFlight {
+                error: format!("prediction failed: the worker was recycled (liveness: {FALSE}) before the prediction finished")
+            },
+            Action::StopWorker {
+                reason: FALSE.into()
+            },
+            Action::StartWorker {
+                generation: 2,
+                setup: SetupMode::Recycle
+            },
+        ]
+    );
+    assert_eq!(m.recycle.map(|r| r.trigger), Some(RecycleTrigger::Liveness));
+}
+
+#[test]
+fn unhealthy_liveness_threshold_with_log_stays_unhealthy_and_logs_every_hundredth() {
+    let config = health(HealthConfig {
+        on_failure: OnFailure::Log,
+        ..HealthConfig::default()
+    });
+    let (m, actions) = run(at(Ready), &[failed(), failed(), failed()], &config);
+    assert_eq!(m.state, Unhealthy);
+    assert!(matches!(
+        actions.as_slice(),
+        [Action::LogPersistentFailure { failures: 3, .. }]
+    ));
+    // Quiet until the hundredth after the threshold, and a good check still brings it back.
+    let (m, actions) = run(m, &vec![failed(); 99], &config);
+    assert!(actions.is_empty(), "{actions:?}");
+    let (m, actions) = run(m, &[failed()], &config);
+    assert!(matches!(
+        actions.as_slice(),
+        [Action::LogPersistentFailure { failures: 103, .. }]
+    ));
+    assert_eq!(run(m, &[Event::CheckPassed], &config).0.state, Ready);
+}
+
+#[test]
+fn ready_liveness_threshold_with_exit_is_defunct_and_stops_the_worker() {
+    let config = health(HealthConfig {
+        on_failure: OnFailure::Exit,
+        ..HealthConfig::default()
+    });
+    let (m, actions) = run(at(Ready), &[failed(), failed(), failed()], &config);
+    assert_eq!(m.state, Defunct);
+    let stop = "health checks kept failing (on_failure: exit)";
+    assert_eq!(
+        actions,
+        vec![
+            Action::FailInFlight {
+                error: format!("prediction failed: the worker was stopped ({stop})")
+            },
+            Action::StopWorker {
+                reason: stop.into()
+            },
+        ]
+    );
+}
+
+/// Fails checks until the liveness recycle, then brings the new worker up: one full round.
+fn liveness_round(m: Machine, config: &MachineConfig, t: Instant) -> (Machine, Vec<Action>) {
+    let events = [
+        failed(),
+        failed(),
+        failed(),
+        Event::SetupSucceeded,
+        Event::AfterHealthyDone,
+    ];
+    run_at(m, &events, config, t)
+}
+
+#[test]
+fn liveness_recycles_back_off_like_crash_restarts() {
+    let config = MachineConfig::default();
+    let t = Instant::now();
+    let mut m = at(Ready);
+    let mut waits = Vec::new();
+    for i in 0..4 {
+        let (next, actions) = liveness_round(m, &config, t + Duration::from_secs(10 * i));
+        assert_eq!(next.state, Ready, "round {i}");
+        waits.push(backoffs(&actions));
+        m = next;
+    }
+    let ms = Duration::from_millis;
+    assert_eq!(
+        waits,
+        vec![vec![], vec![ms(500)], vec![ms(1000)], vec![ms(2000)]]
+    );
+    assert_eq!(m.generation, 5);
+}
+
+#[test]
+fn ready_liveness_threshold_past_the_restart_budget_is_defunct() {
+    let config = budget(2);
+    let t = Instant::now();
+    let (m, _) = liveness_round(at(Ready), &config, t);
+    let (m, _) = liveness_round(m, &config, t + Duration::from_secs(10));
+    let (m, actions) = run_at(
+        m,
+        &[failed(), failed(), failed()],
+        &config,
+        t + Duration::from_secs(20),
+    );
+    assert_eq!(m.state, Defunct);
+    let reason =
+        format!("restart budget exhausted: 3 unplanned restarts within 300s; the last: {FALSE}");
+    assert_eq!(m.reason.as_deref(), Some(reason.as_str()));
+    assert_eq!(
+        actions,
+        vec![
+            Action::RecycleFinished {
+                trigger: RecycleTrigger::Liveness,
+                duration: Duration::ZERO,
+                succeeded: false
+            },
+            Action::FailInFlight {
+                error: format!("prediction failed: the worker was stopped ({reason})")
+            },
+            Action::StopWorker { reason },
+        ]
+    );
+    assert_eq!(m.last_recycle.map(|r| r.succeeded), Some(false));
+}
+
+#[test]
+fn ready_worker_exited_fails_in_flight_at_once_and_restarts_with_full_setup() {
+    let (m, actions) = step(&at(Ready), exited());
+    assert_eq!(m.state, Recycling);
+    let reason = "worker exited unexpectedly (killed by signal SIGKILL (9))";
+    assert_eq!(
+        actions,
+        vec![
+            Action::FailInFlight {
+                error: format!("prediction failed: the {reason}")
+            },
+            Action::StopWorker {
+                reason: reason.into()
+            },
+            Action::StartWorker {
+                generation: 2,
+                setup: SetupMode::Full
+            },
+        ]
+    );
+}
+
+#[test]
+fn ready_worker_exited_past_the_restart_budget_is_defunct() {
+    let config = budget(1);
+    let t = Instant::now();
+    let events = [
+        exited(),
+        Event::SetupSucceeded,
+        Event::AfterHealthyDone,
+        exited(),
+    ];
+    let (m, actions) = run_at(at(Ready), &events, &config, t);
+    assert_eq!(m.state, Defunct);
+    assert!(m
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.starts_with("restart budget exhausted: 2 unplanned restarts")));
+    assert_eq!(starts(&actions), vec![(2, SetupMode::Full)]);
+    assert!(matches!(actions.last(), Some(Action::StopWorker { .. })));
+}
+
+#[test]
+fn crash_and_liveness_share_one_restart_budget() {
+    let config = budget(1);
+    let (m, _) = run(
+        at(Ready),
+        &[exited(), Event::SetupSucceeded, Event::AfterHealthyDone],
+        &config,
+    );
+    let (m, _) = run(m, &[failed(), failed(), failed()], &config);
+    assert_eq!(m.state, Defunct);
+}
+
+#[test]
+fn planned_recycles_are_not_counted_nor_delayed() {
+    let config = budget(1);
+    let mut m = at(Ready);
+    for _ in 0..5 {
+        let e = Event::RecycleRequested {
+            trigger: RecycleTrigger::MaxPredictions,
+            reason: "the worker has served 2 predictions".into(),
+            rerun_setup: false,
+        };
+        let (next, actions) = run(
+            m,
+            &[e, Event::SetupSucceeded, Event::AfterHealthyDone],
+            &config,
+        );
+        assert_eq!(next.state, Ready);
+        assert!(backoffs(&actions).is_empty());
+        m = next;
+    }
+    assert_eq!(m.generation, 6);
+}
+
+#[test]
+fn unhealthy_all_slots_poisoned_recycles_with_full_setup_without_draining() {
+    let e = Event::AllSlotsPoisoned {
+        last: "slot 0 channel closed".into(),
+    };
+    let (m, actions) = step(&at(Unhealthy), e);
+    assert_eq!(m.state, Recycling);
+    let reason = "every slot is poisoned (the last: slot 0 channel closed)";
+    assert_eq!(m.reason.as_deref(), Some(reason));
+    assert!(!actions.contains(&Action::Drain));
+    assert_eq!(starts(&actions), vec![(2, SetupMode::Full)]);
+}
+
+#[test]
+fn ready_recycle_requested_drains_first_and_picks_the_setup() {
+    for (rerun_setup, setup) in [(false, SetupMode::Recycle), (true, SetupMode::Full)] {
+        let e = Event::RecycleRequested {
+            trigger: RecycleTrigger::Model,
+            reason: "CUDA context lost".into(),
+            rerun_setup,
+        };
+        let (m, actions) = step(&at(Ready), e);
+        assert_eq!(m.state, Recycling);
+        assert_eq!(m.reason.as_deref(), Some("CUDA context lost"));
+        assert_eq!(actions.first(), Some(&Action::Drain));
+        assert_eq!(starts(&actions), vec![(2, setup)]);
+    }
+}
+
+#[test]
+fn recycling_setup_succeeded_runs_after_healthy_then_ready_records_the_recycle() {
+    let t = Instant::now();
+    let e = Event::RecycleRequested {
+        trigger: RecycleTrigger::Admin,
+        reason: "rotate".into(),
+        rerun_setup: false,
+    };
+    let (m, _) = run_at(at(Ready), &[e], &MachineConfig::default(), t);
+    let (m, actions) = transition(&m, &Event::SetupSucceeded, &MachineConfig::default(), t);
+    assert_eq!(m.state, Recycling);
+    assert_eq!(actions, vec![Action::RunAfterHealthyHook]);
+    let later = t + Duration::from_secs(3);
+    let (m, actions) = transition(
+        &m,
+        &Event::AfterHealthyDone,
+        &MachineConfig::default(),
+        later,
+    );
+    assert_eq!(m.state, Ready);
+    assert_eq!(
+        actions,
+        vec![Action::RecycleFinished {
+            trigger: RecycleTrigger::Admin,
+            duration: Duration::from_secs(3),
+            succeeded: true
+        }]
+    );
+    let last = m.last_recycle.expect("recorded");
+    assert_eq!((last.reason.as_str(), last.succeeded), ("rotate", true));
+    assert_eq!(m.recycle, None);
+}
+
+#[test]
+fn recycling_setup_failed_is_defunct_naming_the_replacement() {
+    let e = Event::RecycleRequested {
+        trigger: RecycleTrigger::Model,
+        reason: "x".into(),
+        rerun_setup: false,
+    };
+    let (m, _) = step(&at(Ready), e);
+    let (m, actions) = step(
+        &m,
+        Event::SetupFailed {
+            reason: "setup failed: boom".into(),
+        },
+    );
+    assert_eq!(m.state, Defunct);
+    let reason = "the replacement worker (generation 2) failed: setup failed: boom";
+    assert_eq!(m.reason.as_deref(), Some(reason));
+    assert!(matches!(
+        actions.as_slice(),
+        [
+            Action::RecycleFinished {
+                trigger: RecycleTrigger::Model,
+                succeeded: false,
+                ..
+            },
+            Action::StopWorker { .. }
+        ]
+    ));
+}
+
+#[test]
+fn recycling_ignores_checks_exits_and_second_requests() {
+    let e = Event::RecycleRequested {
+        trigger: RecycleTrigger::Admin,
+        reason: "again".into(),
+        rerun_setup: false,
+    };
+    let poisoned = Event::AllSlotsPoisoned { last: "x".into() };
+    for event in [failed(), Event::CheckPassed, e, poisoned, exited()] {
+        let (m, actions) = step(&at(Recycling), event.clone());
+        assert_eq!(m.state, Recycling, "{event:?}");
+        assert!(actions.is_empty(), "{event:?}");
+    }
+}
+
+#[test]
+fn setup_failed_and_defunct_are_final() {
+    let events = [
+        Event::SetupSucceeded,
+        Event::AfterHealthyDone,
+        Event::CheckPassed,
+        exited(),
+        Event::RecycleRequested {
+            trigger: RecycleTrigger::Admin,
+            reason: "x".into(),
+            rerun_setup: false,
+        },
+    ];
+    for state in [SetupFailed, Defunct] {
+        for e in &events {
+            let (m, actions) = step(&at(state), e.clone());
+            assert_eq!(m.state, state);
+            assert!(actions.is_empty());
+        }
+    }
+}
+
+#[test]
+fn starting_ignores_checks_and_recycle_requests() {
+    let e = Event::RecycleRequested {
+        trigger: RecycleTrigger::Model,
+        reason: "x".into(),
+        rerun_setup: false,
+    };
+    for event in [failed(), e] {
+        let (m, actions) = step(&Machine::starting(), event);
+        assert_eq!(m, Machine::starting());
+        assert!(actions.is_empty());
+    }
+}
