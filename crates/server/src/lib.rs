@@ -48,6 +48,7 @@ pub mod logging;
 pub mod logs;
 pub mod metrics;
 pub mod outbound;
+pub mod output_file;
 pub mod prediction_routes;
 pub mod predictions;
 pub mod ready_file;
