@@ -44,6 +44,7 @@ pub mod error;
 pub mod health_routes;
 pub mod http;
 pub mod http_errors;
+pub mod http_server;
 pub mod logging;
 pub mod logs;
 pub mod metrics;
