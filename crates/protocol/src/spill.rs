@@ -415,7 +415,13 @@ mod tests {
         std::os::unix::fs::symlink(&victim, &link).expect("symlink");
         let err = take(dir.path(), &link).unwrap_err();
         assert!(
-            matches!(err, ProtocolError::SpillNotRegular { what: "a symbolic link", .. }),
+            matches!(
+                err,
+                ProtocolError::SpillNotRegular {
+                    what: "a symbolic link",
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(victim.exists(), "the link's target is kept");
@@ -429,7 +435,10 @@ mod tests {
         let linked_dir = dir.path().join("linked");
         std::os::unix::fs::symlink(other.path(), &linked_dir).expect("symlink");
         let err = take(&linked_dir, &linked_dir.join("precious.json")).unwrap_err();
-        assert!(matches!(err, ProtocolError::SpillOutsideDir { .. }), "{err}");
+        assert!(
+            matches!(err, ProtocolError::SpillOutsideDir { .. }),
+            "{err}"
+        );
         assert!(victim.exists());
     }
 

@@ -125,12 +125,13 @@ pub async fn recycle(
             .into_response();
     }
     // Only after the token: a client without it gets nothing read.
-    let body = match crate::request::read_body(&state.body_limits, &headers, body, RECYCLE_BODY_LIMIT)
-        .await
-    {
-        Ok(body) => body,
-        Err(e) => return e.into_response(),
-    };
+    let body =
+        match crate::request::read_body(&state.body_limits, &headers, body, RECYCLE_BODY_LIMIT)
+            .await
+        {
+            Ok(body) => body,
+            Err(e) => return e.into_response(),
+        };
     let reason = serde_json::from_slice::<Value>(&body.bytes)
         .ok()
         .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string))

@@ -135,8 +135,11 @@ pub async fn serve(
                     let inner = tasks.clone();
                     tasks.spawn(async move {
                         if server.evict_idle() {
-                            let waited =
-                                tokio::time::timeout(EVICTION_WAIT, server.permits.clone().acquire_owned()).await;
+                            let waited = tokio::time::timeout(
+                                EVICTION_WAIT,
+                                server.permits.clone().acquire_owned(),
+                            )
+                            .await;
                             if let Ok(Ok(permit)) = waited {
                                 inner.spawn(server.connection(stream, permit, stopped));
                                 return;

@@ -29,7 +29,9 @@ pub enum OutputFileError {
     Outside { path: PathBuf, dir: PathBuf },
     #[error("output file {path} is not a regular file: it is {what}")]
     NotRegular { path: PathBuf, what: &'static str },
-    #[error("output file {path} is {size} bytes, over the {max}-byte limit (outputs.max_file_size)")]
+    #[error(
+        "output file {path} is {size} bytes, over the {max}-byte limit (outputs.max_file_size)"
+    )]
     TooLarge { path: PathBuf, size: u64, max: u64 },
     #[error("cannot read output file {path}: {source}")]
     Io {
@@ -84,10 +86,12 @@ pub fn open_output(dir: &Path, path: &Path, max: u64) -> Result<(File, u64), Out
         if let Some(part) = part {
             at.push(part);
         }
-        let meta = at.symlink_metadata().map_err(|source| OutputFileError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let meta = at
+            .symlink_metadata()
+            .map_err(|source| OutputFileError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if !meta.file_type().is_dir() {
             return Err(if i == 0 {
                 outside()
@@ -227,8 +231,14 @@ mod tests {
             PathBuf::from("/dev/zero"),
         ] {
             let err = read_output_blocking(&dir, &bad, 10).unwrap_err();
-            assert!(matches!(err, OutputFileError::Outside { .. }), "{bad:?}: {err}");
-            assert!(err.to_string().contains(&bad.display().to_string()), "{err}");
+            assert!(
+                matches!(err, OutputFileError::Outside { .. }),
+                "{bad:?}: {err}"
+            );
+            assert!(
+                err.to_string().contains(&bad.display().to_string()),
+                "{err}"
+            );
         }
     }
 
@@ -256,7 +266,13 @@ mod tests {
         // Without the directory check, a device is still refused by what the open descriptor is.
         let err = read_regular_blocking(Path::new("/dev/zero"), 10).unwrap_err();
         assert!(
-            matches!(err, OutputFileError::NotRegular { what: "a character device", .. }),
+            matches!(
+                err,
+                OutputFileError::NotRegular {
+                    what: "a character device",
+                    ..
+                }
+            ),
             "{err}"
         );
     }
@@ -275,11 +291,21 @@ mod tests {
         std::fs::write(&path, [0u8; 11]).expect("write");
         let err = read_output_blocking(&dir, &path, 10).unwrap_err();
         assert!(
-            matches!(err, OutputFileError::TooLarge { size: 11, max: 10, .. }),
+            matches!(
+                err,
+                OutputFileError::TooLarge {
+                    size: 11,
+                    max: 10,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(err.to_string().contains("outputs.max_file_size"), "{err}");
-        assert_eq!(read_output_blocking(&dir, &path, 11).expect("read").len(), 11);
+        assert_eq!(
+            read_output_blocking(&dir, &path, 11).expect("read").len(),
+            11
+        );
     }
 
     #[tokio::test]

@@ -151,7 +151,10 @@ pub(crate) async fn read_body(
 ) -> Result<Buffered, ApiError> {
     let too_large = || {
         ApiError::TooLarge(if max >= 1024 * 1024 {
-            format!("request body is larger than the {} MiB limit", max / (1024 * 1024))
+            format!(
+                "request body is larger than the {} MiB limit",
+                max / (1024 * 1024)
+            )
         } else {
             format!("request body is larger than the {} KiB limit", max / 1024)
         })
@@ -221,10 +224,7 @@ pub(crate) async fn read_body(
 }
 
 /// Reads and drops up to `max` bytes of what is left of a body, for at most [`DISCARD_LINGER`].
-async fn discard(
-    chunks: &mut axum::body::BodyDataStream,
-    max: usize,
-) {
+async fn discard(chunks: &mut axum::body::BodyDataStream, max: usize) {
     let deadline = tokio::time::Instant::now() + DISCARD_LINGER;
     let mut seen = 0usize;
     while seen <= max {
@@ -353,14 +353,24 @@ mod tests {
     #[tokio::test]
     async fn a_body_in_chunks_is_read_whole_with_or_without_a_length() {
         let limits = BodyLimits::default();
-        let got = read_body(&limits, &with_length(9), chunked(&["{\"a\"", ":", "1}\n"]), BODY_LIMIT)
-            .await
-            .expect("body");
+        let got = read_body(
+            &limits,
+            &with_length(9),
+            chunked(&["{\"a\"", ":", "1}\n"]),
+            BODY_LIMIT,
+        )
+        .await
+        .expect("body");
         assert_eq!(&got.bytes[..], b"{\"a\":1}\n");
         drop(got);
-        let got = read_body(&limits, &HeaderMap::new(), chunked(&["ab", "", "c"]), BODY_LIMIT)
-            .await
-            .expect("body");
+        let got = read_body(
+            &limits,
+            &HeaderMap::new(),
+            chunked(&["ab", "", "c"]),
+            BODY_LIMIT,
+        )
+        .await
+        .expect("body");
         assert_eq!(&got.bytes[..], b"abc");
         drop(got);
         let got = read_body(&limits, &with_length(3), chunked(&["abc"]), BODY_LIMIT)
@@ -400,25 +410,45 @@ mod tests {
     async fn bodies_past_the_budget_are_503_with_retry_after_declared_or_not() {
         let limits = BodyLimits::new(1 << 20, DEFAULT_BODY_READ_TIMEOUT);
         let half: &'static str = Box::leak("x".repeat(600 << 10).into_boxed_str());
-        let first = read_body(&limits, &with_length(600 << 10), chunked(&[half]), BODY_LIMIT)
-            .await
-            .expect("fits");
-        let declared = read_body(&limits, &with_length(600 << 10), chunked(&[half]), BODY_LIMIT)
-            .await
-            .unwrap_err();
+        let first = read_body(
+            &limits,
+            &with_length(600 << 10),
+            chunked(&[half]),
+            BODY_LIMIT,
+        )
+        .await
+        .expect("fits");
+        let declared = read_body(
+            &limits,
+            &with_length(600 << 10),
+            chunked(&[half]),
+            BODY_LIMIT,
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(declared, ApiError::Busy(_)), "{declared}");
-        let undeclared = read_body(&limits, &HeaderMap::new(), chunked(&["ab", half]), BODY_LIMIT)
-            .await
-            .unwrap_err();
+        let undeclared = read_body(
+            &limits,
+            &HeaderMap::new(),
+            chunked(&["ab", half]),
+            BODY_LIMIT,
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(undeclared, ApiError::Busy(_)), "{undeclared}");
         let response = undeclared.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         assert_eq!(limits.in_use(), 600 << 10);
         drop(first);
-        read_body(&limits, &with_length(600 << 10), chunked(&[half]), BODY_LIMIT)
-            .await
-            .expect("fits once the first is gone");
+        read_body(
+            &limits,
+            &with_length(600 << 10),
+            chunked(&[half]),
+            BODY_LIMIT,
+        )
+        .await
+        .expect("fits once the first is gone");
     }
 
     #[tokio::test(start_paused = true)]
@@ -427,9 +457,14 @@ mod tests {
         let stalled = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"{"))])
             .chain(futures::stream::pending());
         let started = tokio::time::Instant::now();
-        let err = read_body(&limits, &with_length(10), Body::from_stream(stalled), BODY_LIMIT)
-            .await
-            .unwrap_err();
+        let err = read_body(
+            &limits,
+            &with_length(10),
+            Body::from_stream(stalled),
+            BODY_LIMIT,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(started.elapsed(), Duration::from_secs(60));
         assert!(matches!(err, ApiError::Timeout(_)), "{err}");
         let response = err.into_response();

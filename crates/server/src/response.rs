@@ -191,7 +191,10 @@ mod tests {
         let outside = read_data_url(root.join("sub"), path, None, max)
             .await
             .unwrap_err();
-        assert!(matches!(outside, OutputFileError::Outside { .. }), "{outside}");
+        assert!(
+            matches!(outside, OutputFileError::Outside { .. }),
+            "{outside}"
+        );
     }
 
     #[test]

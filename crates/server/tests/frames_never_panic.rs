@@ -111,11 +111,7 @@ impl Env {
         let mut buf = BytesMut::from(wire);
         let p = common::prediction(false);
         p.start();
-        loop {
-            let message = match codec.decode(&mut buf) {
-                Ok(Some(message)) => message,
-                Ok(None) | Err(_) => break,
-            };
+        while let Ok(Some(message)) = codec.decode(&mut buf) {
             let Some(event) = self.event(message) else {
                 continue;
             };
@@ -150,7 +146,7 @@ fn path(env: &Env) -> impl Strategy<Value = String> {
         Just(format!("{outputs}/zero")),
         Just(format!("{outputs}/fifo")),
         Just(format!("{outputs}/../../secret")),
-        Just(format!("{outputs}")),
+        Just(outputs.clone()),
         Just("/dev/zero".to_string()),
         Just("/etc/passwd".to_string()),
         Just(format!("{spill}/missing.json")),
@@ -180,7 +176,12 @@ fn value_text() -> impl Strategy<Value = String> {
 /// One frame's payload: a message of every type, with hostile fields, or garbage.
 fn payload(env: &Env) -> impl Strategy<Value = Vec<u8>> {
     let kind = prop_oneof![Just("file"), Just("oversized"), Just("other")];
-    let mode = prop_oneof![Just("replace"), Just("increment"), Just("append"), Just("x")];
+    let mode = prop_oneof![
+        Just("replace"),
+        Just("increment"),
+        Just("append"),
+        Just("x")
+    ];
     prop_oneof![
         (metric_name(), value_text(), mode).prop_map(|(name, value, mode)| format!(
             r#"{{"type":"metric","name":{},"value":{value},"mode":"{mode}"}}"#,
@@ -216,7 +217,9 @@ fn a_metric_name_of_100000_segments_and_a_value_past_the_depth_limit_do_not_brea
         )
         .as_bytes(),
     );
-    wire.extend(frame(format!(r#"{{"type":"output","output":{}}}"#, nested(100_000)).as_bytes()));
+    wire.extend(frame(
+        format!(r#"{{"type":"output","output":{}}}"#, nested(100_000)).as_bytes(),
+    ));
     env.feed(&wire);
 }
 

@@ -79,19 +79,26 @@ impl PredictionService {
                 }
                 PredictionEvent::File { path, mime_type } => {
                     let outcome = match &self.uploader {
-                        None => {
-                            read_data_url(output_dir.clone(), path, mime_type, max_file)
-                                .await
-                                .map_err(|e| e.to_string())
+                        None => read_data_url(output_dir.clone(), path, mime_type, max_file)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Some(uploader) => {
+                            match read_output_file(output_dir.clone(), path.clone(), max_file).await
+                            {
+                                Err(e) => Err(e.to_string()),
+                                Ok(bytes) => uploader
+                                    .upload(
+                                        &prediction.id,
+                                        &path,
+                                        bytes,
+                                        mime_type.as_deref(),
+                                        &mut names,
+                                    )
+                                    .await
+                                    .map(Value::String)
+                                    .map_err(|e| e.to_string()),
+                            }
                         }
-                        Some(uploader) => match read_output_file(output_dir.clone(), path.clone(), max_file).await {
-                            Err(e) => Err(e.to_string()),
-                            Ok(bytes) => uploader
-                                .upload(&prediction.id, &path, bytes, mime_type.as_deref(), &mut names)
-                                .await
-                                .map(Value::String)
-                                .map_err(|e| e.to_string()),
-                        },
                     };
                     match outcome {
                         Ok(value) => PredictionEvent::Output(value),
