@@ -216,6 +216,7 @@ def test_bodies_past_the_budget_are_503_and_memory_stays_bounded(serve):
     assert len(refused) >= 5 and len(held) <= 3, results
     assert all(b"\r\nretry-after: 1\r\n" in r.lower() for r in refused), refused[0][:300]
     assert b"http.body_budget" in refused[0], refused[0][:400]
+    print(f"server RSS {base // 1024} MiB before, peak {peak // 1024} MiB; {len(refused)} of 8 refused")
     # 128 MiB of bodies at most, plus the server's own.
     assert peak - base < (128 + 64) * 1024, f"RSS grew by {(peak - base) // 1024} MiB"
     assert max(latencies) < 0.5, latencies
@@ -248,3 +249,31 @@ def test_long_predictions_and_streams_outlive_every_timeout(serve):
     names = [raw.decode().split(":", 1)[1].strip() for raw in r if raw.startswith(b"event:")]
     conn.close()
     assert names.count("output") == 3 and names[-1] == "completed", names
+
+
+def test_recycle_checks_the_token_before_reading_and_reads_64_kib_at_most(serve):
+    server = serve("hello", env={"COGVISOR_ADMIN_TOKEN": "sesame"})
+    # Without the token: 403 at once, before any of a declared 100 MiB body is sent.
+    s = connect(server.port)
+    s.sendall(
+        b"POST /recycle HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n"
+        + f"Content-Type: application/json\r\nContent-Length: {100 << 20}\r\n\r\n".encode()
+    )
+    s.settimeout(5)
+    got = s.recv(65536)
+    s.close()
+    assert got.startswith(b"HTTP/1.1 403"), got[:200]
+    # With it, a reason body past 64 KiB is refused and nothing is recycled.
+    body = json.dumps({"reason": "x" * (1 << 20)}).encode()
+    r = server.request(
+        "POST", "/recycle", body=body,
+        headers={"Authorization": "Bearer sesame", "Content-Type": "application/json"},
+    )
+    assert r.status == 413 and "64 KiB" in r.json()["error"], (r.status, r.body[:200])
+    h = server.health()
+    assert h["worker"]["generation"] == 1 and h["status"] == "READY", h
+    r = server.request(
+        "POST", "/recycle", body=json.dumps({"reason": "ok"}).encode(),
+        headers={"Authorization": "Bearer sesame", "Content-Type": "application/json"},
+    )
+    assert r.status == 202, r.body
