@@ -60,6 +60,10 @@ const REFUSAL_DEADLINE: Duration = Duration::from_secs(1);
 /// How long a new connection waits for the idle one it displaces to close.
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
+/// How long connections may take to close once the shutdown drain is over (the predictions are done
+/// by then: what is left is a response being written to a client that does not read it).
+const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
+
 /// What bounds the server's connections.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ServerLimits {
@@ -101,7 +105,8 @@ pub fn open_file_limit() -> Option<u64> {
 }
 
 /// Serves `app` on `listener` within `limits` until `shutdown` completes; then stops accepting, asks
-/// every connection to close once its request in flight is answered, and waits for them.
+/// every connection to close once its request in flight is answered, and waits for them (at most
+/// [`CLOSE_DEADLINE`]).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -160,7 +165,15 @@ pub async fn serve(
     drop(listener);
     let _ = stop.send(true);
     tasks.close();
-    tasks.wait().await;
+    if tokio::time::timeout(CLOSE_DEADLINE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = tasks.len(),
+            "connections still open after the shutdown drain (a response no client reads); closing them"
+        );
+    }
 }
 
 fn is_connection_error(e: &std::io::Error) -> bool {
@@ -526,5 +539,84 @@ impl AsyncWrite for Tracked {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_limit_fits_the_open_file_limit() {
+        assert_eq!(fit_connections(512, None), 512);
+        assert_eq!(fit_connections(512, Some(1024)), 512);
+        assert_eq!(fit_connections(512, Some(96)), 96 - 48 - 16);
+        assert_eq!(fit_connections(512, Some(10)), 1);
+        assert_eq!(fit_connections(8, Some(96)), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_timed_only_while_no_request_is_in_flight() {
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
+            max_connections: 1,
+        };
+        let start = Instant::now();
+        let activity = Arc::new(Activity::new());
+        // New: the header must arrive within 60 s of connecting, bytes or not.
+        assert_eq!(
+            activity.deadline(&limits).map(|d| d.0),
+            Some(start + limits.header_read_timeout)
+        );
+        tokio::time::advance(Duration::from_secs(5)).await;
+        activity.on_bytes();
+        assert_eq!(
+            activity.deadline(&limits).map(|d| d.0),
+            Some(start + limits.header_read_timeout)
+        );
+        // In flight, for however long: no deadline.
+        let guard = activity.begin();
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(activity.deadline(&limits), None);
+        assert_eq!(activity.waiting_since(), None);
+        // Answered: idle for 75 s at most, then 60 s from the next request's first byte.
+        drop(guard);
+        let idle = Instant::now();
+        assert_eq!(
+            activity.deadline(&limits).map(|d| d.0),
+            Some(idle + limits.keepalive_timeout)
+        );
+        assert_eq!(activity.waiting_since(), Some(idle));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        activity.on_bytes();
+        assert_eq!(
+            activity.deadline(&limits).map(|d| d.0),
+            Some(idle + Duration::from_secs(30) + limits.header_read_timeout)
+        );
+        // Two in flight (pipelined): the first to end does not start the idle timer.
+        let a = activity.begin();
+        let b = activity.begin();
+        drop(a);
+        assert_eq!(activity.deadline(&limits), None);
+        drop(b);
+        assert!(activity.deadline(&limits).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_response_body_keeps_its_request_in_flight_until_it_ends() {
+        use http_body::Body as _;
+        let activity = Arc::new(Activity::new());
+        let mut body = InFlight {
+            inner: Body::from("hi"),
+            guard: Some(activity.begin()),
+        };
+        assert_eq!(activity.waiting_since(), None);
+        let mut body = Pin::new(&mut body);
+        let frame = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
+        assert!(frame.is_some_and(|f| f.is_ok()));
+        let end = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
+        assert!(end.is_none());
+        assert!(activity.waiting_since().is_some(), "ended: idle again");
     }
 }
