@@ -39,6 +39,9 @@ pub enum ProtocolError {
     #[error("spill file {path} is outside the spill directory {dir}")]
     SpillOutsideDir { path: PathBuf, dir: PathBuf },
 
+    #[error("spill file {path} is not a regular file: it is {what}")]
+    SpillNotRegular { path: PathBuf, what: &'static str },
+
     #[error("predict message {id:?} carries neither `input` nor `input_file`")]
     MissingInput { id: String },
 }

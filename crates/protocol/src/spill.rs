@@ -128,13 +128,19 @@ fn min_json_len(v: &serde_json::Value) -> usize {
 /// Reads the spill file at `path`, which must lie directly in `dir`, deletes it, and parses it.
 ///
 /// The file is deleted before parsing so a corrupt file is removed too. A path outside `dir` is refused
-/// without touching it: the path comes from the other end of a channel.
+/// without touching it: the path comes from the other end of a channel. So is a `dir` that is a
+/// symbolic link, and a file that is not a regular file: it is opened without following a link in
+/// its last component (`O_NOFOLLOW`) and without waiting on a FIFO (`O_NONBLOCK`), then checked on the
+/// open descriptor. A refused link or FIFO is removed (it is in the spill directory), never its target.
 pub fn take(dir: &Path, path: &Path) -> Result<serde_json::Value, ProtocolError> {
     let outside = || ProtocolError::SpillOutsideDir {
         path: path.to_path_buf(),
         dir: dir.to_path_buf(),
     };
     let parent = path.parent().ok_or_else(outside)?;
+    if !dir.symlink_metadata().is_ok_and(|m| m.file_type().is_dir()) {
+        return Err(outside());
+    }
     let (parent, dir_canon) = match (parent.canonicalize(), dir.canonicalize()) {
         (Ok(p), Ok(d)) => (p, d),
         _ => return Err(outside()),
@@ -142,14 +148,13 @@ pub fn take(dir: &Path, path: &Path) -> Result<serde_json::Value, ProtocolError>
     if parent != dir_canon || path.file_name().is_none() {
         return Err(outside());
     }
-    let bytes = std::fs::read(path).map_err(|source| ProtocolError::SpillIo {
+    let io_err = |source| ProtocolError::SpillIo {
         path: path.to_path_buf(),
         source,
-    })?;
-    std::fs::remove_file(path).map_err(|source| ProtocolError::SpillIo {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    };
+    let read = read_regular(path);
+    std::fs::remove_file(path).map_err(io_err)?;
+    let bytes = read?;
     let bytes = match plain_string(bytes) {
         Ok(value) => return Ok(value),
         Err(bytes) => bytes,
@@ -158,6 +163,44 @@ pub fn take(dir: &Path, path: &Path) -> Result<serde_json::Value, ProtocolError>
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// The whole of the regular file at `path`, opened without following a link and without blocking.
+fn read_regular(path: &Path) -> Result<Vec<u8>, ProtocolError> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let io_err = |source| ProtocolError::SpillIo {
+        path: path.to_path_buf(),
+        source,
+    };
+    let not_regular = |what| ProtocolError::SpillNotRegular {
+        path: path.to_path_buf(),
+        what,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => not_regular("a symbolic link"),
+            _ => io_err(e),
+        })?;
+    let meta = file.metadata().map_err(io_err)?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        return Err(not_regular(if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        }));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).map_err(io_err)?;
+    Ok(bytes)
 }
 
 /// The value of a payload that is one JSON string with nothing escaped in it (the usual shape of a
@@ -370,6 +413,57 @@ mod tests {
         let err = take(dir.path(), &victim).unwrap_err();
         assert!(
             matches!(err, ProtocolError::SpillOutsideDir { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_link_in_the_spill_dir_is_refused_and_its_target_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let other = tempfile::tempdir().expect("tempdir");
+        let victim = other.path().join("precious.json");
+        std::fs::write(&victim, "{}").expect("write");
+        let link = dir.path().join("spill-link.json");
+        std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+        let err = take(dir.path(), &link).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProtocolError::SpillNotRegular {
+                    what: "a symbolic link",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(victim.exists(), "the link's target is kept");
+        assert!(link.symlink_metadata().is_err(), "the link is removed");
+        // A link to a device, and a spill directory that is itself a link.
+        std::os::unix::fs::symlink("/dev/zero", &link).expect("symlink");
+        assert!(matches!(
+            take(dir.path(), &link).unwrap_err(),
+            ProtocolError::SpillNotRegular { .. }
+        ));
+        let linked_dir = dir.path().join("linked");
+        std::os::unix::fs::symlink(other.path(), &linked_dir).expect("symlink");
+        let err = take(&linked_dir, &linked_dir.join("precious.json")).unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::SpillOutsideDir { .. }),
+            "{err}"
+        );
+        assert!(victim.exists());
+    }
+
+    #[test]
+    fn a_fifo_in_the_spill_dir_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("spill-fifo.json");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: `c` is a valid NUL-terminated path that lives across the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let err = take(dir.path(), &fifo).unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::SpillNotRegular { what: "a FIFO", .. }),
             "{err}"
         );
     }

@@ -68,7 +68,4 @@ pub enum ServeError {
 
     #[error(transparent)]
     HttpClient(#[from] crate::outbound::ClientError),
-
-    #[error("HTTP server failed: {0}")]
-    Http(#[source] std::io::Error),
 }

@@ -95,6 +95,9 @@ fn probe(ok: bool, h: &HealthSnapshot) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Largest `POST /recycle` body read (it carries a reason only): 64 KiB.
+pub const RECYCLE_BODY_LIMIT: usize = 64 * 1024;
+
 /// `POST /recycle` with `Authorization: Bearer $COGVISOR_ADMIN_TOKEN`: replaces the worker as
 /// `cog.recycle_worker()` would. 404 when no token is configured (the route does not exist then), 403
 /// without the right token, 409 when no worker is serving, 202 when the recycle has started.
@@ -121,11 +124,15 @@ pub async fn recycle(
         )
             .into_response();
     }
-    let body = match crate::request::read_body(&headers, body).await {
-        Ok(body) => body,
-        Err(e) => return e.into_response(),
-    };
-    let reason = serde_json::from_slice::<Value>(&body)
+    // Only after the token: a client without it gets nothing read.
+    let body =
+        match crate::request::read_body(&state.body_limits, &headers, body, RECYCLE_BODY_LIMIT)
+            .await
+        {
+            Ok(body) => body,
+            Err(e) => return e.into_response(),
+        };
+    let reason = serde_json::from_slice::<Value>(&body.bytes)
         .ok()
         .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_string))
         .filter(|r| !r.is_empty())

@@ -20,7 +20,7 @@ use crate::prediction_routes::{
     get_training, put_prediction, put_training,
 };
 use crate::predictions::{PredictionService, ServiceSettings};
-use crate::request::BODY_LIMIT;
+use crate::request::{BodyLimits, BODY_LIMIT};
 use crate::schema::{InputSchema, Kind};
 use crate::shutdown::ShutdownTrigger;
 
@@ -35,6 +35,8 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// What the worker runs: `/predictions` are served in predict mode, `/trainings` in train mode.
     mode: Mode,
+    /// The server-wide budget of buffered request bodies and the body read timeout.
+    pub body_limits: BodyLimits,
 }
 
 /// The compiled input schemas of the schema the worker sent, rebuilt only when a new worker sends a
@@ -60,6 +62,7 @@ impl AppState {
             schemas: Arc::default(),
             admin_token: None,
             mode,
+            body_limits: BodyLimits::default(),
         }
     }
 

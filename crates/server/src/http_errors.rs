@@ -114,6 +114,12 @@ pub enum ApiError {
     /// 413 `{"error": ...}`: the body is over the limit.
     #[error("{0}")]
     TooLarge(String),
+    /// 408 `{"error": ...}` and `Connection: close`: the body stopped arriving.
+    #[error("{0}")]
+    Timeout(String),
+    /// 503 `{"error": ...}` with `Retry-After`: the server-wide body budget is in use.
+    #[error("{0}")]
+    Busy(String),
     /// 415 `{"error": ...}`: a body with a content type other than JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -145,6 +151,18 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge(msg) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, Json(json!({"error": msg}))).into_response()
             }
+            ApiError::Timeout(msg) => (
+                StatusCode::REQUEST_TIMEOUT,
+                [(header::CONNECTION, "close")],
+                Json(json!({"error": msg})),
+            )
+                .into_response(),
+            ApiError::Busy(msg) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1"), (header::CONNECTION, "close")],
+                Json(json!({"error": msg})),
+            )
+                .into_response(),
             ApiError::UnsupportedMediaType(msg) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 Json(json!({"error": msg})),

@@ -16,6 +16,7 @@
 //! * [`version`]: the versions the server reports.
 //!
 //! HTTP
+//! * [`http_server`]: the server under the router: the connection limit and timeouts.
 //! * [`http`]: the shared state, the router, and the routes that describe the server.
 //! * [`prediction_routes`]: `/predictions` and `/trainings`: create, get, cancel.
 //! * [`health_routes`]: `/health-check`, `/readyz`, `/livez`, `POST /recycle`.
@@ -29,6 +30,7 @@
 //! * [`predictions`]: a prediction's state, events, bodies and retention, and the service that runs
 //!   them (see its own map).
 //! * [`response`]: Cog's encoding of what a prediction produces (metrics, file outputs).
+//! * [`output_file`]: which files the worker names are read as outputs, and how.
 //! * [`logs`]: a prediction's bounded log.
 //!
 //! Outbound
@@ -44,10 +46,12 @@ pub mod error;
 pub mod health_routes;
 pub mod http;
 pub mod http_errors;
+pub mod http_server;
 pub mod logging;
 pub mod logs;
 pub mod metrics;
 pub mod outbound;
+pub mod output_file;
 pub mod prediction_routes;
 pub mod predictions;
 pub mod ready_file;

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::http::{wrong_mode, AppState};
 use crate::http_errors::{admit_error, unprocessable, ApiError};
 use crate::predictions::{CreateError, PredictionService};
-use crate::request::{parse_body, read_body, validate_id, PredictionBody};
+use crate::request::{parse_body, read_body, validate_id, PredictionBody, BODY_LIMIT};
 use crate::schema::Kind;
 use crate::sse;
 use crate::webhook::Webhook;
@@ -172,10 +172,11 @@ async fn run(
     if let Some(refusal) = wrong_mode(&state, kind) {
         return refusal;
     }
-    let body = match read_body(&headers, body).await {
+    let body = match read_body(&state.body_limits, &headers, body, BODY_LIMIT).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
+    // The buffer's share of the body budget is held until it is parsed.
     let body: PredictionBody = match parse_body(&headers, body) {
         Ok(b) => b,
         Err(e) => return e.into_response(),

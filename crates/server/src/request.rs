@@ -1,7 +1,10 @@
-//! What a prediction request carries and how it is read: the body limit, reading the body into one
-//! buffer, parsing it as JSON with the API's statuses, and checking a client-supplied id.
+//! What a prediction request carries and how it is read: the body limit, the server-wide budget of
+//! buffered bodies and the read timeout, reading the body into one buffer, parsing it as JSON with the
+//! API's statuses, and checking a client-supplied id.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
@@ -9,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::http_errors::ApiError;
 
@@ -60,58 +64,195 @@ pub fn validate_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads a request body of up to [`BODY_LIMIT`] bytes into one buffer, sized from `Content-Length`
-/// when the client sent it, so the body is held once (not as its chunks plus a joined copy).
-pub(crate) async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::TooLarge(format!(
-            "request body is larger than the {} MiB limit",
-            BODY_LIMIT / (1024 * 1024)
+/// The default of `http.body_budget`: request bodies buffered at once, all requests together.
+pub const DEFAULT_BODY_BUDGET: usize = 128 * 1024 * 1024;
+
+/// The default of `http.body_read_timeout`: the longest wait between two reads of a body (nginx's
+/// `client_body_timeout`).
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a refused body (over the limit, or over the budget) is still read and thrown away before
+/// the answer, so a client that is still sending sees the answer rather than a reset connection.
+/// Nothing of it is kept.
+pub const DISCARD_LINGER: Duration = Duration::from_secs(5);
+
+/// What bounds reading request bodies, shared by every request: the server-wide budget of buffered
+/// bytes and the wait between two reads.
+#[derive(Debug, Clone)]
+pub struct BodyLimits {
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+    read_timeout: Duration,
+}
+
+impl BodyLimits {
+    pub fn new(budget_bytes: usize, read_timeout: Duration) -> Self {
+        Self {
+            budget: Arc::new(Semaphore::new(budget_bytes.min(Semaphore::MAX_PERMITS))),
+            budget_bytes,
+            read_timeout,
+        }
+    }
+
+    /// Bytes of the budget held by bodies being read or parsed now.
+    pub fn in_use(&self) -> usize {
+        self.budget_bytes
+            .min(Semaphore::MAX_PERMITS)
+            .saturating_sub(self.budget.available_permits())
+    }
+
+    fn take(&self, n: usize) -> Option<OwnedSemaphorePermit> {
+        let n = u32::try_from(n).ok()?;
+        self.budget.clone().try_acquire_many_owned(n).ok()
+    }
+
+    fn busy(&self) -> ApiError {
+        ApiError::Busy(format!(
+            "the server is buffering {} MiB of request bodies already (http.body_budget); retry later",
+            self.budget_bytes / (1024 * 1024)
         ))
+    }
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        Self::new(DEFAULT_BODY_BUDGET, DEFAULT_BODY_READ_TIMEOUT)
+    }
+}
+
+/// A request body read whole, with the share of the body budget it holds until it is dropped.
+#[derive(Debug)]
+pub struct Buffered {
+    pub bytes: Bytes,
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
+impl From<Bytes> for Buffered {
+    /// A body that holds no share of a budget.
+    fn from(bytes: Bytes) -> Self {
+        Self {
+            bytes,
+            _budget: None,
+        }
+    }
+}
+
+/// Reads a request body of up to `max` bytes into one buffer, sized from `Content-Length` when the
+/// client sent it, so the body is held once (not as its chunks plus a joined copy).
+///
+/// The buffer is counted in the server-wide budget ([`BodyLimits`]): a declared length is reserved
+/// before the first byte is read, an undeclared one as it arrives; a body that does not fit is
+/// answered 503 with `Retry-After`. A client that sends nothing for the read timeout gets 408.
+pub(crate) async fn read_body(
+    limits: &BodyLimits,
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<Buffered, ApiError> {
+    let too_large = || {
+        ApiError::TooLarge(if max >= 1024 * 1024 {
+            format!(
+                "request body is larger than the {} MiB limit",
+                max / (1024 * 1024)
+            )
+        } else {
+            format!("request body is larger than the {} KiB limit", max / 1024)
+        })
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    // A body declared over the limit is still read up to it before the 413, as axum's limit does: a
-    // client that is still sending would otherwise see its connection reset instead of the answer.
-    let reserve = declared
-        .filter(|&n| n <= BODY_LIMIT as u64)
-        .map_or(0, |n| n as usize);
-    let mut buf = BytesMut::with_capacity(reserve);
     let mut chunks = body.into_data_stream();
-    while let Some(chunk) = chunks.next().await {
+    // A body refused before it is read is still read (and thrown away) for a while before the answer,
+    // as axum's limit does: a client that is still sending would otherwise see its connection reset
+    // instead of the answer.
+    if declared.is_some_and(|n| n > max as u64) {
+        discard(&mut chunks, max).await;
+        return Err(too_large());
+    }
+    let reserve = declared.map_or(0, |n| n as usize);
+    let mut budget = match limits.take(reserve) {
+        Some(permit) => permit,
+        None => {
+            discard(&mut chunks, max).await;
+            return Err(limits.busy());
+        }
+    };
+    let mut buf = BytesMut::with_capacity(reserve);
+    loop {
+        let chunk = match tokio::time::timeout(limits.read_timeout, chunks.next()).await {
+            Err(_) => {
+                return Err(ApiError::Timeout(format!(
+                    "no part of the request body arrived for {:?} (http.body_read_timeout)",
+                    limits.read_timeout
+                )))
+            }
+            Ok(None) => break,
+            Ok(Some(chunk)) => chunk,
+        };
         let chunk = chunk
             .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
-        if buf.len() + chunk.len() > BODY_LIMIT {
+        if buf.len() + chunk.len() > max {
+            drop(buf);
+            discard(&mut chunks, max).await;
             return Err(too_large());
+        }
+        if declared.is_none() {
+            match limits.take(chunk.len()) {
+                Some(more) => budget.merge(more),
+                None => {
+                    drop(buf);
+                    discard(&mut chunks, max).await;
+                    return Err(limits.busy());
+                }
+            }
         }
         if buf.is_empty() && declared == Some(chunk.len() as u64) {
             // The whole body in one chunk (hyper ends a body at its Content-Length): no copy.
-            return Ok(chunk);
+            return Ok(Buffered {
+                bytes: chunk,
+                _budget: Some(budget),
+            });
         }
         buf.extend_from_slice(&chunk);
     }
-    Ok(buf.freeze())
+    Ok(Buffered {
+        bytes: buf.freeze(),
+        _budget: Some(budget),
+    })
+}
+
+/// Reads and drops up to `max` bytes of what is left of a body, for at most [`DISCARD_LINGER`].
+async fn discard(chunks: &mut axum::body::BodyDataStream, max: usize) {
+    let deadline = tokio::time::Instant::now() + DISCARD_LINGER;
+    let mut seen = 0usize;
+    while seen <= max {
+        match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Ok(Some(Ok(chunk))) => seen += chunk.len(),
+            _ => return,
+        }
+    }
 }
 
 /// Parses a JSON body: 415 for a non-JSON content type, 400 for malformed JSON, 422 for wrong types.
-/// No body and no content type means `{}`, as in Cog. The body is dropped before this returns.
+/// No body and no content type means `{}`, as in Cog. The body (and its share of the body budget) is
+/// dropped before this returns.
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
-    body: Bytes,
+    body: Buffered,
 ) -> Result<T, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let text: &[u8] = match content_type {
-        None if body.is_empty() => b"{}",
+        None if body.bytes.is_empty() => b"{}",
         Some(ct) if !is_json(ct) => {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "expected Content-Type: application/json, got {ct:?}"
             )))
         }
-        _ => &body,
+        _ => &body.bytes,
     };
     // One pass straight into `T` for a well-formed object body. Anything else (bad JSON, a
     // non-object, wrong types, a duplicate key) takes the two passes below, whose error messages are
@@ -173,7 +314,7 @@ mod tests {
             "application/json".parse().expect("header"),
         );
         let parse = |b: &'static str| {
-            parse_body::<PredictionBody>(&headers, Bytes::from_static(b.as_bytes()))
+            parse_body::<PredictionBody>(&headers, Bytes::from_static(b.as_bytes()).into())
                 .expect("parses")
         };
         let body = parse(
@@ -211,35 +352,125 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_in_chunks_is_read_whole_with_or_without_a_length() {
-        let got = read_body(&with_length(9), chunked(&["{\"a\"", ":", "1}\n"]))
+        let limits = BodyLimits::default();
+        let got = read_body(
+            &limits,
+            &with_length(9),
+            chunked(&["{\"a\"", ":", "1}\n"]),
+            BODY_LIMIT,
+        )
+        .await
+        .expect("body");
+        assert_eq!(&got.bytes[..], b"{\"a\":1}\n");
+        drop(got);
+        let got = read_body(
+            &limits,
+            &HeaderMap::new(),
+            chunked(&["ab", "", "c"]),
+            BODY_LIMIT,
+        )
+        .await
+        .expect("body");
+        assert_eq!(&got.bytes[..], b"abc");
+        drop(got);
+        let got = read_body(&limits, &with_length(3), chunked(&["abc"]), BODY_LIMIT)
             .await
             .expect("body");
-        assert_eq!(&got[..], b"{\"a\":1}\n");
-        let got = read_body(&HeaderMap::new(), chunked(&["ab", "", "c"]))
-            .await
-            .expect("body");
-        assert_eq!(&got[..], b"abc");
-        let got = read_body(&with_length(3), chunked(&["abc"]))
-            .await
-            .expect("body");
-        assert_eq!(&got[..], b"abc");
+        assert_eq!(&got.bytes[..], b"abc");
+        assert_eq!(limits.in_use(), 3, "held while the body is");
+        drop(got);
+        assert_eq!(limits.in_use(), 0);
     }
 
     #[tokio::test]
     async fn a_body_over_the_limit_is_413_declared_or_not() {
         let big: &'static str = Box::leak("x".repeat(BODY_LIMIT / 2 + 1).into_boxed_str());
-        let declared = read_body(&with_length(BODY_LIMIT as u64 + 2), chunked(&[big, big]))
-            .await
-            .unwrap_err();
+        let limits = BodyLimits::new(2 * BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT);
+        let declared = read_body(
+            &limits,
+            &with_length(BODY_LIMIT as u64 + 2),
+            chunked(&[big, big]),
+            BODY_LIMIT,
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(declared, ApiError::TooLarge(_)), "{declared}");
-        let undeclared = read_body(&HeaderMap::new(), chunked(&[big, big]))
+        let undeclared = read_body(&limits, &HeaderMap::new(), chunked(&[big, big]), BODY_LIMIT)
             .await
             .unwrap_err();
+        assert_eq!(limits.in_use(), 0, "a refused body holds nothing");
         assert!(matches!(undeclared, ApiError::TooLarge(_)), "{undeclared}");
         assert_eq!(
             undeclared.into_response().status(),
             StatusCode::PAYLOAD_TOO_LARGE
         );
+    }
+
+    #[tokio::test]
+    async fn bodies_past_the_budget_are_503_with_retry_after_declared_or_not() {
+        let limits = BodyLimits::new(1 << 20, DEFAULT_BODY_READ_TIMEOUT);
+        let half: &'static str = Box::leak("x".repeat(600 << 10).into_boxed_str());
+        let first = read_body(
+            &limits,
+            &with_length(600 << 10),
+            chunked(&[half]),
+            BODY_LIMIT,
+        )
+        .await
+        .expect("fits");
+        let declared = read_body(
+            &limits,
+            &with_length(600 << 10),
+            chunked(&[half]),
+            BODY_LIMIT,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(declared, ApiError::Busy(_)), "{declared}");
+        let undeclared = read_body(
+            &limits,
+            &HeaderMap::new(),
+            chunked(&["ab", half]),
+            BODY_LIMIT,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(undeclared, ApiError::Busy(_)), "{undeclared}");
+        let response = undeclared.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(limits.in_use(), 600 << 10);
+        drop(first);
+        read_body(
+            &limits,
+            &with_length(600 << 10),
+            chunked(&[half]),
+            BODY_LIMIT,
+        )
+        .await
+        .expect("fits once the first is gone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_arriving_is_408_after_the_read_timeout() {
+        let limits = BodyLimits::new(1 << 20, Duration::from_secs(60));
+        let stalled = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"{"))])
+            .chain(futures::stream::pending());
+        let started = tokio::time::Instant::now();
+        let err = read_body(
+            &limits,
+            &with_length(10),
+            Body::from_stream(stalled),
+            BODY_LIMIT,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
+        assert!(matches!(err, ApiError::Timeout(_)), "{err}");
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(response.headers()[header::CONNECTION], "close");
+        assert_eq!(limits.in_use(), 0);
     }
 
     #[test]
@@ -251,7 +482,7 @@ mod tests {
         );
         let status = |h: &HeaderMap, b: &'static str| match parse_body::<PredictionBody>(
             h,
-            Bytes::from_static(b.as_bytes()),
+            Bytes::from_static(b.as_bytes()).into(),
         ) {
             Ok(_) => StatusCode::OK,
             Err(e) => e.into_response().status(),

@@ -1,4 +1,5 @@
-//! `cogvisor serve`: reads the settings, starts the supervisor and its worker, serves the HTTP API,
+//! `cogvisor serve`: reads the settings, starts the supervisor and its worker, serves the HTTP API
+//! ([`crate::http_server`]: its connection limit and timeouts),
 //! and on shutdown drains running predictions and their webhooks before the worker is stopped.
 
 use std::path::PathBuf;
@@ -12,8 +13,8 @@ use tokio::net::TcpListener;
 
 use crate::error::ServeError;
 use crate::{
-    config, embedded, http, metrics, predictions, ready_file, settings, shutdown, upload, version,
-    webhook,
+    config, embedded, http, http_server, metrics, predictions, ready_file, request, settings,
+    shutdown, upload, version, webhook,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -85,6 +86,7 @@ pub async fn serve(args: ServeArgs, flags: settings::Flags) -> Result<(), ServeE
         log_limit: settings.logs_max_per_prediction,
         history_capacity: resolved.stream_history_capacity,
         metrics: metrics.clone(),
+        max_output_file: settings.outputs_max_file_size,
         ..Default::default()
     };
     service_settings
@@ -149,6 +151,24 @@ pub async fn serve(args: ServeArgs, flags: settings::Flags) -> Result<(), ServeE
         trigger.clone(),
     );
     state.admin_token = env("COGVISOR_ADMIN_TOKEN").filter(|t| !t.is_empty());
+    state.body_limits =
+        request::BodyLimits::new(settings.http_body_budget, settings.http_body_read_timeout);
+    let wanted = settings.http_max_connections as usize;
+    let nofile = http_server::open_file_limit();
+    let max_connections = http_server::fit_connections(wanted, nofile);
+    if max_connections < wanted {
+        tracing::warn!(
+            wanted,
+            max_connections,
+            open_file_limit = nofile,
+            "http.max_connections lowered to fit the open-file limit (ulimit -n)"
+        );
+    }
+    let limits = http_server::ServerLimits {
+        header_read_timeout: settings.http_header_read_timeout,
+        keepalive_timeout: settings.http_keepalive_timeout,
+        max_connections,
+    };
     let drain_deadline = settings.shutdown_drain_timeout;
     let cancel_grace = settings.cancel_grace;
     let predictions = state.predictions.clone();
@@ -168,10 +188,7 @@ pub async fn serve(args: ServeArgs, flags: settings::Flags) -> Result<(), ServeE
             supervisor.shutdown().await;
         }
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(drain)
-        .await
-        .map_err(ServeError::Http)?;
+    http_server::serve(listener, app, limits, drain).await;
     // Terminal webhooks of predictions the worker stop ended.
     predictions.wait_deliveries(Duration::from_secs(10)).await;
     tracing::info!("stopped");

@@ -23,8 +23,6 @@ pub const UPLOAD_BACKOFF: Backoff = Backoff {
 /// Why a file output could not be uploaded. The prediction fails with this message.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum UploadError {
-    #[error("cannot read output file {path}: {reason}")]
-    Read { path: String, reason: String },
     #[error("upload of output file to {url} failed: HTTP {status}")]
     Refused { url: String, status: u16 },
     #[error("upload of output file to {url} failed after {attempts} attempts: {last}")]
@@ -113,18 +111,16 @@ impl Uploader {
         }
     }
 
-    /// Uploads one file of prediction `prediction_id` and returns its URL.
+    /// Uploads `bytes`, the contents of output file `path` of prediction `prediction_id` (read by
+    /// [`crate::output_file`]), and returns its URL.
     pub async fn upload(
         &self,
         prediction_id: &str,
         path: &Path,
+        bytes: Vec<u8>,
         mime_type: Option<&str>,
         names: &mut UniqueNames,
     ) -> Result<String, UploadError> {
-        let bytes = tokio::fs::read(path).await.map_err(|e| UploadError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
         let bytes = bytes::Bytes::from(bytes);
         let url = target_url(&self.base, &names.claim(path));
         let client = self.client.get().map_err(|e| UploadError::Client {

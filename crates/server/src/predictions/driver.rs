@@ -1,5 +1,6 @@
 //! The driver of one prediction: applies the events of its slot's stream until the terminal one
-//! (turning file outputs into `data:` URLs or uploads), then files the prediction as finished.
+//! (turning file outputs into `data:` URLs or uploads, read only from the prediction's output
+//! directory: [`crate::output_file`]), then files the prediction as finished.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,6 +10,7 @@ use serde_json::Value;
 
 use super::service::PredictionService;
 use super::state::Prediction;
+use crate::output_file::read_output_file;
 use crate::response::read_data_url;
 use crate::upload::UniqueNames;
 
@@ -63,33 +65,52 @@ impl PredictionService {
         started: Instant,
     ) {
         let mut names = UniqueNames::default();
-        // An upload that failed for good: the prediction is cancelled and ends failed with this.
-        let mut upload_failure: Option<String> = None;
+        // A file output that could not be read or uploaded: the prediction is cancelled and ends
+        // failed with this; the worker is kept.
+        let mut output_failure: Option<String> = None;
+        let output_dir = stream.output_dir().to_path_buf();
+        let max_file = self.settings.max_output_file;
         while let Some(event) = stream.next().await {
             let event = match event {
                 PredictionEvent::Output(_) | PredictionEvent::File { .. }
-                    if upload_failure.is_some() =>
+                    if output_failure.is_some() =>
                 {
                     continue
                 }
-                PredictionEvent::File { path, mime_type } => match &self.uploader {
-                    None => PredictionEvent::Output(read_data_url(path, mime_type).await),
-                    Some(uploader) => {
-                        match uploader
-                            .upload(&prediction.id, &path, mime_type.as_deref(), &mut names)
+                PredictionEvent::File { path, mime_type } => {
+                    let outcome = match &self.uploader {
+                        None => read_data_url(output_dir.clone(), path, mime_type, max_file)
                             .await
-                        {
-                            Ok(url) => PredictionEvent::Output(Value::String(url)),
-                            Err(e) => {
-                                tracing::error!(prediction_id = %prediction.id, error = %e, "output upload failed; failing the prediction");
-                                upload_failure = Some(e.to_string());
-                                self.supervisor.cancel(&prediction.id).await;
-                                continue;
+                            .map_err(|e| e.to_string()),
+                        Some(uploader) => {
+                            match read_output_file(output_dir.clone(), path.clone(), max_file).await
+                            {
+                                Err(e) => Err(e.to_string()),
+                                Ok(bytes) => uploader
+                                    .upload(
+                                        &prediction.id,
+                                        &path,
+                                        bytes,
+                                        mime_type.as_deref(),
+                                        &mut names,
+                                    )
+                                    .await
+                                    .map(Value::String)
+                                    .map_err(|e| e.to_string()),
                             }
                         }
+                    };
+                    match outcome {
+                        Ok(value) => PredictionEvent::Output(value),
+                        Err(error) => {
+                            tracing::error!(prediction_id = %prediction.id, %error, "file output failed; failing the prediction");
+                            output_failure = Some(error);
+                            self.supervisor.cancel(&prediction.id).await;
+                            continue;
+                        }
                     }
-                },
-                terminal if terminal.is_terminal() => match &upload_failure {
+                }
+                terminal if terminal.is_terminal() => match &output_failure {
                     Some(error) => PredictionEvent::Failed {
                         error: error.clone(),
                     },
@@ -101,7 +122,7 @@ impl PredictionService {
                 break;
             }
         }
-        if let Some(error) = upload_failure {
+        if let Some(error) = output_failure {
             if !prediction.status().is_terminal() {
                 prediction.apply(PredictionEvent::Failed { error });
             }

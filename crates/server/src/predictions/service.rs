@@ -44,6 +44,8 @@ pub struct ServiceSettings {
     pub http: HttpClient,
     /// Where predictions and webhooks are counted (`GET /metrics`).
     pub metrics: Arc<Metrics>,
+    /// `outputs.max_file_size`: the largest output file read into a `data:` URL or an upload.
+    pub max_output_file: u64,
 }
 
 impl Default for ServiceSettings {
@@ -58,6 +60,7 @@ impl Default for ServiceSettings {
             upload_url: None,
             http: HttpClient::default(),
             metrics: Arc::default(),
+            max_output_file: crate::output_file::DEFAULT_MAX_OUTPUT_FILE,
         }
     }
 }

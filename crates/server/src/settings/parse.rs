@@ -98,6 +98,21 @@ pub const LOG_SIZE: Kind<usize> = Kind {
     allowed: "a size such as 8MiB, 512KiB or a number of bytes, at least 1KiB",
 };
 
+pub const CONNECTIONS: Kind<u32> = Kind {
+    parse: at_least_one,
+    allowed: "a whole number of connections, at least 1",
+};
+
+pub const BODY_BUDGET: Kind<usize> = Kind {
+    parse: |s| parse_size(s).filter(|n| *n >= 1 << 20),
+    allowed: "a size such as 128MiB, 1GiB or a number of bytes, at least 1MiB",
+};
+
+pub const FILE_SIZE: Kind<u64> = Kind {
+    parse: |s| parse_size(s).filter(|n| *n >= 1024).map(|n| n as u64),
+    allowed: "a size such as 100MiB, 1GiB or a number of bytes, at least 1KiB",
+};
+
 fn at_least_one(s: &str) -> Option<u32> {
     s.parse::<u32>().ok().filter(|n| *n >= 1)
 }
