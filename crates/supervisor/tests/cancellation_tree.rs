@@ -25,6 +25,7 @@ from cog import BasePredictor
 
 class Predictor(BasePredictor):
     def predict(self, seconds: float = 0.0) -> str:
+        print("started", flush=True)
         # Short sleeps: a cancel is raised into this thread between them.
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
@@ -85,6 +86,22 @@ async fn terminal(stream: &mut PredictionStream) -> PredictionEvent {
         .expect("a terminal event within 30 s")
 }
 
+/// Waits for the model's first line: it runs `predict()` now, so a cancel reaches it (one sent on the
+/// control channel before the slot's `predict` arrived would find nothing to cancel).
+async fn started(stream: &mut PredictionStream) {
+    let wait = async {
+        while let Some(event) = stream.next().await {
+            match event {
+                PredictionEvent::Log { .. } => return,
+                other => assert!(!other.is_terminal(), "ended before it started: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .expect("the model's first line within 30 s")
+}
+
 /// Polls until the supervisor runs `want` tasks (a task whose token was cancelled still has to be
 /// polled once to end).
 async fn settle_at(supervisor: &Supervisor, want: usize, what: &str) {
@@ -129,6 +146,7 @@ async fn watchers_end_with_their_prediction_and_the_token_stops_everything() {
         .predict(request("slow", 60.0))
         .await
         .expect("admitted");
+    started(&mut stream).await;
     assert!(supervisor.cancel("slow").await, "running, so cancelled");
     assert_eq!(supervisor.tasks_running(), baseline + 2);
     assert_eq!(terminal(&mut stream).await, PredictionEvent::Canceled);
