@@ -44,6 +44,9 @@ pub(crate) struct Inner {
     /// (`scope.rs`). Its token is the one shutdown signal: nothing is admitted once it is cancelled,
     /// and the lifecycle task stops the worker and ends.
     pub(crate) scope: Scope,
+    /// Cancelled when the lifecycle task has ended (a completion signal, not part of the tree): the
+    /// rest of the tracker is waited for only briefly after it.
+    pub(crate) lifecycle_done: CancellationToken,
     /// Woken whenever a slot stops running a prediction (a recycle's drain waits on it).
     pub(crate) slot_freed: tokio::sync::Notify,
     /// The health machine's state, for whoever follows it (the Kubernetes ready file).
@@ -165,6 +168,7 @@ impl Supervisor {
             },
             clock_anchor: (tokio::time::Instant::now().into_std(), chrono::Utc::now()),
             scope,
+            lifecycle_done: CancellationToken::new(),
             slot_freed: tokio::sync::Notify::new(),
             status_tx: watch::channel(HealthStatus::Starting).0,
             checks: crate::checks::Checks::default(),
@@ -176,10 +180,11 @@ impl Supervisor {
         });
         let supervisor = Supervisor { inner };
         let mut lifecycle = crate::lifecycle::Lifecycle::new(supervisor.clone(), actions_rx);
-        supervisor
-            .inner
-            .scope
-            .spawn(async move { crate::executor::run(&mut lifecycle, Machine::boot().1).await });
+        let done = supervisor.inner.lifecycle_done.clone().drop_guard();
+        supervisor.inner.scope.spawn(async move {
+            let _done = done;
+            crate::executor::run(&mut lifecycle, Machine::boot().1).await
+        });
         supervisor.spawn_monitor();
         Ok(supervisor)
     }
@@ -351,21 +356,30 @@ impl Supervisor {
 
     /// Stops admitting, stops the worker (shutdown message → grace → SIGTERM → grace → SIGKILL) and
     /// reaps every process it left. Running predictions fail with a shutdown error. Cancels the
-    /// supervisor's token (if its parent has not already), then waits for every task it started, up to
-    /// a deadline that covers the longest stop the lifecycle can be in the middle of.
+    /// supervisor's token (if its parent has not already), then waits for every task it started: for
+    /// the lifecycle up to a deadline that covers the longest stop it can be in the middle of, then for
+    /// the rest (channel readers, watchers, checks), which end with the worker, briefly.
     pub async fn shutdown(&self) {
         let scope = &self.inner.scope;
         scope.token.cancel();
         scope.tasks.close();
         let deadline = shutdown_deadline(&self.inner.config);
-        if tokio::time::timeout(deadline, scope.tasks.wait())
+        if tokio::time::timeout(deadline, self.inner.lifecycle_done.cancelled())
             .await
             .is_err()
         {
             tracing::error!(
-                pending = scope.tasks.len(),
                 ?deadline,
-                "supervisor tasks still running at the shutdown deadline"
+                "the worker lifecycle had not stopped at the shutdown deadline"
+            );
+        }
+        if tokio::time::timeout(AFTER_LIFECYCLE, scope.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                pending = scope.tasks.len(),
+                "supervisor tasks still running after the worker stopped"
             );
         }
         // The lifecycle may have ended earlier (SETUP_FAILED, DEFUNCT): nothing may stay pending.
@@ -422,7 +436,11 @@ impl Supervisor {
     }
 }
 
-/// How long [`Supervisor::shutdown`] waits for its tasks: the lifecycle may be in the middle of a
+/// How long [`Supervisor::shutdown`] waits for its other tasks once the lifecycle has ended: the worker
+/// is gone, so its channels are closed and its predictions' watchers cancelled.
+const AFTER_LIFECYCLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long [`Supervisor::shutdown`] waits for the lifecycle task: it may be in the middle of a
 /// recycle's stop (a `before_stop` hook, two graces, the SIGKILL wait) before it starts the
 /// shutdown's own.
 fn shutdown_deadline(config: &SupervisorConfig) -> std::time::Duration {
