@@ -5,13 +5,14 @@
 //! # Modules
 //!
 //! Start-up
-//! * [`serve`]: `cogvisor serve`: settings → supervisor → HTTP server, and the shutdown drain.
+//! * [`serve`]: `cogvisor serve`: settings → supervisor → HTTP server, the process's cancellation tree
+//!   and the server's task tracker.
 //! * [`config`]: what to serve, from flags, the environment and `cog.yaml`.
 //! * [`settings`]: cogvisor's own settings (flags, `COGVISOR_*`, `cogvisor.yaml`) and `cogvisor config`.
 //! * [`embedded`]: the Python worker and SDK shipped inside the binary.
 //! * [`logging`]: the process's own log.
 //! * [`error`]: every reason the server fails to start.
-//! * [`shutdown`]: what starts a shutdown (signals, `POST /shutdown`).
+//! * [`shutdown`]: what starts a shutdown (signals, `POST /shutdown`) and the drain that follows.
 //! * [`ready_file`]: the Kubernetes ready file.
 //! * [`version`]: the versions the server reports.
 //!

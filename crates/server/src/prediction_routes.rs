@@ -48,10 +48,9 @@ struct CancelOnDrop {
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         if self.armed {
-            let predictions = self.predictions.clone();
             let id = std::mem::take(&mut self.id);
             tracing::info!(prediction_id = %id, "client disconnected; cancelling the prediction");
-            tokio::spawn(async move { predictions.cancel(&id).await });
+            self.predictions.cancel_detached(id);
         }
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use cogvisor_supervisor::HealthStatus;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Where Cog's images expect it.
 pub const READY_FILE: &str = "/var/run/cog/ready";
@@ -15,12 +16,22 @@ pub fn enabled(env: crate::config::Env<'_>) -> bool {
     env("KUBERNETES_SERVICE_HOST").is_some_and(|v| !v.is_empty())
 }
 
-/// Creates or removes `path` as the health machine enters or leaves READY, until the supervisor goes.
-pub async fn follow(mut status: watch::Receiver<HealthStatus>, path: PathBuf) {
+/// Creates or removes `path` as the health machine enters or leaves READY, until the supervisor goes
+/// or `shutdown` (the process root, cancelled as the worker is stopped) is cancelled; the file is gone
+/// then.
+pub async fn follow(
+    mut status: watch::Receiver<HealthStatus>,
+    path: PathBuf,
+    shutdown: CancellationToken,
+) {
     loop {
         let ready = *status.borrow_and_update() == HealthStatus::Ready;
         sync(&path, ready).await;
-        if status.changed().await.is_err() {
+        let changed = tokio::select! {
+            changed = status.changed() => changed.is_ok(),
+            _ = shutdown.cancelled() => false,
+        };
+        if !changed {
             sync(&path, false).await;
             return;
         }
@@ -56,7 +67,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("run/cog/ready");
         let (tx, rx) = watch::channel(HealthStatus::Starting);
-        let task = tokio::spawn(follow(rx, path.clone()));
+        let task = tokio::spawn(follow(rx, path.clone(), CancellationToken::new()));
         let wait_for = |want: bool| {
             let path = path.clone();
             async move {
@@ -79,5 +90,29 @@ mod tests {
         drop(tx);
         task.await.expect("follow ends");
         assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn cancelling_the_token_removes_the_file_and_ends_the_follow() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ready");
+        let (tx, rx) = watch::channel(HealthStatus::Ready);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(follow(rx, path.clone(), shutdown.clone()));
+        for _ in 0..500 {
+            if path.exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(path.exists(), "the file appears while READY");
+        shutdown.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("follow ends on the token")
+            .expect("join");
+        assert!(!path.exists());
+        // The status sender still lives: the token alone ended it.
+        drop(tx);
     }
 }

@@ -1,6 +1,11 @@
 //! `cogvisor serve`: reads the settings, starts the supervisor and its worker, serves the HTTP API
 //! ([`crate::http_server`]: its connection limit and timeouts),
 //! and on shutdown drains running predictions and their webhooks before the worker is stopped.
+//!
+//! It makes the process's cancellation tree and its task tracker (see `shutdown.rs`): the root is
+//! passed to the supervisor and the ready file, the drain token to the prediction service, and every
+//! task the server starts (the signal listener, the ready file, drivers moved off their request,
+//! cancels for clients that went away) runs on the tracker, waited for with a deadline at exit.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +15,8 @@ use cogvisor_protocol::Mode;
 use cogvisor_supervisor::runtime_dir::RuntimeDir;
 use cogvisor_supervisor::Supervisor;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::error::ServeError;
 use crate::{
@@ -80,6 +87,10 @@ pub async fn serve(args: ServeArgs, flags: settings::Flags) -> Result<(), ServeE
         &resolved.cog,
     )?;
     let metrics = std::sync::Arc::new(metrics::Metrics::new());
+    // The process's cancellation tree and the tracker of the server's own tasks.
+    let process = CancellationToken::new();
+    let trigger = shutdown::ShutdownTrigger::under(&process);
+    let tasks = TaskTracker::new();
     let service_settings = predictions::ServiceSettings {
         webhook: webhook::WebhookSettings::from_env(&env).map_err(ServeError::Webhook)?,
         upload_url: args.upload_url.clone(),
@@ -87,6 +98,8 @@ pub async fn serve(args: ServeArgs, flags: settings::Flags) -> Result<(), ServeE
         history_capacity: resolved.stream_history_capacity,
         metrics: metrics.clone(),
         max_output_file: settings.outputs_max_file_size,
+        shutdown: trigger.token().clone(),
+        tasks: tasks.clone(),
         ..Default::default()
     };
     service_settings
@@ -131,17 +144,17 @@ pub async fn serve(args: ServeArgs, flags: settings::Flags) -> Result<(), ServeE
         version::COGVISOR_VERSION,
         version::COG_VERSION
     );
-    let supervisor = Supervisor::start(config, runtime_dir).await?;
+    let supervisor = Supervisor::start_with_shutdown(config, runtime_dir, &process).await?;
 
-    let trigger = shutdown::ShutdownTrigger::default();
-    tokio::spawn(shutdown::listen_for_signals(
+    tasks.spawn(shutdown::listen_for_signals(
         trigger.clone(),
         args.await_explicit_shutdown,
     ));
     if ready_file::enabled(&env) {
-        tokio::spawn(ready_file::follow(
+        tasks.spawn(ready_file::follow(
             supervisor.watch_status(),
             std::path::PathBuf::from(ready_file::READY_FILE),
+            process.clone(),
         ));
     }
     let mut state = http::AppState::new(
@@ -169,31 +182,44 @@ pub async fn serve(args: ServeArgs, flags: settings::Flags) -> Result<(), ServeE
         keepalive_timeout: settings.http_keepalive_timeout,
         max_connections,
     };
-    let drain_deadline = settings.shutdown_drain_timeout;
-    let cancel_grace = settings.cancel_grace;
-    let predictions = state.predictions.clone();
-    let app = http::router(state);
-    let drain = {
-        let predictions = predictions.clone();
-        let supervisor = supervisor.clone();
-        async move {
-            let reason = trigger.triggered().await;
-            tracing::info!(
-                reason,
-                "shutting down: admitting nothing new, draining running predictions"
-            );
-            predictions.drain(drain_deadline, cancel_grace).await;
-            predictions.wait_deliveries(DELIVERY_DEADLINE).await;
-            // Whatever still runs is ended by stopping the worker, so no HTTP request waits forever.
-            supervisor.shutdown().await;
-        }
+    let drain = shutdown::Drain {
+        predictions: state.predictions.clone(),
+        supervisor,
+        process,
+        deadline: settings.shutdown_drain_timeout,
+        cancel_grace: settings.cancel_grace,
     };
-    http_server::serve(listener, app, limits, drain).await;
+    run(listener, state, limits, drain, trigger, tasks).await
+}
+
+/// Serves `state` on `listener` within `limits` until `trigger` fires, runs `drain`, and waits for the
+/// terminal webhooks and then for the server's `tasks`, each with a deadline. The shutdown is a
+/// parameter, so whoever calls this (a test) can drive it.
+pub async fn run(
+    listener: TcpListener,
+    state: http::AppState,
+    limits: http_server::ServerLimits,
+    drain: shutdown::Drain,
+    trigger: shutdown::ShutdownTrigger,
+    tasks: TaskTracker,
+) -> Result<(), ServeError> {
+    let predictions = drain.predictions.clone();
+    http_server::serve(listener, http::router(state), limits, drain.run(trigger)).await;
     // Terminal webhooks of predictions the worker stop ended.
     predictions.wait_deliveries(Duration::from_secs(10)).await;
+    tasks.close();
+    if tokio::time::timeout(TASKS_DEADLINE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(pending = tasks.len(), "server tasks still running at exit");
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
-/// How long terminal webhooks may take to deliver during shutdown.
-pub const DELIVERY_DEADLINE: Duration = Duration::from_secs(30);
+pub use crate::shutdown::DELIVERY_DEADLINE;
+
+/// How long the server's own tasks (drivers of predictions the worker stop ended, cancels, the
+/// ready file) may take to end once the supervisor has stopped.
+pub const TASKS_DEADLINE: Duration = Duration::from_secs(10);

@@ -34,10 +34,9 @@ impl Drop for Watcher {
             .cancel_when_unwatched
             .load(std::sync::atomic::Ordering::SeqCst);
         if last && owned && !self.prediction.status().is_terminal() {
-            let service = self.service.clone();
             let id = self.prediction.id.clone();
             tracing::info!(prediction_id = %id, "last stream subscriber left; cancelling the prediction");
-            tokio::spawn(async move { service.cancel(&id).await });
+            self.service.cancel_detached(id);
         }
     }
 }

@@ -102,7 +102,7 @@ impl Supervisor {
                     let (tx, rx) = watch::channel(false);
                     *in_flight = Some(rx.clone());
                     let this = self.clone();
-                    tokio::spawn(async move {
+                    self.inner.scope.spawn(async move {
                         this.run_check().await;
                         *this
                             .inner
@@ -138,15 +138,15 @@ impl Supervisor {
             return;
         };
         let this = self.clone();
-        let mut shutdown = self.inner.shutdown_tx.subscribe();
-        tokio::spawn(async move {
+        let shutdown = self.inner.scope.token.clone();
+        self.inner.scope.spawn(async move {
             let mut ticks = tokio::time::interval(period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks.tick().await;
             loop {
                 tokio::select! {
                     _ = ticks.tick() => {}
-                    _ = shutdown.wait_for(|s| *s) => return,
+                    _ = shutdown.cancelled() => return,
                 }
                 let state = this.inner.lock().machine.state;
                 match state {

@@ -31,6 +31,9 @@
 //! * [`observer`]: events (recycles, health checks, hooks) for whoever watches, such as metrics.
 //! * [`supervisor`]: the handle tying it together: start, admit, cancel, health, shutdown.
 //! * `routing`: what the worker sends, routed to predictions, checks and the health machine.
+//! * `scope`: the supervisor's part of the one cancellation tree (supervisor → generation →
+//!   prediction) and the one tracker of every task it starts, which shutdown waits on.
+//! * `watchers`: a prediction's `predict_timeout` and cancel-grace watchers, which end with it.
 //! * [`error`]: every failure, as enums.
 
 pub mod checks;
@@ -51,11 +54,13 @@ pub mod procfs;
 pub mod restart_budget;
 mod routing;
 pub mod runtime_dir;
+mod scope;
 pub mod slots;
 pub mod spawn;
 mod state;
 pub mod stop;
 pub mod supervisor;
+mod watchers;
 pub mod worker;
 
 pub use config::SupervisorConfig;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use cogvisor_protocol::{ControlRequest, SetupMode, SlotId};
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::executor::{Effects, ShuttingDown, Step, Wake};
 use crate::health_machine::{Action, Event, RecycleTrigger};
@@ -34,7 +35,8 @@ pub(crate) struct Lifecycle {
     sup: Supervisor,
     /// Actions other tasks got from the machine.
     actions: mpsc::UnboundedReceiver<Vec<Action>>,
-    shutdown: watch::Receiver<bool>,
+    /// The supervisor's token: cancelled, the task stops the worker and ends.
+    shutdown: CancellationToken,
     /// The worker that is set up (serving, or running `after_healthy`).
     current: Option<Arc<Generation>>,
     /// `current`'s exit was reported to the machine already.
@@ -44,7 +46,7 @@ pub(crate) struct Lifecycle {
 
 impl Lifecycle {
     pub(crate) fn new(sup: Supervisor, actions: mpsc::UnboundedReceiver<Vec<Action>>) -> Self {
-        let shutdown = sup.inner.shutdown_tx.subscribe();
+        let shutdown = sup.inner.scope.token.clone();
         Self {
             sup,
             actions,
@@ -56,7 +58,7 @@ impl Lifecycle {
     }
 
     fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
+        self.shutdown.is_cancelled()
     }
 
     /// Stops what a failed start left. A worker still inside setup() does not read its control channel,
@@ -102,7 +104,7 @@ impl Lifecycle {
                     tracing::warn!(busy, "recycle drain timed out; cancelling what still runs");
                     return Ok(());
                 }
-                _ = self.shutdown.wait_for(|s| *s) => return Err(ShuttingDown),
+                _ = self.shutdown.cancelled() => return Err(ShuttingDown),
                 _ = exit.wait_for(Option::is_some) => {
                     tracing::warn!(busy, "the worker exited while a recycle was draining it");
                     return Ok(());
@@ -134,16 +136,18 @@ impl Lifecycle {
         self.sup.inner.hook_ran("before_stop", &outcome);
     }
 
-    /// Starts the tasks that read the new worker's channels.
+    /// Starts the tasks that read the new worker's channels. They end when the worker closes them
+    /// (it exited or was stopped), on the supervisor's tracker.
     fn spawn_readers(&self, generation: &Arc<Generation>, started: worker::Started) {
+        let scope = &self.sup.inner.scope;
         for (i, reader) in started.slot_readers.into_iter().enumerate() {
             let this = self.sup.clone();
             let generation = generation.clone();
-            tokio::spawn(async move { this.read_slot(generation, SlotId(i as u32), reader).await });
+            scope.spawn(async move { this.read_slot(generation, SlotId(i as u32), reader).await });
         }
         let this = self.sup.clone();
         let generation = generation.clone();
-        tokio::spawn(async move { this.read_control(generation, started.control_reader).await });
+        scope.spawn(async move { this.read_control(generation, started.control_reader).await });
     }
 }
 
@@ -177,7 +181,7 @@ impl Effects for Lifecycle {
             _ => None,
         };
         let woke = tokio::select! {
-            _ = self.shutdown.wait_for(|s| *s) => Wake::Shutdown,
+            _ = self.shutdown.cancelled() => Wake::Shutdown,
             exit = exited(exit) => Wake::WorkerExited { exit: exit.to_string() },
             // The sender lives in `Inner`, which outlives this task: `None` cannot happen.
             actions = self.actions.recv() => Wake::Actions(actions.unwrap_or_default()),
@@ -213,15 +217,18 @@ impl Effects for Lifecycle {
             &inner.config,
             &inner.runtime,
             &inner.spawner,
-            generation,
-            setup,
+            worker::NewGeneration {
+                number: generation,
+                setup,
+                scope: inner.scope.child(),
+            },
             inner.as_ref(),
             |pid, started_at| inner.lock().worker_spawned(pid, started_at),
         );
         tokio::pin!(start);
         let interrupted = tokio::select! {
             started = &mut start => Ok(started),
-            _ = self.shutdown.wait_for(|s| *s) => Err(ShuttingDown),
+            _ = self.shutdown.cancelled() => Err(ShuttingDown),
         };
         let started = match interrupted {
             Ok(started) => started,
@@ -336,6 +343,7 @@ impl Effects for Lifecycle {
                 // Gone already (a crash): only what it left behind is swept.
                 self.sup.inner.lock().worker_gone(reason.to_string());
                 crate::stop::sweep(generation.pid, self.sup.inner.spawner.known()).await;
+                generation.token.cancel();
             } else {
                 self.run_before_stop(&generation, reason).await;
                 self.sup.stop_generation(&generation).await;
@@ -350,7 +358,7 @@ impl Effects for Lifecycle {
     async fn backoff(&mut self, after: Duration) -> Step<()> {
         tokio::select! {
             _ = tokio::time::sleep(after) => Ok(()),
-            _ = self.shutdown.wait_for(|s| *s) => Err(ShuttingDown),
+            _ = self.shutdown.cancelled() => Err(ShuttingDown),
         }
     }
 

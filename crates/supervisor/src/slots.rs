@@ -5,6 +5,7 @@
 
 use cogvisor_protocol::SlotId;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::DropGuard;
 
 use crate::health::{PoisonedSlot, SlotsRecord};
 use crate::PredictionEvent;
@@ -14,6 +15,10 @@ use crate::PredictionEvent;
 pub struct Running {
     pub id: String,
     pub events: UnboundedSender<PredictionEvent>,
+    /// Cancels the prediction's token (a child of its generation's) when it leaves the slot, however
+    /// it leaves (terminal message, poisoned slot, failed worker, a new pool): the tasks that watch
+    /// the prediction (`crate::watchers`) end with it.
+    pub(crate) ended: DropGuard,
 }
 
 /// One slot's state.
@@ -190,7 +195,28 @@ mod tests {
         Running {
             id: id.into(),
             events,
+            ended: tokio_util::sync::CancellationToken::new().drop_guard(),
         }
+    }
+
+    #[test]
+    fn a_prediction_that_leaves_its_slot_has_its_token_cancelled() {
+        let mut pool = SlotPool::new(3);
+        let mut tokens = Vec::new();
+        for id in ["released", "poisoned", "drained"] {
+            let r = running(id);
+            tokens.push(r.ended.token().clone());
+            pool.acquire(r).expect("idle slot");
+        }
+        assert!(tokens.iter().all(|t| !t.is_cancelled()));
+        drop(pool.release(SlotId(0), "released"));
+        assert!(tokens[0].is_cancelled());
+        assert!(!tokens[1].is_cancelled());
+        drop(pool.poison(SlotId(1), "broken"));
+        assert!(tokens[1].is_cancelled());
+        assert!(!tokens[2].is_cancelled());
+        drop(pool.drain("server shut down"));
+        assert!(tokens[2].is_cancelled());
     }
 
     #[test]

@@ -27,7 +27,6 @@ pub(crate) struct State {
     pub(crate) python_version: Option<String>,
     pub(crate) sdk_version: Option<String>,
     pub(crate) schema: Option<Arc<serde_json::Value>>,
-    pub(crate) shutting_down: bool,
     /// The current worker's model defines `healthcheck()`.
     pub(crate) has_healthcheck: bool,
     /// Predictions finished by the current worker, for `recycle.max_predictions`.
@@ -63,7 +62,6 @@ impl State {
             python_version: None,
             sdk_version: None,
             schema: None,
-            shutting_down: false,
             has_healthcheck: false,
             predictions_served: 0,
             prediction_limit: None,

@@ -24,6 +24,12 @@ pub enum StopOutcome {
     Killed,
 }
 
+/// How long the worker may take to exit after SIGKILL before the stop gives up waiting.
+pub const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// How long the sweep waits for the orphans it killed to be reaped.
+pub const SWEEP_WAIT: Duration = Duration::from_secs(5);
+
 /// Waits until the worker has exited or `timeout` passes. True when it has exited.
 async fn wait_exit(exit: &mut watch::Receiver<Option<WorkerExit>>, timeout: Duration) -> bool {
     matches!(
@@ -53,10 +59,7 @@ where
         match child::terminate_tree(pid, grace, &mut exited).await {
             Some(_) => StopOutcome::Terminated,
             None => {
-                if tokio::time::timeout(Duration::from_secs(10), exited)
-                    .await
-                    .is_err()
-                {
+                if tokio::time::timeout(KILL_WAIT, exited).await.is_err() {
                     tracing::error!(pid, "worker did not exit 10 s after SIGKILL");
                 }
                 StopOutcome::Killed
@@ -71,7 +74,7 @@ where
 /// behind (reparented to us, the subreaper), and reap them.
 pub async fn sweep(pid: u32, known: &KnownChildren) {
     let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-    let reaped = process_tree::kill_and_reap_orphans(known, Duration::from_secs(5)).await;
+    let reaped = process_tree::kill_and_reap_orphans(known, SWEEP_WAIT).await;
     if reaped > 0 {
         tracing::info!(
             pid,

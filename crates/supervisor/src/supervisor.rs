@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex as StdMutex};
 use cogvisor_protocol::{spill, ControlRequest, SlotId, SlotRequest};
 use futures::SinkExt;
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::health::{HealthSnapshot, HealthStatus, RecycleRecord};
 use crate::health_machine::{transition, Action, Event, Machine, MachineConfig, RecycleTrigger};
 use crate::prediction::OutputDir;
 use crate::runtime_dir::RuntimeDir;
+use crate::scope::Scope;
 use crate::slots::Running;
 use crate::spawn::{KnownChildren, Spawner};
 use crate::state::State;
@@ -38,10 +40,13 @@ pub(crate) struct Inner {
     pub(crate) actions: mpsc::UnboundedSender<Vec<Action>>,
     /// One instant with its wall-clock time, to show the machine's instants as RFC 3339.
     pub(crate) clock_anchor: (std::time::Instant, chrono::DateTime<chrono::Utc>),
-    /// Set once at shutdown; the lifecycle task stops the worker and ends.
-    pub(crate) shutdown_tx: watch::Sender<bool>,
-    /// The lifecycle loop, awaited by [`Supervisor::shutdown`].
-    pub(crate) lifecycle: StdMutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The supervisor's node of the cancellation tree and the tracker of every task it starts
+    /// (`scope.rs`). Its token is the one shutdown signal: nothing is admitted once it is cancelled,
+    /// and the lifecycle task stops the worker and ends.
+    pub(crate) scope: Scope,
+    /// Cancelled when the lifecycle task has ended (a completion signal, not part of the tree): the
+    /// rest of the tracker is waited for only briefly after it.
+    pub(crate) lifecycle_done: CancellationToken,
     /// Woken whenever a slot stops running a prediction (a recycle's drain waits on it).
     pub(crate) slot_freed: tokio::sync::Notify,
     /// The health machine's state, for whoever follows it (the Kubernetes ready file).
@@ -133,15 +138,27 @@ impl SetupLog for Inner {
 
 impl Supervisor {
     /// Makes this process a subreaper, creates the runtime directory, and starts generation 1 in the
-    /// background. Returns at once: health is STARTING until the worker is ready.
+    /// background. Returns at once: health is STARTING until the worker is ready. It stops on
+    /// [`Supervisor::shutdown`] only; see [`Supervisor::start_with_shutdown`].
     pub async fn start(
         config: SupervisorConfig,
         runtime: RuntimeDir,
     ) -> Result<Self, SupervisorError> {
+        Self::start_with_shutdown(config, runtime, &CancellationToken::new()).await
+    }
+
+    /// [`Supervisor::start`] under `shutdown`: the supervisor's token is a child of it, so cancelling
+    /// `shutdown` stops the supervisor as [`Supervisor::shutdown`] does (which then only waits).
+    pub async fn start_with_shutdown(
+        config: SupervisorConfig,
+        runtime: RuntimeDir,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, SupervisorError> {
         crate::process_tree::become_subreaper().map_err(SupervisorError::Subreaper)?;
+        let scope = Scope::under(shutdown);
         let known = KnownChildren::default();
         let spawner = Spawner::start(known.clone())?;
-        spawn_orphan_reaper(known);
+        spawn_orphan_reaper(&scope, known);
         let (actions, actions_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             actions,
@@ -150,8 +167,8 @@ impl Supervisor {
                 budget: config.restart_budget,
             },
             clock_anchor: (tokio::time::Instant::now().into_std(), chrono::Utc::now()),
-            shutdown_tx: watch::channel(false).0,
-            lifecycle: StdMutex::new(None),
+            scope,
+            lifecycle_done: CancellationToken::new(),
             slot_freed: tokio::sync::Notify::new(),
             status_tx: watch::channel(HealthStatus::Starting).0,
             checks: crate::checks::Checks::default(),
@@ -163,15 +180,11 @@ impl Supervisor {
         });
         let supervisor = Supervisor { inner };
         let mut lifecycle = crate::lifecycle::Lifecycle::new(supervisor.clone(), actions_rx);
-        let handle =
-            tokio::spawn(
-                async move { crate::executor::run(&mut lifecycle, Machine::boot().1).await },
-            );
-        *supervisor
-            .inner
-            .lifecycle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        let done = supervisor.inner.lifecycle_done.clone().drop_guard();
+        supervisor.inner.scope.spawn(async move {
+            let _done = done;
+            crate::executor::run(&mut lifecycle, Machine::boot().1).await
+        });
         supervisor.spawn_monitor();
         Ok(supervisor)
     }
@@ -227,9 +240,9 @@ impl Supervisor {
         request: PredictionRequest,
     ) -> Result<PredictionStream, AdmitError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (slot, generation) = {
+        let (slot, generation, ended) = {
             let mut state = self.inner.lock();
-            if state.shutting_down {
+            if self.inner.scope.token.is_cancelled() {
                 return Err(AdmitError::ShuttingDown);
             }
             let generation = match (state.machine.state, &state.generation) {
@@ -244,12 +257,15 @@ impl Supervisor {
             if state.pool.find(&request.id).is_some() {
                 return Err(AdmitError::DuplicateId(request.id));
             }
+            // The prediction's node of the cancellation tree, under its generation's.
+            let ended = generation.token.child_token();
             let running = Running {
                 id: request.id.clone(),
                 events: tx.clone(),
+                ended: ended.clone().drop_guard(),
             };
             match state.pool.acquire(running) {
-                Ok(slot) => (slot, generation),
+                Ok(slot) => (slot, generation, ended),
                 Err(_) => return Err(AdmitError::AtCapacity),
             }
         };
@@ -271,7 +287,7 @@ impl Supervisor {
             .dispatch(&generation, slot, request, stream.output_dir())
             .await
         {
-            Ok(()) => self.watch_deadline(generation, slot, id),
+            Ok(()) => self.watch_deadline(generation, slot, id, ended),
             Err(error) => self.poison_slot(&generation, slot, &error),
         }
         Ok(stream)
@@ -320,12 +336,12 @@ impl Supervisor {
     pub async fn cancel(&self, id: &str) -> bool {
         let target = {
             let state = self.inner.lock();
-            state
-                .pool
-                .find(id)
-                .and_then(|slot| state.generation.clone().map(|g| (slot, g)))
+            state.pool.find(id).and_then(|slot| {
+                let ended = state.pool.running(slot)?.ended.token().clone();
+                state.generation.clone().map(|g| (slot, g, ended))
+            })
         };
-        let Some((slot, generation)) = target else {
+        let Some((slot, generation, ended)) = target else {
             return false;
         };
         generation
@@ -334,85 +350,37 @@ impl Supervisor {
                 id: id.to_string(),
             })
             .await;
-        self.watch_cancel(generation, slot, id.to_string());
+        self.watch_cancel(generation, slot, id.to_string(), ended);
         true
     }
 
-    /// A cancelled prediction that still runs after `cancel_grace` is stuck (in C code, say): its slot
-    /// is poisoned, which fails the prediction and frees the client.
-    fn watch_cancel(&self, generation: Arc<Generation>, slot: SlotId, id: String) {
-        let this = self.clone();
-        let grace = self.inner.config.cancel_grace;
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            let stuck = {
-                let state = this.inner.lock();
-                is_current(&state, &generation) && state.pool.find(&id) == Some(slot)
-            };
-            if stuck {
-                // The client asked for a cancel and gets one; the slot, whose thread may still be
-                // stuck in the model's code, takes no more work.
-                let ending = if this.inner.lock().timed_out.remove(&id) {
-                    PredictionEvent::Failed {
-                        error:
-                            "prediction timed out (predict_timeout) and did not stop when cancelled"
-                                .into(),
-                    }
-                } else {
-                    PredictionEvent::Canceled
-                };
-                this.poison_slot_ending(
-                    &generation,
-                    slot,
-                    &format!(
-                        "prediction {id} did not stop within {:.1}s of being cancelled",
-                        grace.as_secs_f64()
-                    ),
-                    ending,
-                );
-            }
-        });
-    }
-
-    /// Cancels prediction `id` when it runs past `predict_timeout`; it then ends `failed` with an error
-    /// naming the timeout.
-    fn watch_deadline(&self, generation: Arc<Generation>, slot: SlotId, id: String) {
-        let Some(timeout) = self.inner.config.predict_timeout else {
-            return;
-        };
-        let this = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let overdue = {
-                let mut state = this.inner.lock();
-                let overdue = is_current(&state, &generation) && state.pool.find(&id) == Some(slot);
-                if overdue {
-                    state.timed_out.insert(id.clone());
-                }
-                overdue
-            };
-            if overdue {
-                tracing::warn!(prediction_id = %id, ?timeout, "prediction timed out; cancelling it");
-                this.cancel(&id).await;
-            }
-        });
-    }
-
     /// Stops admitting, stops the worker (shutdown message → grace → SIGTERM → grace → SIGKILL) and
-    /// reaps every process it left. Running predictions fail with a shutdown error.
+    /// reaps every process it left. Running predictions fail with a shutdown error. Cancels the
+    /// supervisor's token (if its parent has not already), then waits for every task it started: for
+    /// the lifecycle up to a deadline that covers the longest stop it can be in the middle of, then for
+    /// the rest (channel readers, watchers, checks), which end with the worker, briefly.
     pub async fn shutdown(&self) {
-        self.inner.lock().shutting_down = true;
-        self.inner.shutdown_tx.send_replace(true);
-        let handle = self
-            .inner
-            .lifecycle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(handle) = handle {
-            if let Err(e) = handle.await {
-                tracing::error!(error = %e, "the worker lifecycle task failed");
-            }
+        let scope = &self.inner.scope;
+        scope.token.cancel();
+        scope.tasks.close();
+        let deadline = shutdown_deadline(&self.inner.config);
+        if tokio::time::timeout(deadline, self.inner.lifecycle_done.cancelled())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                ?deadline,
+                "the worker lifecycle had not stopped at the shutdown deadline"
+            );
+        }
+        if tokio::time::timeout(AFTER_LIFECYCLE, scope.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                pending = scope.tasks.len(),
+                "supervisor tasks still running after the worker stopped"
+            );
         }
         // The lifecycle may have ended earlier (SETUP_FAILED, DEFUNCT): nothing may stay pending.
         let running = self.inner.lock().pool.drain("server shut down");
@@ -422,6 +390,11 @@ impl Supervisor {
                     .into(),
             });
         }
+    }
+
+    /// How many tasks the supervisor runs now (the lifecycle, channel readers, watchers, checks, …).
+    pub fn tasks_running(&self) -> usize {
+        self.inner.scope.tasks.len()
     }
 
     /// Follows the health machine's state (never BUSY).
@@ -458,7 +431,24 @@ impl Supervisor {
             ?outcome,
             "worker stopped"
         );
+        // What watched its predictions ends now (they were failed or finished by the stop).
+        generation.token.cancel();
     }
+}
+
+/// How long [`Supervisor::shutdown`] waits for its other tasks once the lifecycle has ended: the worker
+/// is gone, so its channels are closed and its predictions' watchers cancelled.
+const AFTER_LIFECYCLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long [`Supervisor::shutdown`] waits for the lifecycle task: it may be in the middle of a
+/// recycle's stop (a `before_stop` hook, two graces, the SIGKILL wait) before it starts the
+/// shutdown's own.
+fn shutdown_deadline(config: &SupervisorConfig) -> std::time::Duration {
+    let one_stop = config.hooks.timeout
+        + 2 * config.stop_grace
+        + crate::stop::KILL_WAIT
+        + crate::stop::SWEEP_WAIT;
+    2 * one_stop + std::time::Duration::from_secs(5)
 }
 
 pub(crate) fn is_current(state: &State, generation: &Generation) -> bool {
@@ -468,9 +458,11 @@ pub(crate) fn is_current(state: &State, generation: &Generation) -> bool {
         .is_some_and(|g| g.number == generation.number)
 }
 
-/// Reaps zombies of orphans reparented to us, on every SIGCHLD.
-fn spawn_orphan_reaper(known: KnownChildren) {
-    tokio::spawn(async move {
+/// Reaps zombies of orphans reparented to us, on every SIGCHLD, until the supervisor shuts down (its
+/// last stop sweeps what is left).
+fn spawn_orphan_reaper(scope: &Scope, known: KnownChildren) {
+    let token = scope.token.clone();
+    scope.spawn(async move {
         let Ok(mut sigchld) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
         else {
             tracing::warn!(
@@ -478,7 +470,12 @@ fn spawn_orphan_reaper(known: KnownChildren) {
             );
             return;
         };
-        while sigchld.recv().await.is_some() {
+        while token
+            .run_until_cancelled(sigchld.recv())
+            .await
+            .flatten()
+            .is_some()
+        {
             crate::process_tree::reap_zombie_orphans(&known).await;
         }
     });

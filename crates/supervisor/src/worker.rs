@@ -23,6 +23,10 @@ use tokio::net::UnixListener;
 use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::{watch, Mutex};
 use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::scope::Scope;
 
 use crate::child::{Exit, SupervisedChild};
 use crate::config::SupervisorConfig;
@@ -55,6 +59,9 @@ pub struct Generation {
     pub(crate) control: Mutex<Option<ControlWriter>>,
     pub(crate) slot_writers: Vec<Mutex<SlotWriter>>,
     pub(crate) exit: watch::Receiver<Option<WorkerExit>>,
+    /// This generation's node in the cancellation tree (a child of the supervisor's): cancelled once
+    /// the worker is stopped, which ends the watchers of every prediction it ran.
+    pub(crate) token: CancellationToken,
 }
 
 impl Generation {
@@ -145,13 +152,25 @@ fn milestone(log: &dyn SetupLog, text: &str) {
     ));
 }
 
+/// Which generation to start, how, and its node of the cancellation tree.
+pub(crate) struct NewGeneration {
+    pub(crate) number: u64,
+    pub(crate) setup: SetupMode,
+    /// A child of the supervisor's scope: its token becomes [`Generation::token`], its exit watcher
+    /// runs on the tracker.
+    pub(crate) scope: Scope,
+}
+
 /// Spawns generation `number` and runs it through setup.
-pub async fn start(
+pub(crate) async fn start(
     config: &SupervisorConfig,
     runtime: &RuntimeDir,
     spawner: &Spawner,
-    number: u64,
-    setup: SetupMode,
+    NewGeneration {
+        number,
+        setup,
+        scope,
+    }: NewGeneration,
     log: &dyn SetupLog,
     on_spawned: impl FnOnce(u32, &str),
 ) -> Result<Started, FailedStart> {
@@ -225,7 +244,7 @@ pub async fn start(
             )))
         }
     };
-    let exit = watch_exit(child);
+    let exit = watch_exit_in(&scope.tasks, child);
     let mut control = FramedWrite::new(stdin, FrameCodec::new());
     let mut reader: ControlReader = FramedRead::new(stdout, FrameCodec::new());
 
@@ -301,6 +320,7 @@ pub async fn start(
                     control: Mutex::new(Some(control)),
                     slot_writers,
                     exit,
+                    token: scope.token,
                 }),
                 ready,
                 control_reader: reader,
@@ -410,9 +430,17 @@ fn setup_message(message: ControlResponse, log: &dyn SetupLog) -> Option<StartEr
 /// Owns the child and publishes its exit. The pid leaves [`crate::spawn::KnownChildren`] only after
 /// it has been reaped, so the orphan reaper can never take its status. What the worker left in its
 /// group is the stop's sweep's to end ([`crate::stop::sweep`]).
-pub fn watch_exit(mut child: SupervisedChild) -> watch::Receiver<Option<WorkerExit>> {
+pub fn watch_exit(child: SupervisedChild) -> watch::Receiver<Option<WorkerExit>> {
+    watch_exit_in(&TaskTracker::new(), child)
+}
+
+/// [`watch_exit`], its task on `tasks` (it ends once the child is reaped).
+pub(crate) fn watch_exit_in(
+    tasks: &TaskTracker,
+    mut child: SupervisedChild,
+) -> watch::Receiver<Option<WorkerExit>> {
     let (tx, rx) = watch::channel(None);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let exit = child.wait_for_exit().await;
         tracing::info!(pid = child.pid(), %exit, "worker exited");
         let _ = tx.send(Some(exit));

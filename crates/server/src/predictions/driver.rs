@@ -20,6 +20,8 @@ use crate::upload::UniqueNames;
 /// wake-up on its way back to the client.
 #[must_use = "a dropped Driver moves to a task of its own; call `run` to drive it here"]
 pub struct Driver {
+    /// Where a dropped, unfinished driver goes on (the server's tracker).
+    pub(super) tasks: tokio_util::task::TaskTracker,
     pub(super) drive: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
@@ -48,7 +50,7 @@ impl Drop for Driver {
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(drive);
+                self.tasks.spawn_on(drive, &runtime);
             }
             // No runtime any more (the process is exiting): nothing is left to report to.
             Err(_) => tracing::debug!("a prediction's driver dropped outside the runtime"),

@@ -1,12 +1,12 @@
 //! The prediction service: admits a prediction into a supervisor slot, connects its webhook sender,
 //! hands back its [`Driver`], finds and cancels predictions by id, and drains them at shutdown.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use cogvisor_supervisor::{AdmitError, PredictionRequest, Supervisor};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::driver::Driver;
@@ -46,6 +46,12 @@ pub struct ServiceSettings {
     pub metrics: Arc<Metrics>,
     /// `outputs.max_file_size`: the largest output file read into a `data:` URL or an upload.
     pub max_output_file: u64,
+    /// The server's drain token (`crate::shutdown`): once cancelled nothing new is admitted.
+    /// [`PredictionService::drain`] cancels it too.
+    pub shutdown: CancellationToken,
+    /// The server's task tracker: drivers moved off their request and cancels for clients that went
+    /// away run on it.
+    pub tasks: TaskTracker,
 }
 
 impl Default for ServiceSettings {
@@ -61,6 +67,8 @@ impl Default for ServiceSettings {
             http: HttpClient::default(),
             metrics: Arc::default(),
             max_output_file: crate::output_file::DEFAULT_MAX_OUTPUT_FILE,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
         }
     }
 }
@@ -79,8 +87,6 @@ pub struct PredictionService {
     pub(super) supervisor: Supervisor,
     pub(super) settings: ServiceSettings,
     pub(super) registry: Mutex<Registry>,
-    /// Set once shutdown begins: no new predictions.
-    pub(super) draining: AtomicBool,
     /// The webhook sender tasks, so shutdown can wait for terminal webhooks to be delivered.
     pub(super) deliveries: TaskTracker,
     /// How webhooks are sent.
@@ -105,7 +111,6 @@ impl PredictionService {
             uploader,
             settings,
             registry: Mutex::default(),
-            draining: AtomicBool::new(false),
             deliveries: TaskTracker::new(),
         })
     }
@@ -135,7 +140,7 @@ impl PredictionService {
         output_is_array: bool,
         webhook: Option<Webhook>,
     ) -> Result<(Arc<Prediction>, Driver), CreateError> {
-        if self.draining.load(Ordering::SeqCst) {
+        if self.is_draining() {
             return Err(CreateError::Admit(AdmitError::ShuttingDown));
         }
         if self.get(&id).is_some_and(|p| !p.status().is_terminal()) {
@@ -178,6 +183,7 @@ impl PredictionService {
             self.registry().insert(prediction.clone());
         }
         let driver = Driver {
+            tasks: self.settings.tasks.clone(),
             drive: Some(Box::pin(self.clone().drive(
                 prediction.clone(),
                 stream,
@@ -206,14 +212,14 @@ impl PredictionService {
 
     /// True once a shutdown has begun: nothing new is admitted.
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        self.settings.shutdown.is_cancelled()
     }
 
     /// Shutdown, first part: stop admitting, give running predictions (async ones too) `deadline` to
     /// finish, then cancel the rest and give them `cancel_grace` to end. Returns how many were
     /// cancelled. What is still running after that ends when the worker is stopped.
     pub async fn drain(&self, deadline: Duration, cancel_grace: Duration) -> usize {
-        self.draining.store(true, Ordering::SeqCst);
+        self.settings.shutdown.cancel();
         let running = self.running();
         if !running.is_empty() {
             tracing::info!(
@@ -276,6 +282,15 @@ impl PredictionService {
     /// Where predictions, webhooks and hooks are counted.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.settings.metrics
+    }
+
+    /// [`PredictionService::cancel`] on a task of its own, on the server's tracker: for a drop (a
+    /// client that went away) that cannot wait.
+    pub fn cancel_detached(self: &Arc<Self>, id: String) {
+        let this = self.clone();
+        self.settings.tasks.spawn(async move {
+            this.cancel(&id).await;
+        });
     }
 
     /// Cancels a running prediction. False when no running prediction has that id.
