@@ -64,12 +64,14 @@ def test_idle_connections_past_the_limit_give_way_and_health_stays_fast(serve):
         assert fd_count(server.pid) <= base + 8 + 4, (base, fd_count(server.pid))
         status, body = server.predict({"text": "x"})
         assert status == 200 and body["status"] == "succeeded", body
-        # The idle ones were closed for the new ones, oldest first.
+        # The idle ones gave way to the new ones, oldest first: closed, or (when none could give way
+        # in time) answered 503 and closed.
         closed = 0
         for s in idle:
             s.settimeout(0.01)
             try:
-                closed += s.recv(1) == b""
+                got = s.recv(65536)
+                closed += got == b"" or got.startswith(b"HTTP/1.1 503")
             except (socket.timeout, BlockingIOError):
                 pass
             except ConnectionResetError:

@@ -60,6 +60,9 @@ const REFUSAL_DEADLINE: Duration = Duration::from_secs(1);
 /// How long a new connection waits for the idle one it displaces to close.
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
+/// How often a connection waiting for a place asks again for an idle one to give way.
+const EVICTION_RETRY: Duration = Duration::from_millis(50);
+
 /// How long connections may take to close once the shutdown drain is over (the predictions are done
 /// by then: what is left is a response being written to a client that does not read it).
 const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
@@ -139,18 +142,12 @@ pub async fn serve(
                     let stopped = stopped.clone();
                     let inner = tasks.clone();
                     tasks.spawn(async move {
-                        if server.evict_idle() {
-                            let waited = tokio::time::timeout(
-                                EVICTION_WAIT,
-                                server.permits.clone().acquire_owned(),
-                            )
-                            .await;
-                            if let Ok(Ok(permit)) = waited {
+                        match server.make_room().await {
+                            Some(permit) => {
                                 inner.spawn(server.connection(stream, permit, stopped));
-                                return;
                             }
+                            None => server.refuse(stream),
                         }
-                        server.refuse(stream);
                     });
                 }
             },
@@ -216,6 +213,37 @@ impl Server {
             }
             None => false,
         }
+    }
+
+    /// A place for a connection over the limit: asks an idle connection to give way and waits for its
+    /// permit, up to [`EVICTION_WAIT`]. Many connections arriving at once all queue here, while the
+    /// ones admitted before them have not yet registered as idle: so the eviction is retried every
+    /// [`EVICTION_RETRY`] until a permit comes, and only when no connection is idle or giving way is
+    /// the new one refused at once.
+    async fn make_room(&self) -> Option<OwnedSemaphorePermit> {
+        let deadline = Instant::now() + EVICTION_WAIT;
+        loop {
+            let asked = self.evict_idle() || self.eviction_pending();
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(EVICTION_RETRY);
+            match tokio::time::timeout(wait, self.permits.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => return Some(permit),
+                Ok(Err(_)) => return None,
+                Err(_) if !asked || Instant::now() >= deadline => return None,
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Some connection was asked to give way and has not closed yet, or holds its permit but has not
+    /// registered yet (just admitted: it will be idle, and evictable, in a moment).
+    fn eviction_pending(&self) -> bool {
+        let connections = self.connections();
+        connections.len() < self.limits.max_connections
+            || connections
+                .values()
+                .any(|a| a.evicted.load(Ordering::Relaxed))
     }
 
     /// Answers a connection over the limit with `503` and closes it.
