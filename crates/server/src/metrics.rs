@@ -51,7 +51,7 @@ const HEALTHCHECK_BUCKETS: [f64; 11] = [
 /// Outcomes of a hook run.
 pub const HOOK_OUTCOMES: [&str; 3] = ["succeeded", "failed", "timed_out"];
 
-/// The hooks of DESIGN §7.
+/// The hooks (docs/hooks.md).
 pub const HOOKS: [&str; 2] = ["after_healthy", "before_stop"];
 
 const TRIGGERS: [RecycleTrigger; 6] = [
