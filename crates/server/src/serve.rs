@@ -80,10 +80,16 @@ pub async fn serve(args: ServeArgs, flags: settings::Flags) -> Result<(), ServeE
     )?;
     let metrics = std::sync::Arc::new(metrics::Metrics::new());
     let service_settings = predictions::ServiceSettings {
-        webhook: webhook::WebhookSettings::from_env(&env).map_err(ServeError::Webhook)?,
+        webhook: webhook::WebhookSettings {
+            max_in_flight: settings.webhooks_max_in_flight as usize,
+            max_in_flight_bytes: settings.webhooks_max_in_flight_bytes,
+            ..webhook::WebhookSettings::from_env(&env).map_err(ServeError::Webhook)?
+        },
         upload_url: args.upload_url.clone(),
         log_limit: settings.logs_max_per_prediction,
         history_capacity: resolved.stream_history_capacity,
+        history_max_bytes: settings.sse_history_max_per_prediction,
+        subscriber_max_bytes: settings.sse_max_buffered_per_subscriber,
         metrics: metrics.clone(),
         ..Default::default()
     };
@@ -162,7 +168,9 @@ pub async fn serve(args: ServeArgs, flags: settings::Flags) -> Result<(), ServeE
                 reason,
                 "shutting down: admitting nothing new, draining running predictions"
             );
-            predictions.drain(drain_deadline, cancel_grace).await;
+            predictions
+                .drain(drain_deadline, cancel_grace, reason)
+                .await;
             predictions.wait_deliveries(DELIVERY_DEADLINE).await;
             // Whatever still runs is ended by stopping the worker, so no HTTP request waits forever.
             supervisor.shutdown().await;

@@ -42,7 +42,7 @@ impl Recorder {
 }
 
 impl Transport for Recorder {
-    async fn send(&self, _webhook: &Webhook, body: Vec<u8>) -> SendResult {
+    async fn send(&self, _webhook: &Webhook, body: bytes::Bytes) -> SendResult {
         tokio::time::sleep(self.latency).await;
         let value: Value = serde_json::from_slice(&body).expect("json");
         self.sent
@@ -94,6 +94,7 @@ fn setup_counted(
         throttle,
         backoff: Backoff::COG,
         metrics,
+        budget: Arc::default(),
     };
     (prediction, tokio::spawn(sender.run()))
 }
