@@ -435,28 +435,34 @@ impl<T: Transport> Sender<T> {
             budget,
             id: prediction.id.clone(),
         };
+        let mut run = Run {
+            prediction: Some(prediction),
+            terminal: None,
+        };
         let mut last_sent: Option<Instant> = None;
         loop {
             let pending = notifier.peek();
             if pending.contains(Event::Completed) {
                 let pending = notifier.take();
-                // The final state, built once: retries send these bytes, and the prediction (its
-                // input, outputs, history and logs) is no longer held by the delivery.
-                let body = Bytes::from(prediction.snapshot_json());
-                drop(prediction);
+                let Some(terminal) = run.terminal_payload(&delivery) else {
+                    return;
+                };
                 if delivery.webhook.events.contains(Event::Completed) {
-                    delivery.send_terminal(body).await;
+                    delivery.send_terminal(terminal).await;
                 } else if pending != EventSet::default().with(Event::Completed) {
-                    // Not asked for `completed`, but the last output or logs are: send them.
-                    delivery.send_once(body).await;
+                    // Not asked for `completed`, but the last output or logs are: send them, as
+                    // a non-terminal webhook.
+                    let Terminal { body, hold } = terminal;
+                    drop(hold);
+                    delivery.send_once(body, &notifier, &mut run).await;
                 }
                 return;
             }
             if pending.contains(Event::Start) || pending.contains(Event::Output) {
                 notifier.take();
-                delivery
-                    .send_once(Bytes::from(prediction.snapshot_json()))
-                    .await;
+                if let Some(body) = run.payload() {
+                    delivery.send_once(body, &notifier, &mut run).await;
+                }
                 last_sent = Some(Instant::now());
                 continue;
             }
@@ -464,9 +470,9 @@ impl<T: Transport> Sender<T> {
                 let due = last_sent.map_or_else(Instant::now, |t| t + throttle);
                 if Instant::now() >= due {
                     notifier.take();
-                    delivery
-                        .send_once(Bytes::from(prediction.snapshot_json()))
-                        .await;
+                    if let Some(body) = run.payload() {
+                        delivery.send_once(body, &notifier, &mut run).await;
+                    }
                     last_sent = Some(Instant::now());
                 } else {
                     // Throttled: wait for the interval to pass, or for an event sent at once
@@ -483,6 +489,44 @@ impl<T: Transport> Sender<T> {
     }
 }
 
+/// The terminal webhook's payload, built once, and its room in the budget.
+struct Terminal {
+    body: Bytes,
+    hold: Option<Hold>,
+}
+
+/// What a sender holds of its prediction: the prediction itself until it ends, then only the
+/// terminal payload.
+struct Run {
+    prediction: Option<Arc<Prediction>>,
+    terminal: Option<Terminal>,
+}
+
+impl Run {
+    /// The state now, for a non-terminal webhook (none once the prediction has ended).
+    fn payload(&self) -> Option<Bytes> {
+        self.prediction
+            .as_ref()
+            .map(|p| Bytes::from(p.snapshot_json()))
+    }
+
+    /// The prediction has ended: builds the terminal payload, takes its room in the budget, and
+    /// lets go of the prediction (its input, outputs, history and logs).
+    fn end<T: Transport>(&mut self, delivery: &Delivery<T>) {
+        if let Some(prediction) = self.prediction.take() {
+            let body = Bytes::from(prediction.snapshot_json());
+            drop(prediction);
+            let hold = delivery.budget.hold(body.len(), true);
+            self.terminal = Some(Terminal { body, hold });
+        }
+    }
+
+    fn terminal_payload<T: Transport>(&mut self, delivery: &Delivery<T>) -> Option<Terminal> {
+        self.end(delivery);
+        self.terminal.take()
+    }
+}
+
 impl<T: Transport> Delivery<T> {
     /// Sends one request and counts its outcome.
     async fn send(&self, body: &Bytes) -> SendResult {
@@ -492,15 +536,29 @@ impl<T: Transport> Delivery<T> {
     }
 
     /// A non-terminal webhook: one attempt (the next send carries the same state anyway), if the
-    /// budget has room for it.
-    async fn send_once(&self, body: Bytes) {
+    /// budget has room for it. If the prediction ends meanwhile, its terminal payload is built at
+    /// once and the prediction let go, so a slow receiver does not keep a finished prediction alive.
+    async fn send_once(&self, body: Bytes, notifier: &Notifier, run: &mut Run) {
         let Some(_hold) = self.budget.hold(body.len(), false) else {
             let (count, bytes) = self.budget.in_use();
             tracing::debug!(prediction_id = %self.id, url = %self.webhook.url, payload_bytes = body.len(), in_flight = count, in_flight_bytes = bytes, "webhook not sent: the delivery budget is full; the next webhook carries its state");
             self.metrics.record_webhook(WebhookOutcome::Dropped);
             return;
         };
-        match self.send(&body).await {
+        let send = self.send(&body);
+        tokio::pin!(send);
+        let result = loop {
+            tokio::select! {
+                result = &mut send => break result,
+                _ = notifier.wake.notified(), if run.prediction.is_some() => {
+                    // Whatever woke this is still pending for the run loop, which peeks first.
+                    if notifier.peek().contains(Event::Completed) {
+                        run.end(self);
+                    }
+                }
+            }
+        };
+        match result {
             Ok(status) if (200..300).contains(&status) => {}
             Ok(status) => {
                 tracing::warn!(prediction_id = %self.id, url = %self.webhook.url, status, "webhook refused")
@@ -512,8 +570,9 @@ impl<T: Transport> Delivery<T> {
     }
 
     /// The terminal webhook, retried on 429, 5xx and connection errors, if the budget has room.
-    async fn send_terminal(&self, body: Bytes) {
-        let Some(_hold) = self.budget.hold(body.len(), true) else {
+    async fn send_terminal(&self, terminal: Terminal) {
+        let Terminal { body, hold } = terminal;
+        let Some(_hold) = hold else {
             let (count, bytes) = self.budget.in_use();
             tracing::error!(
                 prediction_id = %self.id,
@@ -621,6 +680,35 @@ mod tests {
             .expect("some");
         let names: Vec<&str> = w.trace.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["traceparent", "tracestate"]);
+    }
+
+    #[test]
+    fn the_delivery_budget_keeps_half_for_terminal_webhooks() {
+        let budget = Arc::new(DeliveryBudget::new(4, 1000));
+        let a = budget.hold(300, false).expect("room");
+        assert!(
+            budget.hold(300, false).is_none(),
+            "non-terminal: half the bytes"
+        );
+        let b = budget.hold(100, false).expect("room");
+        assert!(
+            budget.hold(10, false).is_none(),
+            "non-terminal: half the count"
+        );
+        let c = budget.hold(500, true).expect("terminal: all of it");
+        assert!(budget.hold(200, true).is_none(), "over the bytes");
+        let d = budget.hold(100, true).expect("room");
+        assert!(budget.hold(0, true).is_none(), "over the count");
+        assert_eq!(budget.in_use(), (4, 1000));
+        drop((a, b, c, d));
+        assert_eq!(budget.in_use(), (0, 0));
+        // A terminal payload larger than the whole budget goes when nothing else is held.
+        let huge = budget.hold(5000, true).expect("alone");
+        assert!(budget.hold(1, true).is_none());
+        drop(huge);
+        let small = budget.hold(1, true).expect("room");
+        assert!(budget.hold(5000, true).is_none(), "not alone");
+        drop(small);
     }
 
     #[test]

@@ -61,8 +61,8 @@ pub struct StreamEvent {
 /// no second copy of an output. [`Prediction::event_json`] renders it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventData {
-    /// The data line, rendered.
-    Text(Arc<str>),
+    /// The data line, rendered (one buffer, shared: a `String` moved in, not copied).
+    Text(Arc<String>),
     /// `{"chunk": <output>, "index": <n>}`.
     Output { chunk: Arc<Value>, index: usize },
     /// The sync response body of the finished prediction.
@@ -266,7 +266,7 @@ impl Prediction {
     /// The data line of an SSE event of this prediction: the shared text itself for most events.
     pub fn event_json<'e>(&self, event: &'e StreamEvent) -> Cow<'e, str> {
         match &event.data {
-            EventData::Text(text) => Cow::Borrowed(text),
+            EventData::Text(text) => Cow::Borrowed(text.as_str()),
             EventData::Output { chunk, index } => {
                 // The keys in the order a JSON object of them serializes in.
                 Cow::Owned(format!("{{\"chunk\":{chunk},\"index\":{index}}}"))
@@ -283,9 +283,30 @@ impl Prediction {
     }
 }
 
+/// The data of a `log` event, `{"data": <line>, "source": <source>}` (keys in the order a JSON
+/// object of them serializes in), written straight from the line: no intermediate JSON value, and
+/// the one buffer becomes the shared text without another copy.
+pub(super) fn render_log(data: &str, source: &'static str) -> EventData {
+    let mut out = Vec::with_capacity(data.len() + 32);
+    out.extend_from_slice(b"{\"data\":");
+    if let Err(e) = cogvisor_protocol::json::write_str(&mut out, data) {
+        // Unreachable: a Vec never fails to write.
+        tracing::error!(error = %e, "cannot encode a log event");
+        return render(&serde_json::json!({"data": data, "source": source}));
+    }
+    // `source` is `stdout` or `stderr`: nothing to escape.
+    out.extend_from_slice(b",\"source\":\"");
+    out.extend_from_slice(source.as_bytes());
+    out.extend_from_slice(b"\"}");
+    match String::from_utf8(out) {
+        Ok(text) => EventData::Text(Arc::new(text)),
+        Err(_) => render(&serde_json::json!({"data": data, "source": source})),
+    }
+}
+
 /// JSON text of `value`, shared.
 pub(super) fn render(value: &Value) -> EventData {
-    EventData::Text(Arc::from(value.to_string()))
+    EventData::Text(Arc::new(value.to_string()))
 }
 
 #[cfg(test)]
@@ -357,6 +378,19 @@ mod tests {
         // What is counted is what is held.
         let held: usize = p.lock().history.iter().map(StreamEvent::bytes).sum();
         assert_eq!(held, bytes);
+    }
+
+    #[test]
+    fn log_events_render_as_serde_json_would() {
+        for line in ["plain\n", "quote \" and \\ and \u{1} and é\n", ""] {
+            let EventData::Text(text) = render_log(line, "stderr") else {
+                panic!("a log event is text");
+            };
+            assert_eq!(
+                text.as_str(),
+                json!({"data": line, "source": "stderr"}).to_string()
+            );
+        }
     }
 
     #[test]

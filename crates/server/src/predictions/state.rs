@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
 use super::body::approx_bytes;
-use super::history::{render, EventData, StreamEvent, StreamLimits, Subscriber};
+use super::history::{render, render_log, EventData, StreamEvent, StreamLimits, Subscriber};
 use crate::logs::BoundedLog;
 use crate::response::{apply_metric, file_to_data_url};
 use crate::schema::Kind;
@@ -187,11 +187,7 @@ impl Prediction {
                     cogvisor_protocol::LogSource::Stdout => "stdout",
                     cogvisor_protocol::LogSource::Stderr => "stderr",
                 };
-                self.record(
-                    state,
-                    "log",
-                    render(&json!({"data": data, "source": source})),
-                );
+                self.record(state, "log", render_log(&data, source));
                 self.fire(webhook::Event::Logs);
             }
             PredictionEvent::Output(v) => self.push_output(state, v),
@@ -308,6 +304,25 @@ mod tests {
         assert_eq!(body["error"], "ValueError: x");
         assert_eq!(body["logs"], "Traceback\n");
         assert_eq!(body["metrics"]["steps"], 2);
+    }
+
+    #[test]
+    fn a_cancel_the_server_asked_for_ends_canceled_with_its_reason() {
+        let p = prediction(false);
+        p.set_cancel_reason("prediction canceled: the server is shutting down (SIGTERM)");
+        p.apply(PredictionEvent::Canceled);
+        p.finish(0.1);
+        let body = p.sync_body();
+        assert_eq!(body["status"], "canceled");
+        assert_eq!(
+            body["error"],
+            "prediction canceled: the server is shutting down (SIGTERM)"
+        );
+        // A plain cancel (the client's) has no error, as in Cog.
+        let q = prediction(false);
+        q.apply(PredictionEvent::Canceled);
+        q.finish(0.1);
+        assert!(q.sync_body().get("error").is_none());
     }
 
     #[test]
