@@ -193,6 +193,15 @@ impl Live {
     }
 }
 
+impl Drop for Live {
+    /// A stream that goes frees what waited for it at once, not at the prediction's next event.
+    fn drop(&mut self) {
+        let mut queue = self.subscriber.queue();
+        queue.events = VecDeque::new();
+        queue.bytes = 0;
+    }
+}
+
 /// What a new SSE subscriber gets: the history so far, then live events.
 #[derive(Debug)]
 pub struct Subscription {
@@ -230,13 +239,20 @@ impl Prediction {
             Arc::strong_count(subscriber) > 1
                 && subscriber.push(&event, limits.subscriber_max_bytes)
         });
+        if name == "completed" {
+            // Nothing follows it: each subscriber keeps its own queue until it has read it.
+            state.live = Vec::new();
+        }
     }
 
     /// Subscribes to this prediction's events.
     pub fn subscribe(&self) -> Subscription {
         let mut state = self.lock();
         let subscriber = Arc::new(Subscriber::default());
-        state.live.push(subscriber.clone());
+        state.live.retain(|s| Arc::strong_count(s) > 1);
+        if state.completed_at.is_none() {
+            state.live.push(subscriber.clone());
+        }
         let mut replay: Vec<StreamEvent> = state.history.iter().cloned().collect();
         if self.stream_limits.history_capacity == 0 && state.completed_at.is_some() {
             // No history, and the `completed` event is already sent: the live queue has nothing
@@ -451,6 +467,40 @@ mod tests {
                 skipped: LIVE_CAPACITY as u64 + 1
             }
         );
+    }
+
+    #[test]
+    fn a_gone_subscriber_frees_its_queue_at_once_and_none_is_kept_after_the_end() {
+        let p = prediction(false);
+        let sub = p.subscribe();
+        log(&p, "queued for it\n");
+        let subscriber = p.lock().live[0].clone();
+        assert!(subscriber.queue().bytes > 0);
+        drop(sub);
+        assert_eq!(subscriber.queue().bytes, 0);
+        assert!(subscriber.queue().events.is_empty());
+        let mut reader = p.subscribe();
+        p.finish(0.1);
+        assert!(p.lock().live.is_empty());
+        // A subscriber still reading keeps its own queue, through `completed`.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let last = rt.block_on(async {
+            let mut last = None;
+            while let Ok(e) = reader.live.recv().await {
+                let done = e.name == "completed";
+                last = Some(e.name);
+                if done {
+                    break;
+                }
+            }
+            last
+        });
+        assert_eq!(last, Some("completed"));
+        // One that subscribes after the end gets the replay only.
+        let _late = p.subscribe();
+        assert!(p.lock().live.is_empty());
     }
 
     #[test]
