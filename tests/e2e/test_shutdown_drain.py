@@ -39,6 +39,31 @@ def test_sigterm_lets_a_running_async_prediction_finish(serve):
     wait_for(lambda: not is_alive(worker) and not live_in_group(worker), timeout=10, what="the worker to be gone")
 
 
+def test_a_prediction_the_shutdown_cancels_ends_canceled_naming_why(serve):
+    server = serve("slow", env={"COGVISOR_SHUTDOWN_DRAIN_TIMEOUT": "500ms"})
+    r = server.request(
+        "POST",
+        "/predictions",
+        body=json.dumps({"id": "d2", "input": {"seconds": 60.0}}).encode(),
+        headers={"Content-Type": "application/json", "Prefer": "respond-async"},
+    )
+    assert r.status == 202
+    wait_for(lambda: server.get_json("/predictions/d2")[1].get("status") == "processing", timeout=10, what="d2 to run")
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(timeout=30) == 0
+    finished = [
+        json.loads(line)
+        for line in server.stderr_text().splitlines()
+        if '"prediction finished"' in line and '"d2"' in line
+    ]
+    assert finished, server.stderr_tail()
+    assert finished[0]["status"] == "canceled", finished[0]
+    assert finished[0]["error"] == (
+        "prediction canceled: the server is shutting down (SIGTERM) and the prediction did not finish "
+        "within shutdown.drain_timeout (0.5s)"
+    ), finished[0]
+
+
 def test_post_shutdown_stops_the_server(serve):
     server = serve("hello")
     status, body = server.post_json("/shutdown", {})

@@ -115,6 +115,8 @@ pub enum WebhookOutcome {
     Refused,
     /// No HTTP answer (connection refused, timeout, TLS error).
     Error,
+    /// Not sent: the delivery budget was full (`webhooks.max_in_flight`, `webhooks.max_in_flight_bytes`).
+    Dropped,
 }
 
 impl WebhookOutcome {
@@ -123,6 +125,7 @@ impl WebhookOutcome {
             WebhookOutcome::Delivered => "delivered",
             WebhookOutcome::Refused => "refused",
             WebhookOutcome::Error => "error",
+            WebhookOutcome::Dropped => "dropped",
         }
     }
 
@@ -136,10 +139,11 @@ impl WebhookOutcome {
     }
 }
 
-const WEBHOOK_OUTCOMES: [WebhookOutcome; 3] = [
+const WEBHOOK_OUTCOMES: [WebhookOutcome; 4] = [
     WebhookOutcome::Delivered,
     WebhookOutcome::Refused,
     WebhookOutcome::Error,
+    WebhookOutcome::Dropped,
 ];
 
 fn prediction_histogram() -> Histogram {
@@ -255,7 +259,7 @@ impl Metrics {
         let webhook_requests = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "webhook_deliveries",
-            "Webhook requests sent, by outcome: delivered (2xx), refused (another status), error (no answer)",
+            "Webhook requests sent, by outcome: delivered (2xx), refused (another status), error (no answer), dropped (not sent: the delivery budget was full)",
             webhook_requests.clone(),
         );
         let hook_runs = Family::<HookLabels, Counter>::default();

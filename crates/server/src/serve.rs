@@ -92,10 +92,16 @@ pub async fn serve(args: ServeArgs, flags: settings::Flags) -> Result<(), ServeE
     let trigger = shutdown::ShutdownTrigger::under(&process);
     let tasks = TaskTracker::new();
     let service_settings = predictions::ServiceSettings {
-        webhook: webhook::WebhookSettings::from_env(&env).map_err(ServeError::Webhook)?,
+        webhook: webhook::WebhookSettings {
+            max_in_flight: settings.webhooks_max_in_flight as usize,
+            max_in_flight_bytes: settings.webhooks_max_in_flight_bytes,
+            ..webhook::WebhookSettings::from_env(&env).map_err(ServeError::Webhook)?
+        },
         upload_url: args.upload_url.clone(),
         log_limit: settings.logs_max_per_prediction,
         history_capacity: resolved.stream_history_capacity,
+        history_max_bytes: settings.sse_history_max_per_prediction,
+        subscriber_max_bytes: settings.sse_max_buffered_per_subscriber,
         metrics: metrics.clone(),
         max_output_file: settings.outputs_max_file_size,
         shutdown: trigger.token().clone(),

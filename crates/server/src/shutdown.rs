@@ -119,7 +119,7 @@ impl Drain {
             "shutting down: admitting nothing new, draining running predictions"
         );
         self.predictions
-            .drain(self.deadline, self.cancel_grace)
+            .drain(self.deadline, self.cancel_grace, reason)
             .await;
         self.predictions.wait_deliveries(DELIVERY_DEADLINE).await;
         self.process.cancel();

@@ -7,14 +7,11 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::predictions::{Live, Prediction, PredictionService, StreamEvent};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream};
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::broadcast::Receiver;
-
-use crate::predictions::{Prediction, PredictionService, StreamEvent};
 
 /// How often an idle stream gets a keep-alive comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -44,8 +41,8 @@ impl Drop for Watcher {
 enum Phase {
     /// The history lost events: a partial replay would look complete, so say what was lost and stop.
     Truncated(u64),
-    Replay(VecDeque<StreamEvent>, Receiver<StreamEvent>),
-    Live(Receiver<StreamEvent>),
+    Replay(VecDeque<StreamEvent>, Live),
+    Live(Live),
     Done,
 }
 
@@ -55,10 +52,12 @@ fn to_event(prediction: &Prediction, event: &StreamEvent) -> Event {
         .data(prediction.event_json(event))
 }
 
-fn error_event(message: &str, skipped: u64) -> Event {
-    Event::default()
-        .event("error")
-        .data(json!({"error": message, "skipped": skipped}).to_string())
+fn error_event(message: &str, skipped: u64, reason: Option<String>) -> Event {
+    let mut data = json!({"error": message, "skipped": skipped});
+    if let Some(reason) = reason {
+        data["reason"] = reason.into();
+    }
+    Event::default().event("error").data(data.to_string())
 }
 
 /// The step after sending `event`: done after `completed`.
@@ -71,20 +70,28 @@ fn after(event: &StreamEvent, next: Phase) -> Phase {
 }
 
 /// The next event of a live receiver and the phase after it.
-async fn live_step(
-    prediction: &Prediction,
-    mut live: Receiver<StreamEvent>,
-) -> Option<(Event, Phase)> {
+async fn live_step(prediction: &Prediction, mut live: Live) -> Option<(Event, Phase)> {
     match live.recv().await {
         Ok(e) => {
             let event = to_event(prediction, &e);
             Some((event, after(&e, Phase::Live(live))))
         }
-        Err(RecvError::Lagged(skipped)) => Some((
-            error_event("SSE stream lagged; events were dropped", skipped),
-            Phase::Done,
-        )),
-        Err(RecvError::Closed) => None,
+        Err(lagged) => {
+            tracing::warn!(
+                prediction_id = %prediction.id,
+                skipped = lagged.skipped(),
+                reason = %lagged.reason(),
+                "SSE subscriber cut off: it did not read its events"
+            );
+            Some((
+                error_event(
+                    "SSE stream lagged; events were dropped",
+                    lagged.skipped(),
+                    Some(lagged.reason()),
+                ),
+                Phase::Done,
+            ))
+        }
     }
 }
 
@@ -109,7 +116,11 @@ fn events(
         let (event, next) = match phase {
             Phase::Done => return None,
             Phase::Truncated(skipped) => (
-                error_event("SSE stream replay truncated; events were dropped", skipped),
+                error_event(
+                    "SSE stream replay truncated; events were dropped",
+                    skipped,
+                    None,
+                ),
                 Phase::Done,
             ),
             Phase::Replay(mut replay, live) => match replay.pop_front() {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
 use reqwest::Url;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -172,6 +173,10 @@ pub struct WebhookSettings {
     pub throttle: Duration,
     /// Retries of the terminal webhook.
     pub backoff: Backoff,
+    /// `webhooks.max_in_flight`: payloads held at once by every delivery ([`DeliveryBudget`]).
+    pub max_in_flight: usize,
+    /// `webhooks.max_in_flight_bytes`: their bytes.
+    pub max_in_flight_bytes: usize,
 }
 
 impl Default for WebhookSettings {
@@ -180,6 +185,8 @@ impl Default for WebhookSettings {
             auth_token: None,
             throttle: DEFAULT_THROTTLE,
             backoff: Backoff::COG,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
         }
     }
 }
@@ -214,7 +221,7 @@ impl WebhookSettings {
         Ok(Self {
             auth_token,
             throttle,
-            backoff: Backoff::COG,
+            ..Self::default()
         })
     }
 }
@@ -257,9 +264,10 @@ impl Notifier {
 /// What a send produced: an HTTP status, or a transport error.
 pub type SendResult = Result<u16, String>;
 
-/// Sends one webhook request. [`HttpTransport`] in the server; a recorder in tests.
+/// Sends one webhook request. [`HttpTransport`] in the server; a recorder in tests. The body is
+/// shared: a retry sends the same bytes, not a copy.
 pub trait Transport: Send + Sync + 'static {
-    fn send(&self, webhook: &Webhook, body: Vec<u8>) -> impl Future<Output = SendResult> + Send;
+    fn send(&self, webhook: &Webhook, body: Bytes) -> impl Future<Output = SendResult> + Send;
 }
 
 /// Webhooks over HTTP with reqwest.
@@ -270,7 +278,7 @@ pub struct HttpTransport {
 }
 
 impl Transport for HttpTransport {
-    async fn send(&self, webhook: &Webhook, body: Vec<u8>) -> SendResult {
+    async fn send(&self, webhook: &Webhook, body: Bytes) -> SendResult {
         let client = self.client.get().map_err(|e| e.to_string())?;
         let mut request = client
             .post(webhook.url.clone())
@@ -291,90 +299,295 @@ impl Transport for HttpTransport {
     }
 }
 
+/// Default of `webhooks.max_in_flight`: webhook payloads held at once, server-wide.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+
+/// Default of `webhooks.max_in_flight_bytes`: bytes of webhook payloads held at once, server-wide.
+pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
+
+/// What webhook deliveries hold, server-wide: the payload of every request being sent, and of every
+/// terminal webhook waiting for its next retry. A payload is held only while it is in the budget.
+///
+/// The policy when it is full, chosen so that what is lost is what matters least:
+/// * a non-terminal webhook (`start`, `output`, `logs`) may use only half of the budget (count and
+///   bytes); when it does not fit it is not sent, and its state rides on the next webhook of the
+///   prediction (the body is always the whole state so far), the terminal one at the latest;
+/// * the terminal webhook may use all of it; when it does not fit it is dropped with an error in
+///   the log and `cogvisor_webhook_deliveries_total{outcome="dropped"}`, and the prediction stays
+///   answerable by `GET /predictions/{id}` for its retention window. A terminal payload larger than
+///   the whole budget is sent when no other delivery holds anything.
+#[derive(Debug)]
+pub struct DeliveryBudget {
+    max_count: usize,
+    max_bytes: usize,
+    used: std::sync::Mutex<Used>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Used {
+    count: usize,
+    bytes: usize,
+}
+
+impl Default for DeliveryBudget {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT_BYTES)
+    }
+}
+
+impl DeliveryBudget {
+    pub fn new(max_count: usize, max_bytes: usize) -> Self {
+        Self {
+            max_count,
+            max_bytes,
+            used: std::sync::Mutex::default(),
+        }
+    }
+
+    fn used(&self) -> std::sync::MutexGuard<'_, Used> {
+        self.used.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Payloads and their bytes held now.
+    pub fn in_use(&self) -> (usize, usize) {
+        let used = *self.used();
+        (used.count, used.bytes)
+    }
+
+    /// Takes room for a payload of `bytes`, by the policy above; `None` when it does not fit.
+    pub fn hold(self: &Arc<Self>, bytes: usize, terminal: bool) -> Option<Hold> {
+        let mut used = self.used();
+        let fits = if terminal {
+            (used.count < self.max_count && used.bytes + bytes <= self.max_bytes) || used.count == 0
+        } else {
+            used.count < self.max_count.div_ceil(2) && used.bytes + bytes <= self.max_bytes / 2
+        };
+        if !fits {
+            return None;
+        }
+        used.count += 1;
+        used.bytes += bytes;
+        Some(Hold {
+            budget: self.clone(),
+            bytes,
+        })
+    }
+}
+
+/// Room held in the [`DeliveryBudget`] for one payload; given back when dropped.
+#[derive(Debug)]
+pub struct Hold {
+    budget: Arc<DeliveryBudget>,
+    bytes: usize,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut used = self.budget.used();
+        used.count -= 1;
+        used.bytes -= self.bytes;
+    }
+}
+
 /// The one task that sends a prediction's webhooks, in order.
 pub struct Sender<T: Transport> {
     pub transport: Arc<T>,
     pub webhook: Webhook,
     pub notifier: Arc<Notifier>,
+    /// Held until the terminal payload is built; its retries hold only that payload.
     pub prediction: Arc<Prediction>,
     pub throttle: Duration,
     pub backoff: Backoff,
     /// Counts every request by outcome.
     pub metrics: Arc<Metrics>,
+    /// What every delivery of the server holds.
+    pub budget: Arc<DeliveryBudget>,
+}
+
+/// What sends the requests of one prediction's webhooks, without the prediction.
+struct Delivery<T: Transport> {
+    transport: Arc<T>,
+    webhook: Webhook,
+    backoff: Backoff,
+    metrics: Arc<Metrics>,
+    budget: Arc<DeliveryBudget>,
+    id: String,
 }
 
 impl<T: Transport> Sender<T> {
-    /// Sends one request and counts its outcome.
-    async fn send(&self, body: Vec<u8>) -> SendResult {
-        let result = self.transport.send(&self.webhook, body).await;
-        self.metrics.record_webhook(WebhookOutcome::of(&result));
-        result
-    }
-
     /// Sends until the terminal webhook has gone (or given up).
     pub async fn run(self) {
+        let Sender {
+            transport,
+            webhook,
+            notifier,
+            prediction,
+            throttle,
+            backoff,
+            metrics,
+            budget,
+        } = self;
+        let delivery = Delivery {
+            transport,
+            webhook,
+            backoff,
+            metrics,
+            budget,
+            id: prediction.id.clone(),
+        };
+        let mut run = Run {
+            prediction: Some(prediction),
+            terminal: None,
+        };
         let mut last_sent: Option<Instant> = None;
         loop {
-            let pending = self.notifier.peek();
+            let pending = notifier.peek();
             if pending.contains(Event::Completed) {
-                let pending = self.notifier.take();
-                if self.webhook.events.contains(Event::Completed) {
-                    self.send_terminal().await;
+                let pending = notifier.take();
+                let Some(terminal) = run.terminal_payload(&delivery) else {
+                    return;
+                };
+                if delivery.webhook.events.contains(Event::Completed) {
+                    delivery.send_terminal(terminal).await;
                 } else if pending != EventSet::default().with(Event::Completed) {
-                    // Not asked for `completed`, but the last output or logs are: send them.
-                    self.send_once().await;
+                    // Not asked for `completed`, but the last output or logs are: send them, as
+                    // a non-terminal webhook.
+                    let Terminal { body, hold } = terminal;
+                    drop(hold);
+                    delivery.send_once(body, &notifier, &mut run).await;
                 }
                 return;
             }
             if pending.contains(Event::Start) || pending.contains(Event::Output) {
-                self.notifier.take();
-                self.send_once().await;
+                notifier.take();
+                if let Some(body) = run.payload() {
+                    delivery.send_once(body, &notifier, &mut run).await;
+                }
                 last_sent = Some(Instant::now());
                 continue;
             }
             if pending.contains(Event::Logs) {
-                let due = last_sent.map_or_else(Instant::now, |t| t + self.throttle);
+                let due = last_sent.map_or_else(Instant::now, |t| t + throttle);
                 if Instant::now() >= due {
-                    self.notifier.take();
-                    self.send_once().await;
+                    notifier.take();
+                    if let Some(body) = run.payload() {
+                        delivery.send_once(body, &notifier, &mut run).await;
+                    }
                     last_sent = Some(Instant::now());
                 } else {
                     // Throttled: wait for the interval to pass, or for an event sent at once
                     // (output, completed), which then carries these logs too.
                     tokio::select! {
                         _ = tokio::time::sleep_until(due) => {}
-                        _ = self.notifier.wake.notified() => {}
+                        _ = notifier.wake.notified() => {}
                     }
                 }
                 continue;
             }
-            self.notifier.wake.notified().await;
+            notifier.wake.notified().await;
+        }
+    }
+}
+
+/// The terminal webhook's payload, built once, and its room in the budget.
+struct Terminal {
+    body: Bytes,
+    hold: Option<Hold>,
+}
+
+/// What a sender holds of its prediction: the prediction itself until it ends, then only the
+/// terminal payload.
+struct Run {
+    prediction: Option<Arc<Prediction>>,
+    terminal: Option<Terminal>,
+}
+
+impl Run {
+    /// The state now, for a non-terminal webhook (none once the prediction has ended).
+    fn payload(&self) -> Option<Bytes> {
+        self.prediction
+            .as_ref()
+            .map(|p| Bytes::from(p.snapshot_json()))
+    }
+
+    /// The prediction has ended: builds the terminal payload, takes its room in the budget, and
+    /// lets go of the prediction (its input, outputs, history and logs).
+    fn end<T: Transport>(&mut self, delivery: &Delivery<T>) {
+        if let Some(prediction) = self.prediction.take() {
+            let body = Bytes::from(prediction.snapshot_json());
+            drop(prediction);
+            let hold = delivery.budget.hold(body.len(), true);
+            self.terminal = Some(Terminal { body, hold });
         }
     }
 
-    fn payload(&self) -> Vec<u8> {
-        self.prediction.snapshot_json()
+    fn terminal_payload<T: Transport>(&mut self, delivery: &Delivery<T>) -> Option<Terminal> {
+        self.end(delivery);
+        self.terminal.take()
+    }
+}
+
+impl<T: Transport> Delivery<T> {
+    /// Sends one request and counts its outcome.
+    async fn send(&self, body: &Bytes) -> SendResult {
+        let result = self.transport.send(&self.webhook, body.clone()).await;
+        self.metrics.record_webhook(WebhookOutcome::of(&result));
+        result
     }
 
-    /// A non-terminal webhook: one attempt (the next send carries the same state anyway).
-    async fn send_once(&self) {
-        match self.send(self.payload()).await {
+    /// A non-terminal webhook: one attempt (the next send carries the same state anyway), if the
+    /// budget has room for it. If the prediction ends meanwhile, its terminal payload is built at
+    /// once and the prediction let go, so a slow receiver does not keep a finished prediction alive.
+    async fn send_once(&self, body: Bytes, notifier: &Notifier, run: &mut Run) {
+        let Some(_hold) = self.budget.hold(body.len(), false) else {
+            let (count, bytes) = self.budget.in_use();
+            tracing::debug!(prediction_id = %self.id, url = %self.webhook.url, payload_bytes = body.len(), in_flight = count, in_flight_bytes = bytes, "webhook not sent: the delivery budget is full; the next webhook carries its state");
+            self.metrics.record_webhook(WebhookOutcome::Dropped);
+            return;
+        };
+        let send = self.send(&body);
+        tokio::pin!(send);
+        let result = loop {
+            tokio::select! {
+                result = &mut send => break result,
+                _ = notifier.wake.notified(), if run.prediction.is_some() => {
+                    // Whatever woke this is still pending for the run loop, which peeks first.
+                    if notifier.peek().contains(Event::Completed) {
+                        run.end(self);
+                    }
+                }
+            }
+        };
+        match result {
             Ok(status) if (200..300).contains(&status) => {}
             Ok(status) => {
-                tracing::warn!(prediction_id = %self.prediction.id, url = %self.webhook.url, status, "webhook refused")
+                tracing::warn!(prediction_id = %self.id, url = %self.webhook.url, status, "webhook refused")
             }
             Err(error) => {
-                tracing::warn!(prediction_id = %self.prediction.id, url = %self.webhook.url, %error, "webhook not delivered")
+                tracing::warn!(prediction_id = %self.id, url = %self.webhook.url, %error, "webhook not delivered")
             }
         }
     }
 
-    /// The terminal webhook, retried on 429, 5xx and connection errors.
-    async fn send_terminal(&self) {
-        let body = self.payload();
+    /// The terminal webhook, retried on 429, 5xx and connection errors, if the budget has room.
+    async fn send_terminal(&self, terminal: Terminal) {
+        let Terminal { body, hold } = terminal;
+        let Some(_hold) = hold else {
+            let (count, bytes) = self.budget.in_use();
+            tracing::error!(
+                prediction_id = %self.id,
+                url = %self.webhook.url,
+                payload_bytes = body.len(),
+                in_flight = count,
+                in_flight_bytes = bytes,
+                "terminal webhook dropped: the delivery budget (webhooks.max_in_flight, webhooks.max_in_flight_bytes) is full"
+            );
+            self.metrics.record_webhook(WebhookOutcome::Dropped);
+            return;
+        };
         let mut retry = 0;
         loop {
-            let outcome = self.send(body.clone()).await;
+            let outcome = self.send(&body).await;
             let transient = match &outcome {
                 Ok(status) if (200..300).contains(status) => return,
                 Ok(status) => is_transient(*status),
@@ -386,7 +599,7 @@ impl<T: Transport> Sender<T> {
             };
             if !transient || retry >= self.backoff.retries {
                 tracing::error!(
-                    prediction_id = %self.prediction.id,
+                    prediction_id = %self.id,
                     url = %self.webhook.url,
                     attempts = retry + 1,
                     error = %what,
@@ -397,7 +610,7 @@ impl<T: Transport> Sender<T> {
             retry += 1;
             let delay = self.backoff.delay(retry);
             tracing::warn!(
-                prediction_id = %self.prediction.id,
+                prediction_id = %self.id,
                 url = %self.webhook.url,
                 error = %what,
                 retry_in = ?delay,
@@ -467,6 +680,35 @@ mod tests {
             .expect("some");
         let names: Vec<&str> = w.trace.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["traceparent", "tracestate"]);
+    }
+
+    #[test]
+    fn the_delivery_budget_keeps_half_for_terminal_webhooks() {
+        let budget = Arc::new(DeliveryBudget::new(4, 1000));
+        let a = budget.hold(300, false).expect("room");
+        assert!(
+            budget.hold(300, false).is_none(),
+            "non-terminal: half the bytes"
+        );
+        let b = budget.hold(100, false).expect("room");
+        assert!(
+            budget.hold(10, false).is_none(),
+            "non-terminal: half the count"
+        );
+        let c = budget.hold(500, true).expect("terminal: all of it");
+        assert!(budget.hold(200, true).is_none(), "over the bytes");
+        let d = budget.hold(100, true).expect("room");
+        assert!(budget.hold(0, true).is_none(), "over the count");
+        assert_eq!(budget.in_use(), (4, 1000));
+        drop((a, b, c, d));
+        assert_eq!(budget.in_use(), (0, 0));
+        // A terminal payload larger than the whole budget goes when nothing else is held.
+        let huge = budget.hold(5000, true).expect("alone");
+        assert!(budget.hold(1, true).is_none());
+        drop(huge);
+        let small = budget.hold(1, true).expect("room");
+        assert!(budget.hold(5000, true).is_none(), "not alone");
+        drop(small);
     }
 
     #[test]

@@ -11,7 +11,8 @@ use cogvisor_server::outbound::Backoff;
 use cogvisor_server::predictions::Prediction;
 use cogvisor_server::schema::Kind;
 use cogvisor_server::webhook::{
-    Event, EventSet, Notifier, SendResult, Sender, Transport, Webhook, DEFAULT_THROTTLE,
+    DeliveryBudget, Event, EventSet, Notifier, SendResult, Sender, Transport, Webhook,
+    DEFAULT_THROTTLE,
 };
 use cogvisor_supervisor::PredictionEvent;
 use reqwest::Url;
@@ -22,6 +23,8 @@ use tokio::time::Instant;
 struct Recorder {
     start: Instant,
     sent: Mutex<Vec<(Duration, Value)>>,
+    /// Where each body's bytes were: the same place for every attempt of one payload.
+    bodies: Mutex<Vec<usize>>,
     script: Mutex<Vec<SendResult>>,
     latency: Duration,
 }
@@ -31,9 +34,16 @@ impl Recorder {
         Arc::new(Self {
             start: Instant::now(),
             sent: Mutex::default(),
+            bodies: Mutex::default(),
             script: Mutex::new(script),
             latency: Duration::ZERO,
         })
+    }
+
+    fn slow(script: Vec<SendResult>, latency: Duration) -> Arc<Self> {
+        let mut rec = Arc::into_inner(Self::new(script)).expect("new");
+        rec.latency = latency;
+        Arc::new(rec)
     }
 
     fn sent(&self) -> Vec<(Duration, Value)> {
@@ -42,7 +52,11 @@ impl Recorder {
 }
 
 impl Transport for Recorder {
-    async fn send(&self, _webhook: &Webhook, body: Vec<u8>) -> SendResult {
+    async fn send(&self, _webhook: &Webhook, body: bytes::Bytes) -> SendResult {
+        self.bodies
+            .lock()
+            .expect("lock")
+            .push(body.as_ptr() as usize);
         tokio::time::sleep(self.latency).await;
         let value: Value = serde_json::from_slice(&body).expect("json");
         self.sent
@@ -72,6 +86,16 @@ fn setup_counted(
     throttle: Duration,
     metrics: Arc<Metrics>,
 ) -> (Arc<Prediction>, tokio::task::JoinHandle<()>) {
+    setup_budgeted(events, recorder, throttle, metrics, Arc::default())
+}
+
+fn setup_budgeted(
+    events: EventSet,
+    recorder: Arc<Recorder>,
+    throttle: Duration,
+    metrics: Arc<Metrics>,
+    budget: Arc<DeliveryBudget>,
+) -> (Arc<Prediction>, tokio::task::JoinHandle<()>) {
     let notifier = Arc::new(Notifier::new(events));
     let prediction = Arc::new(Prediction::with_history(
         "w1".into(),
@@ -94,6 +118,7 @@ fn setup_counted(
         throttle,
         backoff: Backoff::COG,
         metrics,
+        budget,
     };
     (prediction, tokio::spawn(sender.run()))
 }
@@ -287,4 +312,126 @@ async fn a_final_refusal_is_not_retried_and_retries_are_bounded() {
     end(&p);
     task.await.expect("sender");
     assert_eq!(rec.sent().len(), 13);
+}
+
+fn dropped_count(metrics: &Metrics) -> u64 {
+    let health = common::health(cogvisor_supervisor::HealthStatus::Ready, 1, 0, 0);
+    let text = metrics
+        .render(&health, cogvisor_server::metrics::Format::Prometheus)
+        .expect("render");
+    text.lines()
+        .find_map(|l| l.strip_prefix(r#"cogvisor_webhook_deliveries_total{outcome="dropped"} "#))
+        .and_then(|n| n.parse().ok())
+        .expect("the dropped outcome is rendered")
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_send_the_same_bytes_and_the_sender_lets_the_prediction_go() {
+    let rec = Recorder::new(vec![Ok(503), Ok(503), Ok(200)]);
+    let budget = Arc::new(DeliveryBudget::default());
+    let (p, task) = setup_budgeted(
+        EventSet::default().with(Event::Completed),
+        rec.clone(),
+        DEFAULT_THROTTLE,
+        Arc::default(),
+        budget.clone(),
+    );
+    p.start();
+    end(&p);
+    let weak = Arc::downgrade(&p);
+    drop(p);
+    settle().await;
+    // Between retries the delivery holds its payload, in the budget, and not the prediction.
+    assert_eq!(rec.sent().len(), 1);
+    assert!(
+        weak.upgrade().is_none(),
+        "the sender still holds the prediction"
+    );
+    let (count, bytes) = budget.in_use();
+    assert_eq!(count, 1);
+    assert!(bytes > 0);
+    task.await.expect("sender");
+    let bodies = rec.bodies.lock().expect("lock").clone();
+    assert_eq!(bodies.len(), 3);
+    assert!(
+        bodies.iter().all(|b| *b == bodies[0]),
+        "a copy per attempt: {bodies:?}"
+    );
+    assert_eq!(budget.in_use(), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_budget_drops_non_terminal_webhooks_and_keeps_room_for_the_terminal() {
+    let rec = Recorder::new(vec![]);
+    let metrics = Arc::new(Metrics::new());
+    let budget = Arc::new(DeliveryBudget::new(2, 1 << 20));
+    // Another prediction's webhook takes the half non-terminal ones may use.
+    let other = budget.hold(10, false).expect("room");
+    let (p, task) = setup_budgeted(
+        EventSet::ALL,
+        rec.clone(),
+        DEFAULT_THROTTLE,
+        metrics.clone(),
+        budget.clone(),
+    );
+    p.start();
+    settle().await;
+    p.apply(PredictionEvent::Output(json!("a")));
+    settle().await;
+    end(&p);
+    task.await.expect("sender");
+    let sent = rec.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    // The terminal one carries what the dropped ones would have.
+    assert_eq!(sent[0].1["status"], "succeeded");
+    assert_eq!(sent[0].1["output"], json!("a"));
+    assert_eq!(dropped_count(&metrics), 2);
+    drop(other);
+    assert_eq!(budget.in_use(), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_terminal_webhook_that_does_not_fit_is_dropped_and_counted() {
+    let rec = Recorder::new(vec![]);
+    let metrics = Arc::new(Metrics::new());
+    let budget = Arc::new(DeliveryBudget::new(1, 1 << 20));
+    let other = budget.hold(10, true).expect("room");
+    let (p, task) = setup_budgeted(
+        EventSet::default().with(Event::Completed),
+        rec.clone(),
+        DEFAULT_THROTTLE,
+        metrics.clone(),
+        budget.clone(),
+    );
+    p.start();
+    end(&p);
+    task.await.expect("sender");
+    assert!(rec.sent().is_empty());
+    assert_eq!(dropped_count(&metrics), 1);
+    drop(other);
+    assert_eq!(budget.in_use(), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_receiver_does_not_keep_a_finished_prediction() {
+    let rec = Recorder::slow(vec![], Duration::from_secs(10));
+    let (p, task) = setup(EventSet::ALL, rec.clone(), DEFAULT_THROTTLE);
+    p.start();
+    settle().await;
+    // The `start` webhook is in flight for 10 s; the prediction ends meanwhile.
+    end(&p);
+    let weak = Arc::downgrade(&p);
+    drop(p);
+    settle().await;
+    assert!(
+        weak.upgrade().is_none(),
+        "the sender still holds the prediction"
+    );
+    task.await.expect("sender");
+    let statuses: Vec<Value> = rec
+        .sent()
+        .iter()
+        .map(|(_, v)| v["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!("processing"), json!("succeeded")]);
 }

@@ -19,7 +19,10 @@ mod service;
 mod state;
 
 pub use driver::Driver;
-pub use history::{EventData, StreamEvent, Subscription};
+pub use history::{
+    EventData, Lagged, Live, StreamEvent, StreamLimits, Subscription, DEFAULT_HISTORY_MAX_BYTES,
+    DEFAULT_SUBSCRIBER_MAX_BYTES, LIVE_CAPACITY,
+};
 pub use registry::{Registry, RetentionLimits};
 pub use service::{CreateError, PredictionService, ServiceSettings, DEFAULT_MAX_RETAINED_BYTES};
 pub use state::{Prediction, Status};

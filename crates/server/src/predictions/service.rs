@@ -10,13 +10,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::driver::Driver;
+use super::history::StreamLimits;
 use super::registry::{Registry, RetentionLimits};
 use super::state::Prediction;
 use crate::metrics::Metrics;
 use crate::outbound::HttpClient;
 use crate::schema::Kind;
 use crate::upload::Uploader;
-use crate::webhook::{self, HttpTransport, Notifier, Webhook, WebhookSettings};
+use crate::webhook::{self, DeliveryBudget, HttpTransport, Notifier, Webhook, WebhookSettings};
 
 /// Default bound on what finished predictions keep in memory: 1000 predictions of 8 MiB in and out
 /// would otherwise hold tens of GiB.
@@ -36,6 +37,11 @@ pub struct ServiceSettings {
     pub max_retained_bytes: usize,
     /// SSE events kept per prediction for late subscribers (COG_STREAM_HISTORY_CAPACITY; 0: none).
     pub history_capacity: usize,
+    /// Bytes of SSE events kept per prediction for late subscribers (`sse.history_max_per_prediction`).
+    pub history_max_bytes: usize,
+    /// Bytes of live SSE events queued for one subscriber before it is cut off
+    /// (`sse.max_buffered_per_subscriber`).
+    pub subscriber_max_bytes: usize,
     /// Webhook token, throttle and retries.
     pub webhook: WebhookSettings,
     /// `--upload-url`: where file outputs are put (none: `data:` URLs).
@@ -62,6 +68,8 @@ impl Default for ServiceSettings {
             max_retained: 1000,
             max_retained_bytes: DEFAULT_MAX_RETAINED_BYTES,
             history_capacity: crate::config::DEFAULT_STREAM_HISTORY_CAPACITY,
+            history_max_bytes: super::history::DEFAULT_HISTORY_MAX_BYTES,
+            subscriber_max_bytes: super::history::DEFAULT_SUBSCRIBER_MAX_BYTES,
             webhook: WebhookSettings::default(),
             upload_url: None,
             http: HttpClient::default(),
@@ -81,6 +89,14 @@ pub enum CreateError {
     Running(String),
 }
 
+/// The `error` of a prediction a shutdown cancelled.
+pub fn shutdown_cancel_reason(why: &str, deadline: Duration) -> String {
+    format!(
+        "prediction canceled: the server is shutting down ({why}) and the prediction did not finish within shutdown.drain_timeout ({}s)",
+        deadline.as_secs_f64()
+    )
+}
+
 /// Creates, runs, finds and cancels predictions.
 #[derive(Debug)]
 pub struct PredictionService {
@@ -91,6 +107,8 @@ pub struct PredictionService {
     pub(super) deliveries: TaskTracker,
     /// How webhooks are sent.
     pub(super) transport: Arc<HttpTransport>,
+    /// What webhook deliveries hold, server-wide.
+    pub(super) delivery_budget: Arc<DeliveryBudget>,
     /// Where file outputs go with `--upload-url`.
     pub(super) uploader: Option<Uploader>,
 }
@@ -105,11 +123,16 @@ impl PredictionService {
             .upload_url
             .clone()
             .map(|url| Uploader::new(settings.http.clone(), url));
+        let delivery_budget = Arc::new(DeliveryBudget::new(
+            settings.webhook.max_in_flight,
+            settings.webhook.max_in_flight_bytes,
+        ));
         Arc::new(Self {
             supervisor,
             transport,
             uploader,
             settings,
+            delivery_budget,
             registry: Mutex::default(),
             deliveries: TaskTracker::new(),
         })
@@ -147,14 +170,21 @@ impl PredictionService {
             return Err(CreateError::Running(id));
         }
         let input = Arc::new(input);
-        let prediction = Arc::new(Prediction::with_history(
-            id.clone(),
-            kind,
-            input.clone(),
-            output_is_array,
-            self.settings.log_limit,
-            self.settings.history_capacity,
-        ));
+        let prediction = Arc::new(
+            Prediction::with_history(
+                id.clone(),
+                kind,
+                input.clone(),
+                output_is_array,
+                self.settings.log_limit,
+                self.settings.history_capacity,
+            )
+            .with_stream_limits(StreamLimits {
+                history_capacity: self.settings.history_capacity,
+                history_max_bytes: self.settings.history_max_bytes,
+                subscriber_max_bytes: self.settings.subscriber_max_bytes,
+            }),
+        );
         let started = Instant::now();
         let stream = self
             .supervisor
@@ -175,6 +205,7 @@ impl PredictionService {
                 throttle: self.settings.webhook.throttle,
                 backoff: self.settings.webhook.backoff,
                 metrics: self.settings.metrics.clone(),
+                budget: self.delivery_budget.clone(),
             };
             self.deliveries.spawn(sender.run());
         }
@@ -216,9 +247,11 @@ impl PredictionService {
     }
 
     /// Shutdown, first part: stop admitting, give running predictions (async ones too) `deadline` to
-    /// finish, then cancel the rest and give them `cancel_grace` to end. Returns how many were
-    /// cancelled. What is still running after that ends when the worker is stopped.
-    pub async fn drain(&self, deadline: Duration, cancel_grace: Duration) -> usize {
+    /// finish, then cancel the rest and give them `cancel_grace` to end. A prediction cancelled here
+    /// ends `canceled` with an `error` naming the shutdown and `why` (what asked for it: `SIGTERM`,
+    /// `SIGINT`, `POST /shutdown`). Returns how many were cancelled. What is still running after
+    /// that ends when the worker is stopped.
+    pub async fn drain(&self, deadline: Duration, cancel_grace: Duration, why: &str) -> usize {
         self.settings.shutdown.cancel();
         let running = self.running();
         if !running.is_empty() {
@@ -248,7 +281,9 @@ impl PredictionService {
                 left = left.len(),
                 "drain deadline passed; cancelling the predictions still running"
             );
+            let reason = shutdown_cancel_reason(why, deadline);
             for p in &left {
+                p.set_cancel_reason(reason.clone());
                 if self.supervisor.cancel(&p.id).await {
                     cancelled += 1;
                 }

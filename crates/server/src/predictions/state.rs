@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use cogvisor_supervisor::PredictionEvent;
 use serde_json::{json, Map, Value};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use super::body::approx_bytes;
-use super::history::{EventData, StreamEvent};
+use super::history::{render, render_log, EventData, StreamEvent, StreamLimits, Subscriber};
 use crate::logs::BoundedLog;
 use crate::response::{apply_metric, file_to_data_url};
 use crate::schema::Kind;
@@ -56,11 +56,15 @@ pub(super) struct State {
     pub(super) predict_time: Option<f64>,
     /// Recent SSE events, for subscribers that arrive late.
     pub(super) history: VecDeque<StreamEvent>,
+    /// What the events in `history` hold ([`super::history::StreamEvent::bytes`]).
+    pub(super) history_bytes: usize,
     /// Events pushed out of `history`.
     pub(super) evicted: u64,
-    /// Live SSE fan-out, created by the first subscriber (a broadcast channel allocates all its
-    /// slots up front, too much to keep for every retained prediction nobody streams).
-    pub(super) live: Option<broadcast::Sender<StreamEvent>>,
+    /// The live SSE subscribers' queues.
+    pub(super) live: Vec<Arc<Subscriber>>,
+    /// Why a cancel was asked for, when the server asked (a shutdown): the `error` of the
+    /// prediction if it ends `canceled`.
+    pub(super) cancel_reason: Option<String>,
 }
 /// One prediction (or training).
 #[derive(Debug)]
@@ -73,7 +77,7 @@ pub struct Prediction {
     pub(super) output_is_array: bool,
     pub(super) state: Mutex<State>,
     pub(super) done: watch::Sender<bool>,
-    pub(super) history_capacity: usize,
+    pub(super) stream_limits: StreamLimits,
     /// Open SSE streams on this prediction.
     pub(super) subscribers: AtomicUsize,
     /// Created by an SSE request: cancelled when its last subscriber leaves before it ends.
@@ -108,15 +112,32 @@ impl Prediction {
                 is_stream: false,
                 predict_time: None,
                 history: VecDeque::new(),
+                history_bytes: 0,
                 evicted: 0,
-                live: None,
+                live: Vec::new(),
+                cancel_reason: None,
             }),
             done: watch::channel(false).0,
-            history_capacity,
+            stream_limits: StreamLimits {
+                history_capacity,
+                ..StreamLimits::default()
+            },
             subscribers: AtomicUsize::new(0),
             cancel_when_unwatched: AtomicBool::new(false),
             webhook: OnceLock::new(),
         }
+    }
+
+    /// The same prediction with these SSE bounds.
+    pub fn with_stream_limits(mut self, limits: StreamLimits) -> Self {
+        self.stream_limits = limits;
+        self
+    }
+
+    /// Records why the server is about to cancel this prediction: if it ends `canceled`, this is
+    /// its `error`.
+    pub fn set_cancel_reason(&self, reason: impl Into<String>) {
+        self.lock().cancel_reason = Some(reason.into());
     }
 
     /// Connects the prediction to its webhook sender (once, before it starts).
@@ -145,20 +166,13 @@ impl Prediction {
         let _ = rx.wait_for(|done| *done).await;
     }
 
-    /// About how many bytes this prediction holds: its input, outputs and SSE history (whose output
-    /// events share the outputs).
+    /// About how many bytes this prediction holds: its input, outputs, SSE history (whose output
+    /// events share the outputs) and logs.
     pub fn approx_bytes(&self) -> usize {
         let state = self.lock();
         approx_bytes(&self.input)
             + state.outputs.iter().map(|o| approx_bytes(o)).sum::<usize>()
-            + state
-                .history
-                .iter()
-                .map(|e| match &e.data {
-                    EventData::Json(v) => approx_bytes(v),
-                    EventData::Output { .. } | EventData::Completed => 16,
-                })
-                .sum::<usize>()
+            + state.history_bytes
             + state.logs.bytes()
     }
     /// Folds one event in; true when it ended the prediction. A `File` event is read and encoded
@@ -173,11 +187,7 @@ impl Prediction {
                     cogvisor_protocol::LogSource::Stdout => "stdout",
                     cogvisor_protocol::LogSource::Stderr => "stderr",
                 };
-                self.record(
-                    state,
-                    "log",
-                    EventData::Json(json!({"data": data, "source": source})),
-                );
+                self.record(state, "log", render_log(&data, source));
                 self.fire(webhook::Event::Logs);
             }
             PredictionEvent::Output(v) => self.push_output(state, v),
@@ -194,7 +204,7 @@ impl Prediction {
                 self.record(
                     state,
                     "metric",
-                    EventData::Json(json!({"mode": mode_name, "name": name, "value": value})),
+                    render(&json!({"mode": mode_name, "name": name, "value": value})),
                 );
                 apply_metric(&mut state.metrics, &name, value, mode)
             }
@@ -206,7 +216,12 @@ impl Prediction {
                 state.error = Some(error);
                 state.status = Status::Failed;
             }
-            PredictionEvent::Canceled => state.status = Status::Canceled,
+            PredictionEvent::Canceled => {
+                if let Some(reason) = state.cancel_reason.take() {
+                    state.error = Some(reason);
+                }
+                state.status = Status::Canceled;
+            }
         }
         state.status.is_terminal()
     }
@@ -235,7 +250,7 @@ impl Prediction {
         self.record(
             state,
             "start",
-            EventData::Json(json!({"id": self.id, "status": "processing"})),
+            render(&json!({"id": self.id, "status": "processing"})),
         );
         drop(guard);
         self.fire(webhook::Event::Start);
@@ -289,6 +304,25 @@ mod tests {
         assert_eq!(body["error"], "ValueError: x");
         assert_eq!(body["logs"], "Traceback\n");
         assert_eq!(body["metrics"]["steps"], 2);
+    }
+
+    #[test]
+    fn a_cancel_the_server_asked_for_ends_canceled_with_its_reason() {
+        let p = prediction(false);
+        p.set_cancel_reason("prediction canceled: the server is shutting down (SIGTERM)");
+        p.apply(PredictionEvent::Canceled);
+        p.finish(0.1);
+        let body = p.sync_body();
+        assert_eq!(body["status"], "canceled");
+        assert_eq!(
+            body["error"],
+            "prediction canceled: the server is shutting down (SIGTERM)"
+        );
+        // A plain cancel (the client's) has no error, as in Cog.
+        let q = prediction(false);
+        q.apply(PredictionEvent::Canceled);
+        q.finish(0.1);
+        assert!(q.sync_body().get("error").is_none());
     }
 
     #[test]

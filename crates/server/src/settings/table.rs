@@ -317,6 +317,38 @@ keys! {
         default: "128MiB",
         help: "request bodies buffered at once, all requests together; a body that does not fit is answered 503 with Retry-After",
     },
+    SseHistoryMaxPerPrediction {
+        field: sse_history_max_per_prediction: usize,
+        name: "sse.history_max_per_prediction",
+        flag: "sse-history-max-per-prediction",
+        kind: parse::LOG_SIZE,
+        default: "4MiB",
+        help: "SSE event bytes a prediction keeps for late subscribers; past it the oldest are dropped and a late subscriber gets an error event",
+    },
+    SseMaxBufferedPerSubscriber {
+        field: sse_max_buffered_per_subscriber: usize,
+        name: "sse.max_buffered_per_subscriber",
+        flag: "sse-max-buffered-per-subscriber",
+        kind: parse::LOG_SIZE,
+        default: "8MiB",
+        help: "SSE event bytes waiting for one subscriber that does not read; past it its stream ends with an error event",
+    },
+    WebhooksMaxInFlight {
+        field: webhooks_max_in_flight: u32,
+        name: "webhooks.max_in_flight",
+        flag: "webhooks-max-in-flight",
+        kind: parse::THRESHOLD,
+        default: "64",
+        help: "webhook payloads held at once (being sent or waiting to retry); past it webhooks are dropped (docs/limits.md)",
+    },
+    WebhooksMaxInFlightBytes {
+        field: webhooks_max_in_flight_bytes: usize,
+        name: "webhooks.max_in_flight_bytes",
+        flag: "webhooks-max-in-flight-bytes",
+        kind: parse::LOG_SIZE,
+        default: "64MiB",
+        help: "bytes of webhook payloads held at once; past it webhooks are dropped (docs/limits.md)",
+    },
 }
 
 impl Key {
