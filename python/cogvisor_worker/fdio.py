@@ -29,6 +29,10 @@ from .channel import Channel
 READ_CHUNK = 64 * 1024
 # A Python-level line longer than this is sent without waiting for its newline.
 MAX_PENDING_LINE = 64 * 1024
+# A log batch this large (in characters) is sent at once.
+FLUSH_BYTES = 64 * 1024
+# The longest a batched line waits for more text before it is sent, in seconds.
+LINGER = 0.005
 
 
 class LogTarget(Protocol):
@@ -36,6 +40,15 @@ class LogTarget(Protocol):
 
     def log(self, source: str, data: str) -> bool:
         """Send a log message for this prediction; False if it has already ended."""
+        ...
+
+    def on_send_thread(self) -> bool:
+        """Whether this thread may send this target's messages now (an async prediction: its loop)."""
+        ...
+
+    def defer(self, fn: Any) -> bool:
+        """Run ``fn`` soon on the thread that sends this target's messages; False when the target has
+        no such thread (then the router's flusher thread sends its batches)."""
         ...
 
 
@@ -76,8 +89,27 @@ def diag(fd: int, text: str) -> None:
         pass
 
 
+@dataclass
+class _Batch:
+    source: str
+    parts: list[str]
+    size: int
+
+
 class LogRouter:
-    """Decides where a log chunk goes: the running prediction's slot, or the control channel."""
+    """Decides where a log chunk goes: the running prediction's slot, or the control channel.
+
+    Text is batched per target: consecutive chunks of one source become one log message, sent when the
+    batch reaches ``FLUSH_BYTES``, ``LINGER`` seconds after its first chunk, before the target's next
+    non-log message (``flush``), when the other source writes, and when the prediction ends. One frame
+    per ``print`` (a JSON encoding and a socket write each, and as much work again in the supervisor)
+    was what made printing slow. Every chunk passes through here in the order it was written, so
+    Python-level prints and fd-level output keep their relative order.
+
+    The batch of an async prediction is only ever sent from its event loop (its target says which
+    thread that is, and takes callbacks for it), so its logs stay ordered with its outputs, which the
+    loop writes.
+    """
 
     def __init__(self, control: Channel) -> None:
         self.control = control
@@ -87,12 +119,20 @@ class LogRouter:
         )
         # The running sync prediction, if any: owner of fd-level output and of prints from stray threads.
         self.current_sync: LogTarget | None = None
+        # Held while a batch changes or is sent: sending under it keeps the batches of a target in order.
+        self.lock = threading.RLock()
+        self._batches: dict[Any, _Batch] = {}
+        # Targets whose batch the flusher thread sends once it is LINGER old: target -> first chunk's time.
+        self._timed: dict[Any, float] = {}
+        self._wake = threading.Condition(self.lock)
+        self._flusher: threading.Thread | None = None
 
     def control_log(self, source: str, data: str) -> None:
         if data:
             self.control.try_send(protocol.control_log(source, data))
 
-    def emit(self, target: LogTarget | None, source: str, data: str) -> None:
+    def send(self, target: LogTarget | None, source: str, data: str) -> None:
+        """Send one log message now (no batching)."""
         if not data:
             return
         if target is not None:
@@ -103,8 +143,91 @@ class LogRouter:
                 pass
         self.control_log(source, data)
 
+    def emit(self, target: LogTarget | None, source: str, data: str) -> None:
+        """Add text to ``target``'s batch (see the class comment for when it is sent)."""
+        if not data:
+            return
+        with self.lock:
+            batch = self._batches.get(target)
+            if batch is not None and batch.source != source:
+                self._send_batch(target)
+                batch = None
+            if batch is None:
+                self._batches[target] = batch = _Batch(source, [data], len(data))
+                if batch.size < FLUSH_BYTES or not self._can_send(target):
+                    self._schedule(target)
+                    return
+            else:
+                batch.parts.append(data)
+                batch.size += len(data)
+            if batch.size >= FLUSH_BYTES and self._can_send(target):
+                self._send_batch(target)
+
+    def flush(self, target: LogTarget | None) -> None:
+        """Send ``target``'s batch now (from a thread that may send for it; else as soon as it can)."""
+        with self.lock:
+            if target not in self._batches:
+                return
+            if self._can_send(target):
+                self._send_batch(target)
+            else:
+                self._schedule(target)
+
+    def flush_all(self) -> None:
+        """Send every batch that can be sent from this thread (the worker is exiting)."""
+        with self.lock:
+            for target in list(self._batches):
+                if self._can_send(target):
+                    self._send_batch(target)
+
     def python_target(self) -> LogTarget | None:
         return self.current.get() or self.current_sync
+
+    # -- batching internals (called with self.lock held) -------------------------------------------
+    @staticmethod
+    def _can_send(target: Any) -> bool:
+        return target is None or bool(target.on_send_thread())
+
+    def _send_batch(self, target: Any) -> None:
+        batch = self._batches.pop(target, None)
+        self._timed.pop(target, None)
+        if batch is not None:
+            self.send(target, batch.source, batch.parts[0] if len(batch.parts) == 1 else "".join(batch.parts))
+
+    def _schedule(self, target: Any) -> None:
+        if target is not None:
+            try:
+                if target.defer(lambda: self.flush(target)):
+                    return
+            except Exception:  # the loop is gone: the flusher sends it (the target falls back to control)
+                pass
+        if target in self._timed:
+            return
+        self._timed[target] = time.monotonic()
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_loop, name="cogvisor-log-flusher", daemon=True)
+            self._flusher.start()
+        if len(self._timed) == 1:
+            self._wake.notify()
+
+    def _flush_loop(self) -> None:
+        with self.lock:
+            while True:
+                if not self._timed:
+                    self._wake.wait()
+                    continue
+                due = min(self._timed.values()) + LINGER
+                now = time.monotonic()
+                if now < due:
+                    self._wake.wait(due - now)
+                    continue
+                for target, first in list(self._timed.items()):
+                    if first + LINGER <= now:
+                        try:
+                            self._send_batch(target)
+                        except Exception:
+                            self._batches.pop(target, None)
+                            self._timed.pop(target, None)
 
 
 class PipeReader(threading.Thread):
@@ -175,7 +298,7 @@ class LogWriter(io.TextIOBase):
         self.source = source
         self._fd = fd
         self._router = router
-        self._lock = threading.RLock()
+        self._lock = router.lock  # one lock with the batches: text reaches them in the order written
         self._pending: dict[Any, str] = {}
         self._buffer: _BinaryLogWriter | None = None
 
@@ -237,18 +360,26 @@ class LogWriter(io.TextIOBase):
             return len(s) if isinstance(s, str) else 0
 
     def flush(self) -> None:
+        """The unterminated line joins the batch, which goes out within ``LINGER`` (``print(...,
+        flush=True)`` in a loop must not cost a message per call)."""
         try:
-            self.flush_target(self._router.python_target())
+            target = self._router.python_target()
+            with self._lock:
+                rest = self._pending.pop(target, "")
+                if rest:
+                    self._router.emit(target, self.source, rest)
         except Exception:
             pass
 
     def flush_target(self, target: Any) -> None:
-        """Send the unterminated text buffered for ``target`` (a prediction, or None for control)."""
+        """Send the text buffered for ``target`` (a prediction, or None for control) now, the
+        unterminated line included."""
         try:
             with self._lock:
                 rest = self._pending.pop(target, "")
                 if rest:
                     self._router.emit(target, self.source, rest)
+                self._router.flush(target)
         except Exception:
             pass
 

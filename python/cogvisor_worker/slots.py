@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from cog._runtime import Scope
 
@@ -61,12 +61,23 @@ class Prediction:
             pass
         return True
 
+    def on_send_thread(self) -> bool:
+        return self.slot.on_send_thread()
+
+    def defer(self, fn: Any) -> bool:
+        return self.slot.defer(fn)
+
+    def flush_logs(self) -> None:
+        """Send the lines this prediction printed so far, ahead of its next message."""
+        self.slot.worker.router.flush(self)
+
     # -- scope ------------------------------------------------------------------------------------
     def _send_metric(self, name: str, value: Any, mode: str) -> None:
         """The sink of this prediction's MetricRecorder (the value was checked and made JSON there; None
         deletes)."""
         if self.finished:
             return
+        self.flush_logs()
         self.slot.emit(protocol.metric(name, value, mode))
 
 
@@ -87,6 +98,14 @@ class Slot:
 
     def emit(self, msg: protocol.Message) -> None:
         raise NotImplementedError
+
+    def on_send_thread(self) -> bool:
+        """Whether the calling thread may write this slot's messages now (see fdio.LogRouter)."""
+        return True
+
+    def defer(self, fn: Callable[[], None]) -> bool:
+        """Run ``fn`` on the thread that writes this slot's messages; False: this slot has none."""
+        return False
 
     def start(self) -> None:
         raise NotImplementedError

@@ -84,6 +84,7 @@ class Worker:
             writer.flush_target(None)
         for reader in self.pipe_readers:
             reader.drain(0.5)
+        self.router.flush_all()
 
     def exit(self, code: int) -> NoReturn:
         try:
