@@ -49,7 +49,11 @@ class Prediction:
         self.task: Any = None  # asyncio.Task of an async prediction
         self.start = time.monotonic()
         self.scope = Scope(self._send_metric, context)
-        self.downloader = inputs.Downloader()
+        worker = slot.worker
+        self.downloader = inputs.Downloader(
+            directory=inputs.inputs_dir(worker.runtime_dir) if worker.runtime_dir else None,
+            prefix=f"{worker.generation}-",
+        )
 
     # -- log target ---------------------------------------------------------------------------------
     def log(self, source: str, data: str) -> bool:
@@ -118,6 +122,7 @@ class Slot:
                 return False
             pred.cancelled = True
             self.deliver_cancel(pred)
+        pred.downloader.abort("the prediction was cancelled")  # a download in progress stops at once
         return True
 
     def deliver_cancel(self, pred: Prediction) -> None:

@@ -42,6 +42,7 @@ class Worker:
         self.control_reader = protocol.FrameReader.for_fd(self.fds.control_in)
         self.model: loader.Model | None = None
         self.runtime_dir = ""
+        self.generation = 0
         self.slots: list[Any] = []
         self._install_sdk_runtime()
 
@@ -152,6 +153,7 @@ class Worker:
         return msg
 
     def start(self) -> None:
+        from . import inputs
         from .slots import make_slots
 
         init = self.read_init()
@@ -163,6 +165,9 @@ class Worker:
         if init["mode"] not in ("predict", "train") or init["setup"] not in ("full", "recycle"):
             self.setup_failed(f"unsupported mode {init['mode']!r} or setup {init['setup']!r}")
         self.runtime_dir = init["runtime_dir"]
+        generation = init.get("generation")
+        self.generation = generation if isinstance(generation, int) and not isinstance(generation, bool) else 0
+        inputs.clear_stale(self.runtime_dir, self.generation)
         # Start-up milestones, in coglet's words: setup.logs shows them between the supervisor's own.
         self.milestone("File descriptor redirection complete")  # done in __init__, before any model code
         socks: list[tuple[int, socket.socket]] = []

@@ -4,10 +4,15 @@ messages without losing their order or their promptness."""
 
 from __future__ import annotations
 
+import http.server
+import os
+import threading
 import time
 from typing import Any, Iterator
 
 import pytest
+
+from cogvisor_worker import protocol as p
 
 from harness import Supervisor, logs, outputs
 
@@ -151,3 +156,71 @@ def test_async_prints_stay_ordered_with_outputs(start: Any) -> None:
             seq.append(f"output {m['output']}")
     assert seq == [x for i in range(50) for x in (f"before {i}", f"thread {i}", f"output {i}")]
     assert logs(msgs).count("\n") == 100
+
+
+class Trickle(http.server.BaseHTTPRequestHandler):
+    """Sends a body of 1000 bytes one byte every 0.2 s (never stalls long enough to time out)."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        try:
+            for _ in range(150):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:  # the worker went away
+            pass
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def trickle() -> Iterator[str]:
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/weights.bin"
+    srv.shutdown()
+    srv.server_close()
+
+
+PATH_INPUT = """
+from cog import BasePredictor, Path
+
+class Predictor(BasePredictor):
+    def predict(self, p: Path) -> str:
+        return p.read_text()
+"""
+
+
+@pytest.mark.parametrize("source", [PATH_INPUT, PATH_INPUT.replace("    def predict(", "    async def predict(")],
+                         ids=["sync", "async"])
+def test_cancel_stops_an_input_download_and_the_slot_goes_on(start: Any, trickle: str, source: str) -> None:
+    sup = started(start, {"predict.py": source})
+    root = os.path.join(sup.runtime_dir, "inputs")
+    sup.predict(0, "dl", {"p": trickle})
+    deadline = time.monotonic() + 10
+    while not (os.path.isdir(root) and any(os.listdir(os.path.join(root, d)) for d in os.listdir(root))):
+        assert time.monotonic() < deadline, "the download never started"
+        time.sleep(0.02)
+    (pred_dir,) = os.listdir(root)
+    assert pred_dir.startswith("1-"), pred_dir  # named after the worker's generation
+    cancelled_at = time.monotonic()
+    sup.send(p.cancel(0, "dl"))
+    msgs = sup.until_terminal(0, timeout=10)
+    assert msgs[-1] == {"type": "cancelled", "id": "dl"}, msgs[-1]
+    assert time.monotonic() - cancelled_at < 1.5
+    assert os.listdir(root) == []  # the partial download is gone
+    sup.predict(0, "next", {"p": "data:text/plain,hello"})
+    msgs = sup.until_terminal(0)
+    assert msgs[-1]["type"] == "done" and outputs(msgs) == ["hello"], msgs
+    assert not [m for m in sup.control_seen if m["type"] == "failed"], sup.control_seen
+
+
+def test_inputs_of_earlier_generations_are_removed_at_start(start: Any) -> None:
+    sup = start({"predict.py": PATH_INPUT}, runtime_files={"inputs/0-left-by-a-killed-worker/tmpabc.bin": "x"})
+    assert sup.ready()["type"] == "ready"
+    assert os.listdir(os.path.join(sup.runtime_dir, "inputs")) == []
