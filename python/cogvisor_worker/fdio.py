@@ -90,18 +90,25 @@ def diag(fd: int, text: str) -> None:
 
 
 @dataclass
-class _Batch:
+class _Run:
+    """Consecutive text of one source: one log message."""
+
     source: str
     parts: list[str]
-    size: int
+
+
+@dataclass
+class _Batch:
+    runs: list[_Run]
+    size: int  # characters in all runs
 
 
 class LogRouter:
     """Decides where a log chunk goes: the running prediction's slot, or the control channel.
 
-    Text is batched per target: consecutive chunks of one source become one log message, sent when the
-    batch reaches ``FLUSH_BYTES``, ``LINGER`` seconds after its first chunk, before the target's next
-    non-log message (``flush``), when the other source writes, and when the prediction ends. One frame
+    Text is batched per target: consecutive chunks of one source become one log message; a batch is
+    sent when it reaches ``FLUSH_BYTES``, ``LINGER`` seconds after its first chunk, before the target's
+    next non-log message (``flush``), and when the prediction ends. One frame
     per ``print`` (a JSON encoding and a socket write each, and as much work again in the supervisor)
     was what made printing slow. Every chunk passes through here in the order it was written, so
     Python-level prints and fd-level output keep their relative order.
@@ -149,16 +156,17 @@ class LogRouter:
             return
         with self.lock:
             batch = self._batches.get(target)
-            if batch is not None and batch.source != source:
-                self._send_batch(target)
-                batch = None
             if batch is None:
-                self._batches[target] = batch = _Batch(source, [data], len(data))
+                self._batches[target] = batch = _Batch([_Run(source, [data])], len(data))
                 if batch.size < FLUSH_BYTES or not self._can_send(target):
                     self._schedule(target)
                     return
             else:
-                batch.parts.append(data)
+                last = batch.runs[-1]
+                if last.source == source:
+                    last.parts.append(data)
+                else:
+                    batch.runs.append(_Run(source, [data]))
                 batch.size += len(data)
             if batch.size >= FLUSH_BYTES and self._can_send(target):
                 self._send_batch(target)
@@ -192,7 +200,8 @@ class LogRouter:
         batch = self._batches.pop(target, None)
         self._timed.pop(target, None)
         if batch is not None:
-            self.send(target, batch.source, batch.parts[0] if len(batch.parts) == 1 else "".join(batch.parts))
+            for run in batch.runs:
+                self.send(target, run.source, run.parts[0] if len(run.parts) == 1 else "".join(run.parts))
 
     def _schedule(self, target: Any) -> None:
         if target is not None:
