@@ -89,7 +89,7 @@ def diag(fd: int, text: str) -> None:
         pass
 
 
-@dataclass
+@dataclass(slots=True)
 class _Run:
     """Consecutive text of one source: one log message."""
 
@@ -97,7 +97,7 @@ class _Run:
     parts: list[str]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Batch:
     runs: list[_Run]
     size: int  # characters in all runs
@@ -163,12 +163,14 @@ class LogRouter:
                     return
             else:
                 last = batch.runs[-1]
-                if last.source == source:
+                if last.source is source or last.source == source:
                     last.parts.append(data)
                 else:
                     batch.runs.append(_Run(source, [data]))
                 batch.size += len(data)
-            if batch.size >= FLUSH_BYTES and self._can_send(target):
+                if batch.size < FLUSH_BYTES:
+                    return
+            if self._can_send(target):
                 self._send_batch(target)
 
     def flush(self, target: LogTarget | None) -> None:
@@ -350,20 +352,28 @@ class LogWriter(io.TextIOBase):
         return self._buffer
 
     def write(self, s: str) -> int:  # type: ignore[override]
+        # The hot path of every print (called twice by each: the text, then "\n"), kept short.
         try:
-            if not isinstance(s, str):
+            if type(s) is not str:
                 s = str(s)
-            target = self._router.python_target()
+            router = self._router
+            target = router.current.get() or router.current_sync
             with self._lock:
-                buf = self._pending.pop(target, "") + s
-                cut = buf.rfind("\n") + 1
-                if cut == 0 and len(buf) > MAX_PENDING_LINE:
-                    cut = len(buf)
-                out, rest = buf[:cut], buf[cut:]
-                if rest:
-                    self._pending[target] = rest
-                if out:
-                    self._router.emit(target, self.source, out)
+                pending = self._pending
+                if target in pending:
+                    s_all = pending.pop(target) + s
+                else:
+                    s_all = s
+                cut = s_all.rfind("\n") + 1
+                if cut == len(s_all):  # ends with a newline: all of it goes
+                    router.emit(target, self.source, s_all)
+                elif cut:
+                    router.emit(target, self.source, s_all[:cut])
+                    pending[target] = s_all[cut:]
+                elif len(s_all) > MAX_PENDING_LINE:
+                    router.emit(target, self.source, s_all)
+                elif s_all:
+                    pending[target] = s_all
             return len(s)
         except Exception:
             return len(s) if isinstance(s, str) else 0
