@@ -76,6 +76,7 @@ class Worker:
                         return
                     except Exception:  # the slot broke: the control channel still reaches the supervisor
                         pass
+                worker.router.flush(None)  # what was printed before goes first
                 worker.control.send(protocol.recycle_requested(reason, rerun_setup))
 
         _runtime.install(_Runtime())
@@ -96,14 +97,24 @@ class Worker:
 
     def fatal(self, reason: str) -> NoReturn:
         self.diag(reason)
+        self._flush_logs_quietly()  # what was printed before comes first
         self.control.try_send(protocol.fatal(reason))
         self.exit(EXIT_PROTOCOL)
 
     def milestone(self, text: str) -> None:
-        """A start-up milestone: an info ``worker_log`` (setup.logs carries it)."""
+        """A start-up milestone: an info ``worker_log`` (setup.logs carries it), after the lines printed
+        before it (they are batched: see fdio.LogRouter)."""
+        self.router.flush(None)
         self.control.try_send(protocol.worker_log("info", text))
 
+    def _flush_logs_quietly(self) -> None:
+        try:
+            self.flush_logs()
+        except Exception:
+            pass
+
     def setup_failed(self, error: str) -> NoReturn:
+        self._flush_logs_quietly()  # setup's output reaches setup.logs before the failure ends it
         self.control.try_send(protocol.setup_failed(error))
         self.exit(EXIT_SETUP_FAILED)
 

@@ -224,3 +224,28 @@ def test_inputs_of_earlier_generations_are_removed_at_start(start: Any) -> None:
     sup = start({"predict.py": PATH_INPUT}, runtime_files={"inputs/0-left-by-a-killed-worker/tmpabc.bin": "x"})
     assert sup.ready()["type"] == "ready"
     assert os.listdir(os.path.join(sup.runtime_dir, "inputs")) == []
+
+
+def test_setup_output_comes_before_the_milestones_and_the_failure_after_it(start: Any) -> None:
+    sup = start(
+        {
+            "predict.py": """
+            print("importing")
+            class Predictor:
+                def setup(self):
+                    print("about to fail")
+                    raise RuntimeError("boom")
+                def predict(self) -> str:
+                    return "x"
+            """
+        }
+    )
+    failed = sup.ready()
+    assert failed["type"] == "setup_failed", failed
+    seen = [
+        m.get("data") or m.get("message") or m["type"]
+        for m in sup.control_seen
+        if m["type"] in ("log", "worker_log", "setup_failed")
+    ]
+    assert seen.index("importing\n") < seen.index("Running setup") < seen.index("about to fail\n")
+    assert seen.index("about to fail\n") < seen.index("setup_failed")
