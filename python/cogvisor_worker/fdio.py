@@ -133,6 +133,19 @@ class LogRouter:
         self._timed: dict[Any, float] = {}
         self._wake = threading.Condition(self.lock)
         self._flusher: threading.Thread | None = None
+        self._direct = False  # no batching (a forked child: see _after_fork_in_child)
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        """A child forked by model code (``multiprocessing``, ``os.fork``) has none of our threads, and
+        may have been forked while one held the lock: it gets a fresh lock and sends what it prints at
+        once, as it may leave with ``os._exit`` at any moment."""
+        self.lock = threading.RLock()
+        self._wake = threading.Condition(self.lock)
+        self._batches = {}
+        self._timed = {}
+        self._flusher = None
+        self._direct = True
 
     def control_log(self, source: str, data: str) -> None:
         if data:
@@ -153,6 +166,9 @@ class LogRouter:
     def emit(self, target: LogTarget | None, source: str, data: str) -> None:
         """Add text to ``target``'s batch (see the class comment for when it is sent)."""
         if not data:
+            return
+        if self._direct:
+            self.send(target, source, data)
             return
         with self.lock:
             batch = self._batches.get(target)
@@ -309,7 +325,6 @@ class LogWriter(io.TextIOBase):
         self.source = source
         self._fd = fd
         self._router = router
-        self._lock = router.lock  # one lock with the batches: text reaches them in the order written
         self._pending: dict[Any, str] = {}
         self._buffer: _BinaryLogWriter | None = None
 
@@ -358,7 +373,7 @@ class LogWriter(io.TextIOBase):
                 s = str(s)
             router = self._router
             target = router.current.get() or router.current_sync
-            with self._lock:
+            with self._router.lock:  # the batches' lock: text reaches them in the order written
                 pending = self._pending
                 if target in pending:
                     s_all = pending.pop(target) + s
@@ -383,7 +398,7 @@ class LogWriter(io.TextIOBase):
         flush=True)`` in a loop must not cost a message per call)."""
         try:
             target = self._router.python_target()
-            with self._lock:
+            with self._router.lock:  # the batches' lock: text reaches them in the order written
                 rest = self._pending.pop(target, "")
                 if rest:
                     self._router.emit(target, self.source, rest)
@@ -394,7 +409,7 @@ class LogWriter(io.TextIOBase):
         """Send the text buffered for ``target`` (a prediction, or None for control) now, the
         unterminated line included."""
         try:
-            with self._lock:
+            with self._router.lock:  # the batches' lock: text reaches them in the order written
                 rest = self._pending.pop(target, "")
                 if rest:
                     self._router.emit(target, self.source, rest)

@@ -249,3 +249,30 @@ def test_setup_output_comes_before_the_milestones_and_the_failure_after_it(start
     ]
     assert seen.index("importing\n") < seen.index("Running setup") < seen.index("about to fail\n")
     assert seen.index("about to fail\n") < seen.index("setup_failed")
+
+
+FORKER = """
+import os, sys
+from cog import BasePredictor
+
+class Predictor(BasePredictor):
+    def predict(self, n: int) -> str:
+        for i in range(n):
+            print(f"parent {i}")
+            pid = os.fork()
+            if pid == 0:
+                print(f"child {i}")  # then gone at once: nothing may wait in a batch
+                os._exit(0)
+            os.waitpid(pid, 0)
+        return "ok"
+"""
+
+
+def test_prints_of_a_forked_child_are_not_lost(start: Any) -> None:
+    sup = started(start, {"predict.py": FORKER})
+    sup.predict(0, "f", {"n": 20})
+    msgs = sup.until_terminal(0)
+    assert msgs[-1]["type"] == "done", msgs[-1]
+    text = logs(msgs) + sup.control_logs()
+    for i in range(20):
+        assert f"parent {i}\n" in text and f"child {i}\n" in text, text
