@@ -268,6 +268,7 @@ class PipeReader(threading.Thread):
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._cond = threading.Condition()
         self._in_flight = False
+        self._last_read = 0.0  # time.monotonic() of the last read that returned data
 
     def run(self) -> None:
         poller = select.poll()
@@ -289,6 +290,7 @@ class PipeReader(threading.Thread):
                 if data == b"":
                     return
                 if data:
+                    self._last_read = time.monotonic()
                     text = self._decoder.decode(data)
                     if text:
                         self.router.emit(self.router.current_sync, self.source, text)
@@ -303,15 +305,23 @@ class PipeReader(threading.Thread):
         except OSError:
             return 0
 
-    def drain(self, timeout: float = 2.0) -> None:
-        """Wait until everything written to the pipe so far has been read and routed (bounded)."""
+    def drain(self, timeout: float = 2.0, quiet: float = 0.0) -> None:
+        """Wait until everything written to the pipe so far has been read and routed (bounded by
+        ``timeout``). With ``quiet``, also until nothing has arrived for that long: a child still
+        writing (a shell started in setup echoing line by line) leaves the pipe empty between two
+        writes, and the wait must not end in such a gap. Without recent output it costs nothing."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._in_flight or self._pending() > 0:
-                left = deadline - time.monotonic()
+            while True:
+                now = time.monotonic()
+                busy = self._in_flight or self._pending() > 0
+                recent = quiet > 0 and now - self._last_read < quiet
+                if not (busy or recent):
+                    return
+                left = deadline - now
                 if left <= 0:
                     return
-                self._cond.wait(min(left, 0.01))
+                self._cond.wait(min(left, 0.01 if busy else quiet - (now - self._last_read)))
 
 
 class LogWriter(io.TextIOBase):

@@ -81,11 +81,13 @@ class Worker:
 
         _runtime.install(_Runtime())
 
-    def flush_logs(self) -> None:
+    def flush_logs(self, quiet: float = 0.0) -> None:
+        """Send every log line the worker holds; ``quiet``: first wait (at most 0.5 s) until fd-level
+        output has paused that long (see fdio.PipeReader.drain)."""
         for writer in self.writers:
             writer.flush_target(None)
         for reader in self.pipe_readers:
-            reader.drain(0.5)
+            reader.drain(0.5, quiet)
         self.router.flush_all()
 
     def exit(self, code: int) -> NoReturn:
@@ -228,13 +230,15 @@ class Worker:
         for slot in self.slots:
             slot.start()
 
-        self.flush_logs()
+        # What setup's children are still writing belongs in setup.logs (coglet's too): wait for a
+        # 20 ms pause in it, at most 0.5 s.
+        self.flush_logs(quiet=0.02)
+        msg = protocol.ready(platform.python_version(), cog.__version__, model.healthcheck() is not None, schema)
         try:
-            self.control.send(
-                protocol.ready(
-                    platform.python_version(), cog.__version__, model.healthcheck() is not None, schema
-                )
-            )
+            # Under the log lock: output that reached a batch before ready is sent before it.
+            with self.router.lock:
+                self.router.flush_all()
+                self.control.send(msg)
         except Exception as e:
             self.diag(f"cannot send ready: {e}")
             self.exit(EXIT_PROTOCOL)
