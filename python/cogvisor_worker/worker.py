@@ -231,8 +231,8 @@ class Worker:
             slot.start()
 
         # What setup's children are still writing belongs in setup.logs (coglet's too): wait for a
-        # 20 ms pause in it, at most 0.5 s.
-        self.flush_logs(quiet=0.02)
+        # 50 ms pause in it, at most 0.5 s.
+        self.flush_logs(quiet=0.05)
         msg = protocol.ready(platform.python_version(), cog.__version__, model.healthcheck() is not None, schema)
         try:
             # Under the log lock: output that reached a batch before ready is sent before it.

@@ -276,3 +276,33 @@ def test_prints_of_a_forked_child_are_not_lost(start: Any) -> None:
     text = logs(msgs) + sup.control_logs()
     for i in range(20):
         assert f"parent {i}\n" in text and f"child {i}\n" in text, text
+
+
+def test_output_a_setup_child_is_still_writing_comes_before_ready(start: Any) -> None:
+    sup = start(
+        {
+            "predict.py": """
+            import os, subprocess, sys, time
+            CHILD = (
+                "import time\\n"
+                "for i in range(1, 21):\\n"
+                "    print('setting up', i, flush=True)\\n"
+                "    if i == 1: open('started', 'w').close()\\n"
+                "    time.sleep(0.01)\\n"
+            )
+            class Predictor:
+                def setup(self):
+                    # a line every 10 ms: the pipe is empty between two of them
+                    self.child = subprocess.Popen([sys.executable, "-c", CHILD])
+                    while not os.path.exists("started"):  # it is writing by now
+                        time.sleep(0.001)
+                def predict(self) -> str:
+                    return "x"
+            """
+        }
+    )
+    ready = sup.ready()
+    assert ready["type"] == "ready", ready
+    before_ready = sup.control_seen[: sup.control_seen.index(ready)]
+    text = "".join(m["data"] for m in before_ready if m["type"] == "log")
+    assert "setting up 20\n" in text, text
