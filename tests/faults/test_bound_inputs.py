@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import signal
 import threading
 import time
 from typing import Any, Iterator
@@ -65,8 +67,8 @@ def ended(server, pid: str):
 
 
 def downloading(tmpdir) -> bool:
-    """A partial download exists (under the runtime directory's inputs/)."""
-    return any(p.is_file() for runtime in tmpdir.glob("cogvisor-*") for p in (runtime / "inputs").rglob("*"))
+    """A partial download of the trickling URL exists somewhere under the server's TMPDIR."""
+    return any(p.is_file() for p in tmpdir.rglob("*weights.bin"))
 
 
 def test_cancel_of_a_trickling_download_keeps_the_worker(start, tmp_path, trickle_url):
@@ -113,4 +115,18 @@ def test_the_download_deadline_fails_the_prediction_and_keeps_the_worker(start, 
     assert not temp_leftovers(f.tmpdir), temp_leftovers(f.tmpdir)
     assert f.predict(file="data:text/plain,hi")[1]["output"] == {"pid": before["pid"], "size": 2}
     assert len(setups.read_text().splitlines()) == 1, "setup ran again"
+    f.stop_cleanly()
+
+
+def test_a_download_cut_by_a_worker_sigkill_leaves_nothing(start, trickle_url):
+    f = start("bounded")
+    old = f.worker_pid()
+    put_async(f.server, "cut", {"file": trickle_url})
+    wait_for(lambda: downloading(f.tmpdir), timeout=30, what="the download to start")
+    os.kill(old, signal.SIGKILL)
+    body = wait_for(ended(f.server, "cut"), timeout=30, what="the prediction to fail")
+    assert body["status"] == "failed" and "SIGKILL" in body["error"], body
+    f.wait_ready_generation(2)
+    # the new worker removed what the killed one was downloading
+    wait_no_temp_leftovers(f.tmpdir)
     f.stop_cleanly()
