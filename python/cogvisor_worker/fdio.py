@@ -106,9 +106,11 @@ class _Batch:
 class LogRouter:
     """Decides where a log chunk goes: the running prediction's slot, or the control channel.
 
-    Text is batched per target: consecutive chunks of one source become one log message; a batch is
-    sent when it reaches ``FLUSH_BYTES``, ``LINGER`` seconds after its first chunk, before the target's
-    next non-log message (``flush``), and when the prediction ends. One frame
+    Text is batched per target, but only when it comes fast: text written when nothing was sent for
+    that target in the last ``LINGER`` seconds goes at once; what follows it within ``LINGER`` waits
+    in a batch (consecutive chunks of one source become one log message), which is sent when it
+    reaches ``FLUSH_BYTES``, ``LINGER`` seconds after its first chunk, on ``flush()``, before the
+    target's next non-log message, and when the prediction ends. One frame
     per ``print`` (a JSON encoding and a socket write each, and as much work again in the supervisor)
     was what made printing slow. Every chunk passes through here in the order it was written, so
     Python-level prints and fd-level output keep their relative order.
@@ -134,6 +136,7 @@ class LogRouter:
         self._wake = threading.Condition(self.lock)
         self._flusher: threading.Thread | None = None
         self._direct = False  # no batching (a forked child: see _after_fork_in_child)
+        self._control_sent_at = 0.0  # when control-channel log text was last sent (see emit)
         os.register_at_fork(after_in_child=self._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
@@ -173,6 +176,13 @@ class LogRouter:
         with self.lock:
             batch = self._batches.get(target)
             if batch is None:
+                if self._can_send(target):
+                    # Nothing sent for a while: this text goes at once (a line printed just before a
+                    # crash is not lost); only text that follows within LINGER waits in a batch.
+                    if time.monotonic() - self._sent_at(target) >= LINGER:
+                        self.send(target, source, data)
+                        self._set_sent_at(target, time.monotonic())
+                        return
                 self._batches[target] = batch = _Batch([_Run(source, [data])], len(data))
                 if batch.size < FLUSH_BYTES or not self._can_send(target):
                     self._schedule(target)
@@ -214,12 +224,25 @@ class LogRouter:
     def _can_send(target: Any) -> bool:
         return target is None or bool(target.on_send_thread())
 
+    def _sent_at(self, target: Any) -> float:
+        return self._control_sent_at if target is None else getattr(target, "log_sent_at", 0.0)
+
+    def _set_sent_at(self, target: Any, when: float) -> None:
+        if target is None:
+            self._control_sent_at = when
+        else:
+            try:
+                target.log_sent_at = when
+            except AttributeError:
+                pass
+
     def _send_batch(self, target: Any) -> None:
         batch = self._batches.pop(target, None)
         self._timed.pop(target, None)
         if batch is not None:
             for run in batch.runs:
                 self.send(target, run.source, run.parts[0] if len(run.parts) == 1 else "".join(run.parts))
+            self._set_sent_at(target, time.monotonic())  # after: a slow send must not end the batching
 
     def _schedule(self, target: Any) -> None:
         if target is not None:
@@ -404,16 +427,8 @@ class LogWriter(io.TextIOBase):
             return len(s) if isinstance(s, str) else 0
 
     def flush(self) -> None:
-        """The unterminated line joins the batch, which goes out within ``LINGER`` (``print(...,
-        flush=True)`` in a loop must not cost a message per call)."""
-        try:
-            target = self._router.python_target()
-            with self._router.lock:  # the batches' lock: text reaches them in the order written
-                rest = self._pending.pop(target, "")
-                if rest:
-                    self._router.emit(target, self.source, rest)
-        except Exception:
-            pass
+        """Send what this context has written, the unterminated line included, now."""
+        self.flush_target(self._router.python_target())
 
     def flush_target(self, target: Any) -> None:
         """Send the text buffered for ``target`` (a prediction, or None for control) now, the

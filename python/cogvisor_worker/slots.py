@@ -48,6 +48,7 @@ class Prediction:
         self.thread_id: int | None = None
         self.task: Any = None  # asyncio.Task of an async prediction
         self.start = time.monotonic()
+        self.log_sent_at = 0.0  # when its log text was last sent (fdio.LogRouter batches what follows)
         self.scope = Scope(self._send_metric, context)
         worker = slot.worker
         self.downloader = inputs.Downloader(

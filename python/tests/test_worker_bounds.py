@@ -118,16 +118,49 @@ def test_prints_are_batched_in_order(start: Any) -> None:
     assert [m["type"] for m in msgs[-2:]] == ["output", "done"]
 
 
-def test_a_flushed_print_arrives_while_the_prediction_still_runs(start: Any) -> None:
+def test_a_lone_print_and_a_flush_arrive_at_once(start: Any) -> None:
     sup = started(start, {"predict.py": PRINTER})
     sup.predict(0, "p", {"lines": 1, "wait": 5.0})
     t0 = time.monotonic()
     first = sup.next_slot(0)
-    elapsed = time.monotonic() - t0
     second = sup.next_slot(0)
-    assert first == {"type": "log", "source": "stdout", "data": "line 0\nno newline yet"}, (first, second)
+    elapsed = time.monotonic() - t0
+    # "line 0" had nothing before it: sent at once; the partial line follows on flush()
+    assert first == {"type": "log", "source": "stdout", "data": "line 0\n"}, first
+    assert second == {"type": "log", "source": "stdout", "data": "no newline yet"}, second
     assert elapsed < 2.0, elapsed  # well before the 5 s sleep ends
-    assert second is not None and second["type"] == "output"
+    assert sup.next_slot(0)["type"] == "output"  # type: ignore[index]
+
+
+CRASHER = """
+import os
+from cog import BasePredictor
+
+class Predictor(BasePredictor):
+    def predict(self, flush: bool) -> str:
+        for i in range(1000):
+            print(f"busy {i}")
+        print("last words", flush=flush)
+        if not flush:
+            import time
+            time.sleep(0.2)  # a lone line after a pause goes at once
+            print("after a pause")
+        os._exit(3)
+"""
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_the_last_lines_before_a_crash_are_sent(start: Any, flush: bool) -> None:
+    sup = started(start, {"predict.py": CRASHER})
+    sup.predict(0, "c", {"flush": flush})
+    assert sup.wait_exit() == 3
+    got = ""
+    while True:
+        msg = sup.next_slot(0, timeout=5)
+        if msg is None:
+            break
+        got += msg.get("data", "")
+    assert ("last words\n" if flush else "after a pause\n") in got, got[-200:]
 
 
 ASYNC_PRINTER = """
