@@ -871,6 +871,26 @@ def scenario_recycle(ctx: Ctx) -> None:
         ctx.log(f"  SIGKILL → READY: {seconds:.3f}s")
 
 
+def scenario_print_flood(ctx: Ctx) -> None:
+    """One sync prediction that prints 50 MB in 500,000 `print` calls of 100 bytes: request to response."""
+    name = "50 MB of print in predict (500,000 lines)"
+
+    def run(servers: dict[str, Server]) -> None:
+        def measure(s: Server) -> None:
+            t0 = time.monotonic()
+            status, body = request(s.port, "POST", "/predictions", {"input": {"megabytes": 50, "line": 100}}, timeout=300)
+            seconds = time.monotonic() - t0
+            if not prediction_ok(status, body):
+                raise BenchError(f"{s.kind.name}: print flood failed: {status} {str(body)[:300]}")
+            ctx.results.add(name, "request to response", "s", s.kind.name, seconds, higher_is_better=False,
+                            target="≤ 1.0×", check=le_ratio(1.0))
+            ctx.log(f"  print flood {s.kind.name}: {seconds:.2f} s")
+
+        ctx.alternate(servers, measure)
+
+    ctx.with_servers("printer", None, run)
+
+
 SCENARIOS: dict[str, Callable[[Ctx], None]] = {
     "trivial_sync_1": scenario_trivial_sync_1,
     "trivial_sync_4": scenario_trivial_sync_4,
@@ -886,6 +906,7 @@ SCENARIOS: dict[str, Callable[[Ctx], None]] = {
     "size_1m": scenario_size_1m,
     "size_8m": scenario_size_8m,
     "generator": scenario_generator,
+    "print_flood": scenario_print_flood,
     "lifecycle": scenario_lifecycle,
     "recycle": scenario_recycle,
 }

@@ -20,7 +20,7 @@ import socket
 import struct
 import threading
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import outputs, protocol
 from .slots import Outcome, Prediction, Slot, SlotBroken
@@ -59,6 +59,16 @@ class AsyncSlot(Slot):
 
     def _on_loop(self) -> bool:
         return threading.get_ident() == self.worker.loop_thread_id
+
+    def on_send_thread(self) -> bool:
+        return self._on_loop()
+
+    def defer(self, fn: Callable[[], None]) -> bool:
+        if self._on_loop():
+            self.loop.call_soon(fn)
+        else:
+            self.loop.call_soon_threadsafe(fn)
+        return True
 
     # -- writing ----------------------------------------------------------------------------------
     def emit(self, msg: protocol.Message) -> None:
@@ -228,6 +238,7 @@ class AsyncSlot(Slot):
             msg = self.output_message(pred, value)
         else:
             msg = await self.loop.run_in_executor(None, self.output_message, pred, value)
+        pred.flush_logs()  # on the loop: what it printed before goes out first
         if hold:
             self._held = []
         self.emit(msg)

@@ -29,6 +29,10 @@ from .channel import Channel
 READ_CHUNK = 64 * 1024
 # A Python-level line longer than this is sent without waiting for its newline.
 MAX_PENDING_LINE = 64 * 1024
+# A log batch this large (in characters) is sent at once.
+FLUSH_BYTES = 64 * 1024
+# The longest a batched line waits for more text before it is sent, in seconds.
+LINGER = 0.005
 
 
 class LogTarget(Protocol):
@@ -36,6 +40,15 @@ class LogTarget(Protocol):
 
     def log(self, source: str, data: str) -> bool:
         """Send a log message for this prediction; False if it has already ended."""
+        ...
+
+    def on_send_thread(self) -> bool:
+        """Whether this thread may send this target's messages now (an async prediction: its loop)."""
+        ...
+
+    def defer(self, fn: Any) -> bool:
+        """Run ``fn`` soon on the thread that sends this target's messages; False when the target has
+        no such thread (then the router's flusher thread sends its batches)."""
         ...
 
 
@@ -76,8 +89,36 @@ def diag(fd: int, text: str) -> None:
         pass
 
 
+@dataclass(slots=True)
+class _Run:
+    """Consecutive text of one source: one log message."""
+
+    source: str
+    parts: list[str]
+
+
+@dataclass(slots=True)
+class _Batch:
+    runs: list[_Run]
+    size: int  # characters in all runs
+
+
 class LogRouter:
-    """Decides where a log chunk goes: the running prediction's slot, or the control channel."""
+    """Decides where a log chunk goes: the running prediction's slot, or the control channel.
+
+    Text is batched per target, but only when it comes fast: text written when nothing was sent for
+    that target in the last ``LINGER`` seconds goes at once; what follows it within ``LINGER`` waits
+    in a batch (consecutive chunks of one source become one log message), which is sent when it
+    reaches ``FLUSH_BYTES``, ``LINGER`` seconds after its first chunk, on ``flush()``, before the
+    target's next non-log message, and when the prediction ends. One frame
+    per ``print`` (a JSON encoding and a socket write each, and as much work again in the supervisor)
+    was what made printing slow. Every chunk passes through here in the order it was written, so
+    Python-level prints and fd-level output keep their relative order.
+
+    The batch of an async prediction is only ever sent from its event loop (its target says which
+    thread that is, and takes callbacks for it), so its logs stay ordered with its outputs, which the
+    loop writes.
+    """
 
     def __init__(self, control: Channel) -> None:
         self.control = control
@@ -87,12 +128,34 @@ class LogRouter:
         )
         # The running sync prediction, if any: owner of fd-level output and of prints from stray threads.
         self.current_sync: LogTarget | None = None
+        # Held while a batch changes or is sent: sending under it keeps the batches of a target in order.
+        self.lock = threading.RLock()
+        self._batches: dict[Any, _Batch] = {}
+        # Targets whose batch the flusher thread sends once it is LINGER old: target -> first chunk's time.
+        self._timed: dict[Any, float] = {}
+        self._wake = threading.Condition(self.lock)
+        self._flusher: threading.Thread | None = None
+        self._direct = False  # no batching (a forked child: see _after_fork_in_child)
+        self._control_sent_at = 0.0  # when control-channel log text was last sent (see emit)
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        """A child forked by model code (``multiprocessing``, ``os.fork``) has none of our threads, and
+        may have been forked while one held the lock: it gets a fresh lock and sends what it prints at
+        once, as it may leave with ``os._exit`` at any moment."""
+        self.lock = threading.RLock()
+        self._wake = threading.Condition(self.lock)
+        self._batches = {}
+        self._timed = {}
+        self._flusher = None
+        self._direct = True
 
     def control_log(self, source: str, data: str) -> None:
         if data:
             self.control.try_send(protocol.control_log(source, data))
 
-    def emit(self, target: LogTarget | None, source: str, data: str) -> None:
+    def send(self, target: LogTarget | None, source: str, data: str) -> None:
+        """Send one log message now (no batching)."""
         if not data:
             return
         if target is not None:
@@ -103,8 +166,118 @@ class LogRouter:
                 pass
         self.control_log(source, data)
 
+    def emit(self, target: LogTarget | None, source: str, data: str) -> None:
+        """Add text to ``target``'s batch (see the class comment for when it is sent)."""
+        if not data:
+            return
+        if self._direct:
+            self.send(target, source, data)
+            return
+        with self.lock:
+            batch = self._batches.get(target)
+            if batch is None:
+                if self._can_send(target):
+                    # Nothing sent for a while: this text goes at once (a line printed just before a
+                    # crash is not lost); only text that follows within LINGER waits in a batch.
+                    if time.monotonic() - self._sent_at(target) >= LINGER:
+                        self.send(target, source, data)
+                        self._set_sent_at(target, time.monotonic())
+                        return
+                self._batches[target] = batch = _Batch([_Run(source, [data])], len(data))
+                if batch.size < FLUSH_BYTES or not self._can_send(target):
+                    self._schedule(target)
+                    return
+            else:
+                last = batch.runs[-1]
+                if last.source is source or last.source == source:
+                    last.parts.append(data)
+                else:
+                    batch.runs.append(_Run(source, [data]))
+                batch.size += len(data)
+                if batch.size < FLUSH_BYTES:
+                    return
+            if self._can_send(target):
+                self._send_batch(target)
+
+    def flush(self, target: LogTarget | None) -> None:
+        """Send ``target``'s batch now (from a thread that may send for it; else as soon as it can)."""
+        with self.lock:
+            if target not in self._batches:
+                return
+            if self._can_send(target):
+                self._send_batch(target)
+            else:
+                self._schedule(target)
+
+    def flush_all(self) -> None:
+        """Send every batch that can be sent from this thread (the worker is exiting)."""
+        with self.lock:
+            for target in list(self._batches):
+                if self._can_send(target):
+                    self._send_batch(target)
+
     def python_target(self) -> LogTarget | None:
         return self.current.get() or self.current_sync
+
+    # -- batching internals (called with self.lock held) -------------------------------------------
+    @staticmethod
+    def _can_send(target: Any) -> bool:
+        return target is None or bool(target.on_send_thread())
+
+    def _sent_at(self, target: Any) -> float:
+        return self._control_sent_at if target is None else getattr(target, "log_sent_at", 0.0)
+
+    def _set_sent_at(self, target: Any, when: float) -> None:
+        if target is None:
+            self._control_sent_at = when
+        else:
+            try:
+                target.log_sent_at = when
+            except AttributeError:
+                pass
+
+    def _send_batch(self, target: Any) -> None:
+        batch = self._batches.pop(target, None)
+        self._timed.pop(target, None)
+        if batch is not None:
+            for run in batch.runs:
+                self.send(target, run.source, run.parts[0] if len(run.parts) == 1 else "".join(run.parts))
+            self._set_sent_at(target, time.monotonic())  # after: a slow send must not end the batching
+
+    def _schedule(self, target: Any) -> None:
+        if target is not None:
+            try:
+                if target.defer(lambda: self.flush(target)):
+                    return
+            except Exception:  # the loop is gone: the flusher sends it (the target falls back to control)
+                pass
+        if target in self._timed:
+            return
+        self._timed[target] = time.monotonic()
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_loop, name="cogvisor-log-flusher", daemon=True)
+            self._flusher.start()
+        if len(self._timed) == 1:
+            self._wake.notify()
+
+    def _flush_loop(self) -> None:
+        with self.lock:
+            while True:
+                if not self._timed:
+                    self._wake.wait()
+                    continue
+                due = min(self._timed.values()) + LINGER
+                now = time.monotonic()
+                if now < due:
+                    self._wake.wait(due - now)
+                    continue
+                for target, first in list(self._timed.items()):
+                    if first + LINGER <= now:
+                        try:
+                            self._send_batch(target)
+                        except Exception:
+                            self._batches.pop(target, None)
+                            self._timed.pop(target, None)
 
 
 class PipeReader(threading.Thread):
@@ -118,6 +291,7 @@ class PipeReader(threading.Thread):
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._cond = threading.Condition()
         self._in_flight = False
+        self._last_read = 0.0  # time.monotonic() of the last read that returned data
 
     def run(self) -> None:
         poller = select.poll()
@@ -139,6 +313,7 @@ class PipeReader(threading.Thread):
                 if data == b"":
                     return
                 if data:
+                    self._last_read = time.monotonic()
                     text = self._decoder.decode(data)
                     if text:
                         self.router.emit(self.router.current_sync, self.source, text)
@@ -153,15 +328,23 @@ class PipeReader(threading.Thread):
         except OSError:
             return 0
 
-    def drain(self, timeout: float = 2.0) -> None:
-        """Wait until everything written to the pipe so far has been read and routed (bounded)."""
+    def drain(self, timeout: float = 2.0, quiet: float = 0.0) -> None:
+        """Wait until everything written to the pipe so far has been read and routed (bounded by
+        ``timeout``). With ``quiet``, also until nothing has arrived for that long: a child still
+        writing (a shell started in setup echoing line by line) leaves the pipe empty between two
+        writes, and the wait must not end in such a gap. Without recent output it costs nothing."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._in_flight or self._pending() > 0:
-                left = deadline - time.monotonic()
+            while True:
+                now = time.monotonic()
+                busy = self._in_flight or self._pending() > 0
+                recent = quiet > 0 and now - self._last_read < quiet
+                if not (busy or recent):
+                    return
+                left = deadline - now
                 if left <= 0:
                     return
-                self._cond.wait(min(left, 0.01))
+                self._cond.wait(min(left, 0.01 if busy else quiet - (now - self._last_read)))
 
 
 class LogWriter(io.TextIOBase):
@@ -175,7 +358,6 @@ class LogWriter(io.TextIOBase):
         self.source = source
         self._fd = fd
         self._router = router
-        self._lock = threading.RLock()
         self._pending: dict[Any, str] = {}
         self._buffer: _BinaryLogWriter | None = None
 
@@ -218,37 +400,45 @@ class LogWriter(io.TextIOBase):
         return self._buffer
 
     def write(self, s: str) -> int:  # type: ignore[override]
+        # The hot path of every print (called twice by each: the text, then "\n"), kept short.
         try:
-            if not isinstance(s, str):
+            if type(s) is not str:
                 s = str(s)
-            target = self._router.python_target()
-            with self._lock:
-                buf = self._pending.pop(target, "") + s
-                cut = buf.rfind("\n") + 1
-                if cut == 0 and len(buf) > MAX_PENDING_LINE:
-                    cut = len(buf)
-                out, rest = buf[:cut], buf[cut:]
-                if rest:
-                    self._pending[target] = rest
-                if out:
-                    self._router.emit(target, self.source, out)
+            router = self._router
+            target = router.current.get() or router.current_sync
+            with self._router.lock:  # the batches' lock: text reaches them in the order written
+                pending = self._pending
+                if target in pending:
+                    s_all = pending.pop(target) + s
+                else:
+                    s_all = s
+                cut = s_all.rfind("\n") + 1
+                if cut == len(s_all):  # ends with a newline: all of it goes
+                    router.emit(target, self.source, s_all)
+                elif cut:
+                    router.emit(target, self.source, s_all[:cut])
+                    pending[target] = s_all[cut:]
+                elif len(s_all) > MAX_PENDING_LINE:
+                    router.emit(target, self.source, s_all)
+                elif s_all:
+                    pending[target] = s_all
             return len(s)
         except Exception:
             return len(s) if isinstance(s, str) else 0
 
     def flush(self) -> None:
-        try:
-            self.flush_target(self._router.python_target())
-        except Exception:
-            pass
+        """Send what this context has written, the unterminated line included, now."""
+        self.flush_target(self._router.python_target())
 
     def flush_target(self, target: Any) -> None:
-        """Send the unterminated text buffered for ``target`` (a prediction, or None for control)."""
+        """Send the text buffered for ``target`` (a prediction, or None for control) now, the
+        unterminated line included."""
         try:
-            with self._lock:
+            with self._router.lock:  # the batches' lock: text reaches them in the order written
                 rest = self._pending.pop(target, "")
                 if rest:
                     self._router.emit(target, self.source, rest)
+                self._router.flush(target)
         except Exception:
             pass
 

@@ -18,8 +18,10 @@ import inspect
 import io
 import os
 import shutil
+import socket
 import tempfile
 import threading
+import time
 import types
 import typing
 import urllib.error
@@ -34,6 +36,7 @@ from . import schema
 
 DOWNLOAD_WORKERS = 8
 DEFAULT_TIMEOUT = 10.0  # seconds without progress on one connection
+DEFAULT_DEADLINE = 600.0  # seconds for all of one prediction's downloads
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024 * 1024  # 10 GiB per file
 CHUNK = 1024 * 1024
 
@@ -118,33 +121,112 @@ def decode_data_url(url: str) -> bytes:
         raise InputError(f"Input validation error: malformed data URL {url[:64]!r}: {e}") from e
 
 
+class _Aborted(Exception):
+    """A download stopped because the prediction was cancelled or ran out of time."""
+
+
+def inputs_dir(runtime_dir: str) -> str:
+    """Where downloaded inputs live: inside the private runtime directory, so they go with it (the
+    supervisor removes it when it exits; the group guard when the supervisor is killed)."""
+    return os.path.join(runtime_dir, "inputs")
+
+
+def clear_stale(runtime_dir: str, generation: int) -> None:
+    """Remove what earlier workers left in the inputs directory (a worker killed mid-download: SIGKILL,
+    a recycle that did not wait). Each prediction's directory is named after its worker's generation;
+    an earlier generation has been stopped before this one was started."""
+    root = inputs_dir(runtime_dir)
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        gen, sep, _ = name.partition("-")
+        if sep and gen.isdigit() and int(gen) < generation:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
 class Downloader:
-    """Downloads URL inputs of one prediction into its own temporary directory."""
+    """Downloads URL inputs of one prediction into its own temporary directory.
+
+    Every download of a prediction shares one deadline (``COGVISOR_DOWNLOAD_DEADLINE``), on top of the
+    stall timeout of each socket operation (``COGVISOR_DOWNLOAD_TIMEOUT``). ``abort()`` (a cancel)
+    shuts the sockets down, so a download blocked in a read returns at once; the prediction is then
+    told at once, whatever its download threads are still doing (a DNS lookup or a connect cannot be
+    interrupted: they end within the stall timeout and find the download aborted)."""
 
     def __init__(
         self,
         timeout: float | None = None,
         max_bytes: int | None = None,
         opener: Callable[..., Any] | None = None,
+        deadline: float | None = None,
+        directory: str | None = None,
+        prefix: str = "cogvisor-inputs-",
     ) -> None:
         self.timeout = timeout if timeout is not None else _env_float("COGVISOR_DOWNLOAD_TIMEOUT", DEFAULT_TIMEOUT)
         self.max_bytes = max_bytes if max_bytes is not None else _env_int("COGVISOR_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_BYTES)
-        self._open = opener or urllib.request.urlopen
+        self.deadline = deadline if deadline is not None else _env_float("COGVISOR_DOWNLOAD_DEADLINE", DEFAULT_DEADLINE)
+        self._open = opener or self._urlopen
+        self._opener: urllib.request.OpenerDirector | None = None
+        self.parent = directory  # None: the system temp directory (tests)
+        self.prefix = prefix
         self.dir: str | None = None
         self._lock = threading.Lock()
+        self._aborted: str | None = None
+        self._closed = False
+        self._socks: set[socket.socket] = set()
+        self._wake = threading.Event()
 
+    # -- the prediction's directory ---------------------------------------------------------------
     def _tempdir(self) -> str:
         with self._lock:  # parallel downloads share one directory
+            if self._closed or self._aborted is not None:
+                raise _Aborted(self._aborted or "cleaned up")
             if self.dir is None:
-                self.dir = tempfile.mkdtemp(prefix="cogvisor-inputs-")
+                if self.parent is not None:
+                    os.makedirs(self.parent, mode=0o700, exist_ok=True)
+                self.dir = tempfile.mkdtemp(prefix=self.prefix, dir=self.parent)
             return self.dir
 
     def cleanup(self) -> None:
+        """Stop every download and remove the directory (when the prediction ends)."""
+        self.abort("the prediction ended")
         with self._lock:
+            self._closed = True
             if self.dir is not None:
                 shutil.rmtree(self.dir, ignore_errors=True)
                 self.dir = None
 
+    # -- aborting ---------------------------------------------------------------------------------
+    def abort(self, reason: str) -> None:
+        """Stop the downloads: sockets shut down, waiting ``download_all`` returns. Any thread may call it."""
+        with self._lock:
+            if self._aborted is None:
+                self._aborted = reason
+            socks, self._socks = list(self._socks), set()
+        for sock in socks:
+            _shutdown(sock)
+        self._wake.set()
+
+    def _register(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            if self._aborted is None:
+                self._socks.add(sock)
+                return sock
+        _shutdown(sock)
+        return sock
+
+    def _check(self) -> None:
+        if self._aborted is not None:
+            raise _Aborted(self._aborted)
+
+    def _urlopen(self, req: urllib.request.Request, timeout: float) -> Any:
+        if self._opener is None:
+            self._opener = urllib.request.build_opener(_Http(self), _Https(self))
+        return self._opener.open(req, timeout=timeout)
+
+    # -- downloading ------------------------------------------------------------------------------
     def _target(self, url: str) -> tuple[int, str]:
         return tempfile.mkstemp(suffix=url_filename(url), dir=self._tempdir())
 
@@ -165,16 +247,20 @@ class Downloader:
             try:
                 resp = self._open(req, timeout=self.timeout)
             except urllib.error.HTTPError as e:
+                self._check()
                 kind = "Client" if e.code < 500 else "Server"
                 raise InputError(f"Input validation error: {e.code} {kind} Error: {e.reason} for url: {url}") from None
             except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
+                self._check()
                 reason = getattr(e, "reason", e)
                 raise InputError(f"Input validation error: cannot download {url}: {reason}") from None
             with resp:
+                read = getattr(resp, "read1", None) or resp.read
                 total = 0
                 try:
                     while True:
-                        chunk = resp.read(CHUNK)
+                        self._check()
+                        chunk = read(CHUNK)
                         if not chunk:
                             break
                         total += len(chunk)
@@ -184,17 +270,98 @@ class Downloader:
                             )
                         f.write(chunk)
                 except (OSError, http.client.HTTPException) as e:
+                    self._check()
                     raise InputError(f"Input validation error: download of {url} failed: {e}") from None
+                self._check()  # a shut-down socket reads as the end of the body
         return cog.Path(path)
 
     def download_all(self, urls: list[str]) -> dict[str, cog.Path]:
-        """Download every distinct URL in parallel; the first failure (in request order) is raised."""
+        """Download every distinct URL in parallel, within the deadline. The first failure in request order
+        is raised (a failure stops the other downloads); a cancel or the deadline raises at once."""
         unique = list(dict.fromkeys(urls))
         if not unique:
             return {}
-        with concurrent.futures.ThreadPoolExecutor(min(DOWNLOAD_WORKERS, len(unique)), thread_name_prefix="cogvisor-download") as pool:
+        self._check()
+        pool = concurrent.futures.ThreadPoolExecutor(
+            min(DOWNLOAD_WORKERS, len(unique)), thread_name_prefix="cogvisor-download"
+        )
+        try:
             futures = {u: pool.submit(self.download, u) for u in unique}
+            for future in futures.values():
+                future.add_done_callback(lambda _f: self._wake.set())
+            ends_at = time.monotonic() + self.deadline
+            while True:
+                self._wake.clear()
+                if self._aborted is not None:
+                    break
+                if all(f.done() for f in futures.values()):
+                    break
+                if any(f.done() and f.exception() is not None for f in futures.values()):
+                    self.abort("another input failed")
+                    break
+                left = ends_at - time.monotonic()
+                if left <= 0:
+                    late = [u for u, f in futures.items() if not f.done()]
+                    self.abort("deadline")
+                    raise InputError(
+                        f"Input validation error: download of {late[0]} did not finish within "
+                        f"{self.deadline:g} s (COGVISOR_DOWNLOAD_DEADLINE)"
+                    )
+                self._wake.wait(left)
+            for future in futures.values():  # the first real failure, in request order
+                if future.done():
+                    e = future.exception()
+                    if e is not None and not isinstance(e, _Aborted):
+                        raise e
+            self._check()
             return {u: f.result() for u, f in futures.items()}
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed, or never connected
+        pass
+
+
+class _Http(urllib.request.HTTPHandler):
+    """urllib's HTTP handler, with connections whose sockets a Downloader can shut down."""
+
+    def __init__(self, downloader: Downloader) -> None:
+        super().__init__()
+        self._downloader = downloader
+
+    def do_open(self, http_class: Any, req: Any, **kw: Any) -> Any:  # type: ignore[override]
+        return super().do_open(_connection_class(http_class, self._downloader), req, **kw)
+
+
+class _Https(urllib.request.HTTPSHandler):
+    def __init__(self, downloader: Downloader) -> None:
+        super().__init__()
+        self._downloader = downloader
+
+    def do_open(self, http_class: Any, req: Any, **kw: Any) -> Any:  # type: ignore[override]
+        return super().do_open(_connection_class(http_class, self._downloader), req, **kw)
+
+
+def _connection_class(base: Any, downloader: Downloader) -> Any:
+    """``base`` (http.client's HTTP or HTTPS connection) registering each socket it connects: the TCP
+    socket as soon as it exists (a TLS handshake can be aborted too), the TLS socket after it."""
+
+    class Connection(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            create = self._create_connection
+            self._create_connection = lambda *a, **k: downloader._register(create(*a, **k))
+
+        def connect(self) -> None:
+            super().connect()
+            if self.sock is not None:
+                downloader._register(self.sock)
+
+    return Connection
 
 
 def _env_float(name: str, default: float) -> float:

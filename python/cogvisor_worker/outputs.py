@@ -19,6 +19,12 @@ from typing import Any
 from . import protocol
 
 
+# The deepest nesting of arrays and objects an output value may have. The supervisor parses each slot
+# message with serde_json, which refuses more than 127 levels (the message object itself is one of
+# them); deeper values fail their prediction here, naming the limit, instead of breaking the slot.
+MAX_OUTPUT_DEPTH = 100
+
+
 def is_stream(value: Any) -> bool:
     """Whether a return value is a sequence of outputs (generator, iterator, list, tuple)."""
     if isinstance(value, (list, tuple)):
@@ -50,24 +56,35 @@ def _file_to_data_url(value: Any) -> str:
     return data_url(bytes(data), str(getattr(value, "name", "") or "file.bin"))
 
 
-def to_json(value: Any, files: bool = False, where: str = "output") -> Any:
+def _check_depth(depth: int, where: str) -> None:
+    if depth >= MAX_OUTPUT_DEPTH:
+        raise ValueError(f"output is nested more than {MAX_OUTPUT_DEPTH} levels deep{_at(where)}")
+
+
+def to_json(value: Any, files: bool = False, where: str = "output", depth: int = 0) -> Any:
     """A JSON-compatible copy of ``value`` by Cog's rules. With ``files``, paths and file objects
-    (anywhere in the value) become ``data:`` URLs; without, paths become their path string."""
+    (anywhere in the value) become ``data:`` URLs; without, paths become their path string.
+    ``depth`` is the number of arrays and objects ``value`` sits in; a container past
+    ``MAX_OUTPUT_DEPTH`` levels raises ``ValueError``."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, enum.Enum):
-        return to_json(value.value, files, where)
+        return to_json(value.value, files, where, depth)
     if isinstance(value, (int, float)):
         if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
             raise TypeError(f"Out of range float value {value} is not JSON compliant{_at(where)}")
         return value
     if isinstance(value, dict):
+        _check_depth(depth, where)
         return {
-            (k if isinstance(k, str) else str(to_json(k, files, where))): to_json(v, files, f"{where}[{k!r}]")
+            (k if isinstance(k, str) else str(to_json(k, files, where, depth))): to_json(
+                v, files, f"{where}[{k!r}]", depth + 1
+            )
             for k, v in value.items()
         }
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_json(v, files, f"{where}[{i}]") for i, v in enumerate(value)]
+        _check_depth(depth, where)
+        return [to_json(v, files, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, pathlib.PurePath):
         return _file_to_data_url(value) if files else str(value)
     if isinstance(value, io.IOBase) and files:
@@ -75,7 +92,11 @@ def to_json(value: Any, files: bool = False, where: str = "output") -> Any:
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name), files, f"{where}.{f.name}") for f in dataclasses.fields(value)}
+        _check_depth(depth, where)
+        return {
+            f.name: to_json(getattr(value, f.name), files, f"{where}.{f.name}", depth + 1)
+            for f in dataclasses.fields(value)
+        }
     if not isinstance(value, type):
         for name in ("model_dump", "dict"):
             dump = getattr(value, name, None)
@@ -84,14 +105,14 @@ def to_json(value: Any, files: bool = False, where: str = "output") -> Any:
                     dumped = dump()
                 except TypeError:
                     continue
-                return to_json(dumped, files, where)
+                return to_json(dumped, files, where, depth)
         # numpy scalars and arrays, without importing numpy
         tolist = getattr(value, "tolist", None)
         if callable(tolist):
-            return to_json(tolist(), files, where)
+            return to_json(tolist(), files, where, depth)
         item = getattr(value, "item", None)
         if callable(item):
-            return to_json(item(), files, where)
+            return to_json(item(), files, where, depth)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable{_at(where)}")
 
 

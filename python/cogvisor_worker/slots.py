@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from cog._runtime import Scope
 
@@ -48,8 +48,13 @@ class Prediction:
         self.thread_id: int | None = None
         self.task: Any = None  # asyncio.Task of an async prediction
         self.start = time.monotonic()
+        self.log_sent_at = 0.0  # when its log text was last sent (fdio.LogRouter batches what follows)
         self.scope = Scope(self._send_metric, context)
-        self.downloader = inputs.Downloader()
+        worker = slot.worker
+        self.downloader = inputs.Downloader(
+            directory=inputs.inputs_dir(worker.runtime_dir) if worker.runtime_dir else None,
+            prefix=f"{worker.generation}-",
+        )
 
     # -- log target ---------------------------------------------------------------------------------
     def log(self, source: str, data: str) -> bool:
@@ -61,12 +66,23 @@ class Prediction:
             pass
         return True
 
+    def on_send_thread(self) -> bool:
+        return self.slot.on_send_thread()
+
+    def defer(self, fn: Any) -> bool:
+        return self.slot.defer(fn)
+
+    def flush_logs(self) -> None:
+        """Send the lines this prediction printed so far, ahead of its next message."""
+        self.slot.worker.router.flush(self)
+
     # -- scope ------------------------------------------------------------------------------------
     def _send_metric(self, name: str, value: Any, mode: str) -> None:
         """The sink of this prediction's MetricRecorder (the value was checked and made JSON there; None
         deletes)."""
         if self.finished:
             return
+        self.flush_logs()
         self.slot.emit(protocol.metric(name, value, mode))
 
 
@@ -88,6 +104,14 @@ class Slot:
     def emit(self, msg: protocol.Message) -> None:
         raise NotImplementedError
 
+    def on_send_thread(self) -> bool:
+        """Whether the calling thread may write this slot's messages now (see fdio.LogRouter)."""
+        return True
+
+    def defer(self, fn: Callable[[], None]) -> bool:
+        """Run ``fn`` on the thread that writes this slot's messages; False: this slot has none."""
+        return False
+
     def start(self) -> None:
         raise NotImplementedError
 
@@ -99,6 +123,7 @@ class Slot:
                 return False
             pred.cancelled = True
             self.deliver_cancel(pred)
+        pred.downloader.abort("the prediction was cancelled")  # a download in progress stops at once
         return True
 
     def deliver_cancel(self, pred: Prediction) -> None:

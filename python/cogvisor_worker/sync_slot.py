@@ -133,11 +133,15 @@ class SyncSlot(Slot):
                         item = self._interruptible(pred, lambda: next(it))
                     except StopIteration:
                         break
-                    self.emit(self.output_message(pred, item))
+                    msg = self.output_message(pred, item)
+                    pred.flush_logs()
+                    self.emit(msg)
             else:
                 # One output: hold it, and send it with the last logs and the terminal in one write.
+                msg = self.output_message(pred, result)
                 self.channel.hold()
-                self.emit(self.output_message(pred, result))
+                pred.flush_logs()
+                self.emit(msg)
             outcome: Outcome = ("done", stream)
         except SlotBroken:
             raise

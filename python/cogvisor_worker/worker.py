@@ -42,6 +42,7 @@ class Worker:
         self.control_reader = protocol.FrameReader.for_fd(self.fds.control_in)
         self.model: loader.Model | None = None
         self.runtime_dir = ""
+        self.generation = 0
         self.slots: list[Any] = []
         self._install_sdk_runtime()
 
@@ -75,15 +76,19 @@ class Worker:
                         return
                     except Exception:  # the slot broke: the control channel still reaches the supervisor
                         pass
+                worker.router.flush(None)  # what was printed before goes first
                 worker.control.send(protocol.recycle_requested(reason, rerun_setup))
 
         _runtime.install(_Runtime())
 
-    def flush_logs(self) -> None:
+    def flush_logs(self, quiet: float = 0.0) -> None:
+        """Send every log line the worker holds; ``quiet``: first wait (at most 0.5 s) until fd-level
+        output has paused that long (see fdio.PipeReader.drain)."""
         for writer in self.writers:
             writer.flush_target(None)
         for reader in self.pipe_readers:
-            reader.drain(0.5)
+            reader.drain(0.5, quiet)
+        self.router.flush_all()
 
     def exit(self, code: int) -> NoReturn:
         try:
@@ -94,14 +99,24 @@ class Worker:
 
     def fatal(self, reason: str) -> NoReturn:
         self.diag(reason)
+        self._flush_logs_quietly()  # what was printed before comes first
         self.control.try_send(protocol.fatal(reason))
         self.exit(EXIT_PROTOCOL)
 
     def milestone(self, text: str) -> None:
-        """A start-up milestone: an info ``worker_log`` (setup.logs carries it)."""
+        """A start-up milestone: an info ``worker_log`` (setup.logs carries it), after the lines printed
+        before it (they are batched: see fdio.LogRouter)."""
+        self.router.flush(None)
         self.control.try_send(protocol.worker_log("info", text))
 
+    def _flush_logs_quietly(self) -> None:
+        try:
+            self.flush_logs()
+        except Exception:
+            pass
+
     def setup_failed(self, error: str) -> NoReturn:
+        self._flush_logs_quietly()  # setup's output reaches setup.logs before the failure ends it
         self.control.try_send(protocol.setup_failed(error))
         self.exit(EXIT_SETUP_FAILED)
 
@@ -151,6 +166,7 @@ class Worker:
         return msg
 
     def start(self) -> None:
+        from . import inputs
         from .slots import make_slots
 
         init = self.read_init()
@@ -162,6 +178,9 @@ class Worker:
         if init["mode"] not in ("predict", "train") or init["setup"] not in ("full", "recycle"):
             self.setup_failed(f"unsupported mode {init['mode']!r} or setup {init['setup']!r}")
         self.runtime_dir = init["runtime_dir"]
+        generation = init.get("generation")
+        self.generation = generation if isinstance(generation, int) and not isinstance(generation, bool) else 0
+        inputs.clear_stale(self.runtime_dir, self.generation)
         # Start-up milestones, in coglet's words: setup.logs shows them between the supervisor's own.
         self.milestone("File descriptor redirection complete")  # done in __init__, before any model code
         socks: list[tuple[int, socket.socket]] = []
@@ -211,13 +230,15 @@ class Worker:
         for slot in self.slots:
             slot.start()
 
-        self.flush_logs()
+        # What setup's children are still writing belongs in setup.logs (coglet's too): wait for a
+        # 50 ms pause in it, at most 0.5 s.
+        self.flush_logs(quiet=0.05)
+        msg = protocol.ready(platform.python_version(), cog.__version__, model.healthcheck() is not None, schema)
         try:
-            self.control.send(
-                protocol.ready(
-                    platform.python_version(), cog.__version__, model.healthcheck() is not None, schema
-                )
-            )
+            # Under the log lock: output that reached a batch before ready is sent before it.
+            with self.router.lock:
+                self.router.flush_all()
+                self.control.send(msg)
         except Exception as e:
             self.diag(f"cannot send ready: {e}")
             self.exit(EXIT_PROTOCOL)

@@ -48,6 +48,7 @@ class Supervisor:
         protocol_version: int = 1,
         env: dict[str, str] | None = None,
         schema_refs: dict[str, str] | None = None,
+        runtime_files: dict[str, str] | None = None,
     ) -> None:
         # Short paths: AF_UNIX socket paths are limited to 108 bytes.
         self.root = tempfile.mkdtemp(prefix="cvw-", dir=SHORT_TMP)
@@ -55,6 +56,11 @@ class Supervisor:
         self.runtime_dir = os.path.join(self.root, "rt")
         os.makedirs(os.path.join(self.runtime_dir, "spill"))
         os.makedirs(os.path.join(self.runtime_dir, "outputs"))
+        for name, text in (runtime_files or {}).items():  # what an earlier worker left behind
+            path = os.path.join(self.runtime_dir, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
         for name, text in files.items():
             path = os.path.join(self.model_dir, name)
             os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -25,6 +25,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if self.path.startswith("/slow"):
             time.sleep(0.4)
+        if self.path.startswith("/trickle"):  # one byte every 0.2 s: never stalls long enough to time out
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            try:
+                for _ in range(150):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:  # the client went away
+                pass
+            return
         if self.path.startswith("/big"):
             body = b"x" * 5000
         else:
@@ -152,3 +164,76 @@ def test_file_inputs(server: str) -> None:
 def test_malformed_data_url() -> None:
     with pytest.raises(InputError, match="malformed data URL"):
         inputs.decode_data_url("data:text/plain;base64")
+
+
+def test_downloads_share_a_deadline(server: str, tmp_path: Any) -> None:
+    d = Downloader(deadline=0.6, directory=str(tmp_path / "inputs"))
+    start = time.monotonic()
+    with pytest.raises(InputError) as e:
+        d.download_all([f"{server}/a.txt", f"{server}/trickle"])
+    elapsed = time.monotonic() - start
+    assert str(e.value) == (
+        f"Input validation error: download of {server}/trickle did not finish within 0.6 s "
+        "(COGVISOR_DOWNLOAD_DEADLINE)"
+    )
+    assert elapsed < 3, elapsed
+    d.cleanup()
+    assert list((tmp_path / "inputs").iterdir()) == []
+
+
+def test_the_deadline_comes_from_the_environment(monkeypatch: Any) -> None:
+    monkeypatch.setenv("COGVISOR_DOWNLOAD_DEADLINE", "12.5")
+    assert Downloader().deadline == 12.5
+    monkeypatch.setenv("COGVISOR_DOWNLOAD_DEADLINE", "nonsense")
+    assert Downloader().deadline == inputs.DEFAULT_DEADLINE == 600
+
+
+def test_abort_stops_a_trickling_download_at_once(server: str, tmp_path: Any) -> None:
+    d = Downloader(directory=str(tmp_path / "inputs"), prefix="7-")
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            d.download_all([f"{server}/trickle", f"{server}/trickle2"])
+        except BaseException as e:  # noqa: BLE001
+            result["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    # both downloads have started writing into the prediction's directory
+    deadline = time.monotonic() + 10
+    while not (d.dir and len(os.listdir(d.dir)) == 2) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert d.dir is not None and os.path.basename(d.dir).startswith("7-")
+    assert os.path.dirname(d.dir) == str(tmp_path / "inputs")
+    time.sleep(0.3)
+    aborted_at = time.monotonic()
+    d.abort("cancelled")
+    t.join(timeout=10)
+    assert not t.is_alive()
+    assert time.monotonic() - aborted_at < 1.0
+    assert type(result.get("error")).__name__ == "_Aborted", result
+    d.cleanup()
+    assert list((tmp_path / "inputs").iterdir()) == []
+    # an aborted downloader starts nothing more
+    with pytest.raises(Exception, match="cancelled"):
+        d.download_all([f"{server}/a.txt"])
+
+
+def test_a_failed_download_stops_the_others(server: str) -> None:
+    d = Downloader()
+    start = time.monotonic()
+    with pytest.raises(InputError, match=r"404 Client Error: File not found for url: .*/missing"):
+        d.download_all([f"{server}/trickle", f"{server}/missing"])
+    assert time.monotonic() - start < 3
+    d.cleanup()
+
+
+def test_stale_inputs_of_earlier_generations_are_removed(tmp_path: Any) -> None:
+    root = tmp_path / "inputs"
+    for name in ("1-abc", "2-def", "3-ghi", "other"):
+        (root / name).mkdir(parents=True)
+        (root / name / "f").write_text("x")
+    inputs.clear_stale(str(tmp_path), 3)
+    assert sorted(p.name for p in root.iterdir()) == ["3-ghi", "other"]
+    inputs.clear_stale(str(tmp_path / "missing"), 3)  # no inputs directory: nothing to do

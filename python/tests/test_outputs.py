@@ -160,3 +160,42 @@ def test_is_stream() -> None:
 
     assert outputs.is_stream([1]) and outputs.is_stream((1,)) and outputs.is_stream(gen())
     assert not outputs.is_stream("s") and not outputs.is_stream({"a": 1}) and not outputs.is_stream(None)
+
+
+def _nested(levels: int, leaf: Any = 1) -> Any:
+    value = leaf
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_outputs_may_nest_up_to_the_depth_limit() -> None:
+    assert outputs.MAX_OUTPUT_DEPTH == 100
+    assert outputs.to_json(_nested(100)) == _nested(100)
+    # objects, dataclasses and lists all count as levels
+    value: Any = 1
+    for i in range(100):
+        value = {"k": value} if i % 2 else [value]
+    assert outputs.to_json(value) == value
+
+
+@pytest.mark.parametrize("kind", ["list", "dict", "dataclass"])
+def test_an_output_past_the_depth_limit_fails_naming_the_limit(kind: str) -> None:
+    @dataclasses.dataclass
+    class Box:
+        inner: Any
+
+    value: Any = 1
+    for _ in range(101):
+        value = {"k": value} if kind == "dict" else Box(value) if kind == "dataclass" else [value]
+    with pytest.raises(ValueError, match=r"^output is nested more than 100 levels deep \(at output"):
+        outputs.to_json(value)
+    with pytest.raises(ValueError, match=r"^output is nested more than 100 levels deep"):
+        outputs.output_message(value, "/nonexistent", "/nonexistent")
+
+
+def test_a_cyclic_output_fails_at_the_depth_limit() -> None:
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    with pytest.raises(ValueError, match=r"^output is nested more than 100 levels deep"):
+        outputs.to_json(cyclic)

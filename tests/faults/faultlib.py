@@ -209,8 +209,8 @@ class RssSampler(threading.Thread):
 
 def temp_leftovers(tmpdir: Path) -> list[str]:
     """Everything in the server's TMPDIR that should not be there while it runs: anything but one
-    runtime directory holding the embedded Python tree, its `owner` file and the empty `spill/` and
-    `outputs/`."""
+    runtime directory holding the embedded Python tree, its `owner` file and the empty `spill/`,
+    `outputs/` and `inputs/` (the worker's URL downloads, made at the first one)."""
     out = []
     runtimes = [p for p in tmpdir.iterdir() if p.name.startswith("cogvisor-") and p.is_dir()]
     for entry in tmpdir.iterdir():
@@ -219,7 +219,7 @@ def temp_leftovers(tmpdir: Path) -> list[str]:
     for runtime in runtimes[:1]:
         for entry in runtime.rglob("*"):
             rel = entry.relative_to(runtime)
-            if rel.parts[0] == "python" or str(rel) in ("spill", "outputs", "owner"):
+            if rel.parts[0] == "python" or str(rel) in ("spill", "outputs", "inputs", "owner"):
                 continue
             out.append(str(entry))
     return sorted(out)
