@@ -1,5 +1,7 @@
 //! Health status names and the snapshot `/health-check` is built from.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 /// The worker's health, with Cog's wire names plus RECYCLING.
@@ -58,8 +60,21 @@ pub struct SetupRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
     pub status: SetupStatus,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub logs: String,
+    /// Bounded by `SupervisorConfig::setup_log_limit` (see [`crate::setup_log`]); shared, not copied,
+    /// by every snapshot until the text changes.
+    #[serde(
+        skip_serializing_if = "text_is_empty",
+        serialize_with = "serialize_text"
+    )]
+    pub logs: Arc<str>,
+}
+
+fn text_is_empty(text: &Arc<str>) -> bool {
+    text.is_empty()
+}
+
+fn serialize_text<S: serde::Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(text)
 }
 
 /// The worker process now serving.
