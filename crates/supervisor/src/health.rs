@@ -1,8 +1,8 @@
 //! Health status names and the snapshot `/health-check` is built from.
 
-use std::sync::Arc;
-
 use serde::Serialize;
+
+use crate::setup_log::SetupLogs;
 
 /// The worker's health, with Cog's wire names plus RECYCLING.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -62,19 +62,8 @@ pub struct SetupRecord {
     pub status: SetupStatus,
     /// Bounded by `SupervisorConfig::setup_log_limit` (see [`crate::setup_log`]); shared, not copied,
     /// by every snapshot until the text changes.
-    #[serde(
-        skip_serializing_if = "text_is_empty",
-        serialize_with = "serialize_text"
-    )]
-    pub logs: Arc<str>,
-}
-
-fn text_is_empty(text: &Arc<str>) -> bool {
-    text.is_empty()
-}
-
-fn serialize_text<S: serde::Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(text)
+    #[serde(skip_serializing_if = "SetupLogs::is_empty")]
+    pub logs: SetupLogs,
 }
 
 /// The worker process now serving.

@@ -1,11 +1,15 @@
 //! `setup.logs`, bounded: the first half of the bound and the last half are kept, and a line between
 //! them says how many bytes of setup output were dropped. The head holds the runtime's start-up
 //! milestones and the model's first lines, the tail the error and traceback of a failed setup and
-//! `Server ready`; a `setup()` printing 100 MB costs the bound, not 100 MB (and `/health-check`
-//! serializes the bounded text, rendered once per change and shared).
+//! `Server ready`; a `setup()` printing 100 MB costs the bound, not 100 MB. The kept text is rendered
+//! and escaped as JSON once per change ([`SetupLogs`]) and shared by every `/health-check` until the
+//! next change: a request copies it into its body, it does not escape it again.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 
 /// Default bound on `setup.logs`: 2 MiB, the first 1 MiB and the last 1 MiB.
 pub const DEFAULT_SETUP_LOG_LIMIT: usize = 2 * 1024 * 1024;
@@ -27,7 +31,61 @@ pub(crate) struct SetupLogText {
     head_limit: usize,
     tail_limit: usize,
     /// The text as `/health-check` shows it, rendered on demand and kept until the next push.
-    rendered: Option<Arc<str>>,
+    rendered: Option<SetupLogs>,
+}
+
+/// `setup.logs` as shown: the kept text and its JSON string, made once and shared (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct SetupLogs {
+    text: Arc<str>,
+    json: Arc<RawValue>,
+}
+
+impl SetupLogs {
+    pub fn new(text: &str) -> Self {
+        let text: Arc<str> = Arc::from(text);
+        let json = match serde_json::value::to_raw_value(&*text) {
+            Ok(raw) => Arc::from(raw),
+            // A string always serializes: not reached; `null` rather than a panic.
+            Err(_) => Arc::from(RawValue::NULL.to_owned()),
+        };
+        Self { text, json }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+}
+
+impl From<&str> for SetupLogs {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl std::ops::Deref for SetupLogs {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PartialEq<&str> for SetupLogs {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.text == *other
+    }
+}
+
+/// Written as the JSON string made once, through serde_json's raw values: meant for serde_json's
+/// serializers (`to_writer`, `to_string`, `to_value`), the only ones the health body goes through.
+impl Serialize for SetupLogs {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(serializer)
+    }
 }
 
 impl SetupLogText {
@@ -127,11 +185,11 @@ impl SetupLogText {
 
     /// The text: the head, the notice when anything was dropped, the tail. Rendered once per change;
     /// the same `Arc` until the next push.
-    pub(crate) fn text(&mut self) -> Arc<str> {
+    pub(crate) fn text(&mut self) -> SetupLogs {
         if let Some(rendered) = &self.rendered {
             return rendered.clone();
         }
-        let rendered: Arc<str> = Arc::from(self.render());
+        let rendered = SetupLogs::new(&self.render());
         self.rendered = Some(rendered.clone());
         rendered
     }
@@ -276,7 +334,7 @@ mod tests {
         assert_eq!(log.dropped() as usize, 10_000 * 1000 - log.kept());
         let a = log.text();
         let b = log.text();
-        assert!(Arc::ptr_eq(&a, &b));
+        assert!(Arc::ptr_eq(&a.text, &b.text) && Arc::ptr_eq(&a.json, &b.json));
         log.push("z\n");
         assert!(log.text().ends_with("y\nz\n"));
     }
@@ -307,6 +365,19 @@ mod tests {
         assert!(!tail.is_empty() && tail.chars().all(|c| c == '🦀'));
         assert!(log.kept() <= 2 * 1024);
         assert_eq!(log.dropped() as usize, crabs.len() - log.kept());
+    }
+
+    #[test]
+    fn the_logs_serialize_as_their_json_string() {
+        let logs = SetupLogs::new("[cogvisor] a \"quoted\" line\n\ttab 🦀\n");
+        let json = serde_json::to_string(&logs).unwrap_or_default();
+        assert_eq!(json, r#""[cogvisor] a \"quoted\" line\n\ttab 🦀\n""#);
+        assert_eq!(
+            serde_json::to_value(&logs).ok(),
+            Some(serde_json::Value::from(logs.as_str()))
+        );
+        let empty = serde_json::to_string(&SetupLogs::new("")).unwrap_or_default();
+        assert_eq!(empty, "\"\"");
     }
 
     #[test]
