@@ -74,6 +74,12 @@ impl std::ops::Deref for SetupLogs {
     }
 }
 
+impl std::fmt::Display for SetupLogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 impl PartialEq<&str> for SetupLogs {
     fn eq(&self, other: &&str) -> bool {
         &*self.text == *other
@@ -291,8 +297,12 @@ mod tests {
         );
         assert!(text.contains(&notice), "{text}");
         let (head, tail) = text.split_once(&notice).unwrap_or_default();
-        assert!(head.lines().all(|l| l.starts_with("[cogvisor::setup] line ")));
-        assert!(tail.lines().all(|l| l.starts_with("[cogvisor::setup] line ")));
+        assert!(head
+            .lines()
+            .all(|l| l.starts_with("[cogvisor::setup] line ")));
+        assert!(tail
+            .lines()
+            .all(|l| l.starts_with("[cogvisor::setup] line ")));
         assert_eq!(
             head.len() + 1 + tail.len(),
             log.kept(),
@@ -314,7 +324,9 @@ mod tests {
         log.push(traceback);
         log.push("setup failed: RuntimeError: boom in setup");
         let text = log.text();
-        assert!(text.starts_with("[cogvisor] cogvisor 0.1.0\n[cogvisor] Spawning worker subprocess\n"));
+        assert!(
+            text.starts_with("[cogvisor] cogvisor 0.1.0\n[cogvisor] Spawning worker subprocess\n")
+        );
         assert!(text.ends_with(&format!(
             "{traceback}setup failed: RuntimeError: boom in setup"
         )));
