@@ -6,6 +6,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cogvisor_supervisor::{HealthSnapshot, HealthStatus, RecycleTrigger};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::http::AppState;
@@ -13,36 +15,51 @@ use crate::http::AppState;
 /// `GET /health-check`: runs a check (the model's `healthcheck()` and `health.command`, shared with
 /// any check already running) when a worker is serving, then answers Cog's body plus `worker` and
 /// `slots`. Always 200.
-pub async fn health_check(State(state): State<AppState>) -> Json<Value> {
+pub async fn health_check(State(state): State<AppState>) -> Json<HealthBody> {
     state.supervisor.check_health().await;
-    Json(body(&state.supervisor.health()))
+    Json(HealthBody(state.supervisor.health()))
 }
 
-fn body(h: &HealthSnapshot) -> Value {
-    let mut version = serde_json::Map::new();
-    // coglet's keys, with `coglet` the version cogvisor behaves as, and cogvisor's own beside it.
-    version.insert("coglet".into(), crate::version::COG_VERSION.into());
-    version.insert("cogvisor".into(), crate::version::COGVISOR_VERSION.into());
-    if let Some(sdk) = &h.sdk_version {
-        version.insert("python_sdk".into(), sdk.clone().into());
+/// The `/health-check` body, serialized straight from the snapshot: `setup.logs` (bounded, and shared
+/// with the supervisor's state) is written once into the response, never copied into a JSON tree.
+/// Keys in alphabetical order, as the body has always had them.
+pub struct HealthBody(pub HealthSnapshot);
+
+impl Serialize for HealthBody {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let h = &self.0;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(reason) = &h.reason {
+            map.serialize_entry("reason", reason)?;
+        }
+        map.serialize_entry("setup", &h.setup)?;
+        map.serialize_entry("slots", &h.slots)?;
+        map.serialize_entry("status", &h.status)?;
+        if let Some(error) = &h.user_healthcheck_error {
+            map.serialize_entry("user_healthcheck_error", error)?;
+        }
+        map.serialize_entry("version", &Version(h))?;
+        map.serialize_entry("worker", &h.worker)?;
+        map.end()
     }
-    if let Some(python) = &h.python_version {
-        version.insert("python".into(), python.clone().into());
+}
+
+/// coglet's `version` keys, with `coglet` the version cogvisor behaves as, and cogvisor's own beside it.
+struct Version<'a>(&'a HealthSnapshot);
+
+impl Serialize for Version<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("coglet", crate::version::COG_VERSION)?;
+        map.serialize_entry("cogvisor", crate::version::COGVISOR_VERSION)?;
+        if let Some(python) = &self.0.python_version {
+            map.serialize_entry("python", python)?;
+        }
+        if let Some(sdk) = &self.0.sdk_version {
+            map.serialize_entry("python_sdk", sdk)?;
+        }
+        map.end()
     }
-    let mut out = json!({
-        "status": h.status,
-        "setup": h.setup,
-        "version": version,
-        "worker": h.worker,
-        "slots": h.slots,
-    });
-    if let Some(error) = &h.user_healthcheck_error {
-        out["user_healthcheck_error"] = error.clone().into();
-    }
-    if let Some(reason) = &h.reason {
-        out["reason"] = reason.clone().into();
-    }
-    out
 }
 
 /// True when traffic should be sent here: a prediction would be admitted now, or every slot is merely
@@ -174,5 +191,44 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn the_health_body_has_cogs_keys_and_the_setup_logs_as_they_are() {
+        let mut h = crate::metrics::tests::health(HealthStatus::Ready, 1, 0, 0);
+        h.setup.logs = "[cogvisor] cogvisor 0.1.0\n[cogvisor] Server ready\n".into();
+        h.python_version = Some("3.11.9".into());
+        h.sdk_version = Some("0.23.1".into());
+        let text = serde_json::to_string(&HealthBody(h)).unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or_default();
+        let keys: Vec<&str> = body
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(keys, ["setup", "slots", "status", "version", "worker"]);
+        assert_eq!(body["status"], "READY");
+        assert_eq!(
+            body["setup"]["logs"],
+            "[cogvisor] cogvisor 0.1.0\n[cogvisor] Server ready\n"
+        );
+        assert_eq!(body["setup"]["status"], "succeeded");
+        assert_eq!(body["version"]["coglet"], crate::version::COG_VERSION);
+        assert_eq!(body["version"]["python"], "3.11.9");
+        assert_eq!(body["version"]["python_sdk"], "0.23.1");
+        assert_eq!(body["worker"]["generation"], 1);
+        assert_eq!(body["slots"]["total"], 1);
+        assert!(body.get("reason").is_none() && body.get("user_healthcheck_error").is_none());
+    }
+
+    #[test]
+    fn the_health_body_names_the_reason_and_a_failed_check() {
+        let mut h = crate::metrics::tests::health(HealthStatus::Unhealthy, 1, 0, 0);
+        h.reason = Some("healthcheck failed".into());
+        h.user_healthcheck_error = Some("bad".into());
+        h.setup.logs = "".into();
+        let body = serde_json::to_value(HealthBody(h)).unwrap_or_default();
+        assert_eq!(body["reason"], "healthcheck failed");
+        assert_eq!(body["user_healthcheck_error"], "bad");
+        assert!(body["setup"].get("logs").is_none(), "{body}");
     }
 }

@@ -448,7 +448,7 @@ pub(crate) mod tests {
                 started_at: String::new(),
                 completed_at: None,
                 status: SetupStatus::Succeeded,
-                logs: String::new(),
+                logs: "".into(),
             },
             worker: WorkerRecord {
                 pid: None,

@@ -57,6 +57,9 @@ pub struct SupervisorConfig {
     pub cancel_grace: Duration,
     /// `after_healthy` / `before_stop`.
     pub hooks: HooksConfig,
+    /// Bytes of `setup.logs` kept: the first half and the last half, with a notice of what was
+    /// dropped between them (`logs.max_setup`).
+    pub setup_log_limit: usize,
 }
 
 impl SupervisorConfig {
@@ -85,6 +88,7 @@ impl SupervisorConfig {
             predict_timeout: None,
             cancel_grace: Duration::from_secs(5),
             hooks: HooksConfig::default(),
+            setup_log_limit: crate::setup_log::DEFAULT_SETUP_LOG_LIMIT,
         }
     }
 }

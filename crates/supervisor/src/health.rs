@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::setup_log::SetupLogs;
+
 /// The worker's health, with Cog's wire names plus RECYCLING.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -58,8 +60,10 @@ pub struct SetupRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
     pub status: SetupStatus,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub logs: String,
+    /// Bounded by `SupervisorConfig::setup_log_limit` (see [`crate::setup_log`]); shared, not copied,
+    /// by every snapshot until the text changes.
+    #[serde(skip_serializing_if = "SetupLogs::is_empty")]
+    pub logs: SetupLogs,
 }
 
 /// The worker process now serving.

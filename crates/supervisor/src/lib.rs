@@ -28,6 +28,7 @@
 //!   stops worker generations.
 //! * `state`: the shared state behind the supervisor's one lock.
 //! * [`model_output`]: what the model prints, in the server's log and in `setup.logs`.
+//! * [`setup_log`]: `setup.logs` bounded: its first and last bytes, and a notice of what was dropped.
 //! * [`observer`]: events (recycles, health checks, hooks) for whoever watches, such as metrics.
 //! * [`supervisor`]: the handle tying it together: start, admit, cancel, health, shutdown.
 //! * `routing`: what the worker sends, routed to predictions, checks and the health machine.
@@ -55,6 +56,7 @@ pub mod restart_budget;
 mod routing;
 pub mod runtime_dir;
 mod scope;
+pub mod setup_log;
 pub mod slots;
 pub mod spawn;
 mod state;

@@ -212,7 +212,7 @@ impl Effects for Lifecycle {
             return Err(ShuttingDown);
         }
         let inner = self.sup.inner.clone();
-        inner.lock().setup_started(generation);
+        inner.lock().setup_started(&inner.config, generation);
         let start = worker::start(
             &inner.config,
             &inner.runtime,

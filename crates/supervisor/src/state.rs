@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::health::{SetupRecord, SetupStatus, WorkerRecord};
 use crate::health_machine::Machine;
 use crate::model_output;
+use crate::setup_log::SetupLogText;
 use crate::slots::SlotPool;
 use crate::supervisor::now_rfc3339;
 use crate::worker::{Generation, ReadyInfo};
@@ -18,7 +19,7 @@ pub(crate) struct State {
     /// The health machine (its state is never BUSY: that is derived). Only
     /// [`crate::supervisor::Inner::apply`] changes it.
     pub(crate) machine: Machine,
-    pub(crate) setup: SetupRecord,
+    pub(crate) setup: Setup,
     /// The worker now serving or being started (`last_recycle` is the machine's, filled in by
     /// [`crate::Supervisor::health`]).
     pub(crate) worker: WorkerRecord,
@@ -39,16 +40,41 @@ pub(crate) struct State {
     pub(crate) timed_out: HashSet<String>,
 }
 
+/// The current worker's setup: what `/health-check` shows as `setup`, its logs bounded.
+#[derive(Debug)]
+pub(crate) struct Setup {
+    pub(crate) started_at: String,
+    pub(crate) completed_at: Option<String>,
+    pub(crate) status: SetupStatus,
+    pub(crate) logs: SetupLogText,
+}
+
+impl Setup {
+    fn new(config: &SupervisorConfig) -> Self {
+        Self {
+            started_at: now_rfc3339(),
+            completed_at: None,
+            status: SetupStatus::Starting,
+            logs: SetupLogText::new(config.setup_log_limit),
+        }
+    }
+
+    /// The record `/health-check` shows; its logs are shared with every record until they change.
+    pub(crate) fn record(&mut self) -> SetupRecord {
+        SetupRecord {
+            started_at: self.started_at.clone(),
+            completed_at: self.completed_at.clone(),
+            status: self.status,
+            logs: self.logs.text(),
+        }
+    }
+}
+
 impl State {
     pub(crate) fn new(config: &SupervisorConfig) -> Self {
         Self {
             machine: Machine::starting(),
-            setup: SetupRecord {
-                started_at: now_rfc3339(),
-                completed_at: None,
-                status: SetupStatus::Starting,
-                logs: String::new(),
-            },
+            setup: Setup::new(config),
             worker: WorkerRecord {
                 pid: None,
                 generation: 0,
@@ -71,16 +97,11 @@ impl State {
     }
 
     /// Generation `number` is about to be spawned: a fresh setup record.
-    pub(crate) fn setup_started(&mut self, number: u64) {
+    pub(crate) fn setup_started(&mut self, config: &SupervisorConfig, number: u64) {
         self.worker.generation = number;
         self.worker.restarts = number - 1;
         self.generation = None;
-        self.setup = SetupRecord {
-            started_at: now_rfc3339(),
-            completed_at: None,
-            status: SetupStatus::Starting,
-            logs: String::new(),
-        };
+        self.setup = Setup::new(config);
     }
 
     pub(crate) fn worker_spawned(&mut self, pid: u32, started_at: &str) {
@@ -93,10 +114,10 @@ impl State {
     pub(crate) fn setup_failed(&mut self, message: &str) {
         self.setup.status = SetupStatus::Failed;
         self.setup.completed_at = Some(now_rfc3339());
-        if !self.setup.logs.is_empty() && !self.setup.logs.ends_with('\n') {
-            self.setup.logs.push('\n');
+        if !self.setup.logs.is_empty() && !self.setup.logs.ends_with_newline() {
+            self.setup.logs.push("\n");
         }
-        self.setup.logs.push_str(message);
+        self.setup.logs.push(message);
         self.worker.pid = None;
         self.worker.exit = Some(message.to_string());
     }
@@ -104,7 +125,7 @@ impl State {
     /// `after_healthy` failed the start of a worker that was set up.
     pub(crate) fn after_healthy_failed(&mut self, message: &str) {
         self.setup.status = SetupStatus::Failed;
-        self.setup.logs.push_str(message);
+        self.setup.logs.push(message);
         self.generation = None;
         self.worker.exit = Some(message.to_string());
     }
@@ -128,7 +149,7 @@ impl State {
         self.setup.completed_at = Some(now_rfc3339());
         // The last line: nothing is added to setup.logs after it (what the model prints from now on
         // belongs to predictions and the server's log).
-        self.setup.logs.push_str(&model_output::setup_line(
+        self.setup.logs.push(&model_output::setup_line(
             model_output::RUNTIME_TARGET,
             model_output::MILESTONE_READY,
         ));

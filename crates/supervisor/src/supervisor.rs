@@ -132,7 +132,7 @@ impl Inner {
 
 impl SetupLog for Inner {
     fn append(&self, text: &str) {
-        self.lock().setup.logs.push_str(text);
+        self.lock().setup.logs.push(text);
     }
 }
 
@@ -202,7 +202,7 @@ impl Supervisor {
 
     /// Health as `/health-check` shows it, BUSY derived.
     pub fn health(&self) -> HealthSnapshot {
-        let state = self.inner.lock();
+        let mut state = self.inner.lock();
         let status = match state.machine.state {
             HealthStatus::Ready if !state.pool.is_empty() && state.pool.idle_count() == 0 => {
                 HealthStatus::Busy
@@ -224,7 +224,7 @@ impl Supervisor {
         });
         HealthSnapshot {
             status,
-            setup: state.setup.clone(),
+            setup: state.setup.record(),
             worker,
             slots: state.pool.record(),
             python_version: state.python_version.clone(),

@@ -269,6 +269,14 @@ keys! {
         default: "8MiB",
         help: "log text kept per prediction; older text is dropped with a notice",
     },
+    LogsMaxSetup {
+        field: logs_max_setup: usize,
+        name: "logs.max_setup",
+        flag: "logs-max-setup",
+        kind: parse::LOG_SIZE,
+        default: "2MiB",
+        help: "setup.logs text kept per worker start: the first half and the last half, with a notice of the bytes dropped between them",
+    },
     OutputsMaxFileSize {
         field: outputs_max_file_size: u64,
         name: "outputs.max_file_size",
@@ -434,6 +442,7 @@ impl Settings {
                 on_failure: self.hooks_on_failure,
                 port: rt.port,
             },
+            setup_log_limit: self.logs_max_setup,
         }
     }
 }

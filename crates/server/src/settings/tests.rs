@@ -34,6 +34,11 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(s.recycle_drain_timeout, Duration::from_secs(30));
     assert_eq!(s.recycle_restart_budget, BudgetConfig::default());
     assert_eq!(s.logs_max_per_prediction, 8 << 20);
+    assert_eq!(s.logs_max_setup, 2 << 20);
+    assert_eq!(
+        s.logs_max_setup,
+        cogvisor_supervisor::setup_log::DEFAULT_SETUP_LOG_LIMIT
+    );
 }
 
 fn runtime() -> Runtime {

@@ -43,7 +43,7 @@ pub fn health(
             started_at: String::new(),
             completed_at: None,
             status: SetupStatus::Succeeded,
-            logs: String::new(),
+            logs: "".into(),
         },
         worker: WorkerRecord {
             pid: None,
