@@ -77,6 +77,15 @@ impl PredictionStream {
     pub fn output_dir(&self) -> &std::path::Path {
         &self.output_dir.0
     }
+
+    /// Removes the output directory now, on this thread (a blocking one: it may hold many files), so
+    /// that dropping the stream later has nothing left to do.
+    pub fn remove_output_dir(&mut self) {
+        let path = std::mem::take(&mut self.output_dir.0);
+        if !path.as_os_str().is_empty() {
+            OutputDir::remove(&path, &self.output_dir.1);
+        }
+    }
 }
 
 /// A per-prediction directory (and the prediction's id), removed with everything in it when dropped.
@@ -94,10 +103,15 @@ impl OutputDir {
 }
 
 impl Drop for OutputDir {
-    /// Removes the directory on the blocking pool (a prediction may have written many files), or here
-    /// when dropped outside a tokio runtime.
+    /// Removes the directory, if the worker created it, on the blocking pool (a prediction may have
+    /// written many files), or here when dropped outside a tokio runtime.
     fn drop(&mut self) {
         let path = std::mem::take(&mut self.0);
+        // Most predictions write no file, so the worker never creates their directory: one stat here
+        // instead of a hand-off to the blocking pool per prediction.
+        if path.as_os_str().is_empty() || std::fs::symlink_metadata(&path).is_err() {
+            return;
+        }
         let id = std::mem::take(&mut self.1);
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {

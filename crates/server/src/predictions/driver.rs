@@ -166,7 +166,8 @@ async fn release(stream: PredictionStream) {
         drop(stream);
         return;
     }
-    if let Err(e) = tokio::task::spawn_blocking(move || drop(stream)).await {
+    let mut stream = stream;
+    if let Err(e) = tokio::task::spawn_blocking(move || stream.remove_output_dir()).await {
         tracing::warn!(error = %e, "removing a prediction's output directory failed");
     }
 }
