@@ -40,7 +40,9 @@ def test_sigterm_lets_a_running_async_prediction_finish(serve):
 
 
 def test_a_prediction_the_shutdown_cancels_ends_canceled_naming_why(serve):
-    server = serve("slow", env={"COGVISOR_SHUTDOWN_DRAIN_TIMEOUT": "500ms"})
+    # examples/cancel sleeps in short steps, so the cancel lands (a single long time.sleep in C would
+    # only end with the worker, and the prediction would fail naming the worker stop instead).
+    server = serve("cancel", env={"COGVISOR_SHUTDOWN_DRAIN_TIMEOUT": "500ms"})
     r = server.request(
         "POST",
         "/predictions",
