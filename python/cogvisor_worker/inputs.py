@@ -164,9 +164,11 @@ class Downloader:
         directory: str | None = None,
         prefix: str = "cogvisor-inputs-",
     ) -> None:
-        self.timeout = timeout if timeout is not None else _env_float("COGVISOR_DOWNLOAD_TIMEOUT", DEFAULT_TIMEOUT)
-        self.max_bytes = max_bytes if max_bytes is not None else _env_int("COGVISOR_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_BYTES)
-        self.deadline = deadline if deadline is not None else _env_float("COGVISOR_DOWNLOAD_DEADLINE", DEFAULT_DEADLINE)
+        # Every prediction gets a Downloader and most download nothing: the settings are read from the
+        # environment, and the wake-up event made, only when a download starts.
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+        self._deadline = deadline
         self._open = opener or self._urlopen
         self._opener: urllib.request.OpenerDirector | None = None
         self.parent = directory  # None: the system temp directory (tests)
@@ -176,7 +178,28 @@ class Downloader:
         self._aborted: str | None = None
         self._closed = False
         self._socks: set[socket.socket] = set()
-        self._wake = threading.Event()
+        self._wake: threading.Event | None = None
+
+    @property
+    def timeout(self) -> float:
+        """The stall timeout of each socket operation (``COGVISOR_DOWNLOAD_TIMEOUT``)."""
+        if self._timeout is None:
+            self._timeout = _env_float("COGVISOR_DOWNLOAD_TIMEOUT", DEFAULT_TIMEOUT)
+        return self._timeout
+
+    @property
+    def max_bytes(self) -> int:
+        """The largest input downloaded (``COGVISOR_MAX_DOWNLOAD_BYTES``)."""
+        if self._max_bytes is None:
+            self._max_bytes = _env_int("COGVISOR_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_BYTES)
+        return self._max_bytes
+
+    @property
+    def deadline(self) -> float:
+        """One deadline for all of a prediction's downloads (``COGVISOR_DOWNLOAD_DEADLINE``)."""
+        if self._deadline is None:
+            self._deadline = _env_float("COGVISOR_DOWNLOAD_DEADLINE", DEFAULT_DEADLINE)
+        return self._deadline
 
     # -- the prediction's directory ---------------------------------------------------------------
     def _tempdir(self) -> str:
@@ -207,7 +230,9 @@ class Downloader:
             socks, self._socks = list(self._socks), set()
         for sock in socks:
             _shutdown(sock)
-        self._wake.set()
+        wake = self._wake
+        if wake is not None:
+            wake.set()
 
     def _register(self, sock: socket.socket) -> socket.socket:
         with self._lock:
@@ -285,13 +310,15 @@ class Downloader:
         pool = concurrent.futures.ThreadPoolExecutor(
             min(DOWNLOAD_WORKERS, len(unique)), thread_name_prefix="cogvisor-download"
         )
+        # Made before the loop's first look at `_aborted`: an abort from then on wakes it.
+        wake = self._wake = threading.Event()
         try:
             futures = {u: pool.submit(self.download, u) for u in unique}
             for future in futures.values():
-                future.add_done_callback(lambda _f: self._wake.set())
+                future.add_done_callback(lambda _f: wake.set())
             ends_at = time.monotonic() + self.deadline
             while True:
-                self._wake.clear()
+                wake.clear()
                 if self._aborted is not None:
                     break
                 if all(f.done() for f in futures.values()):
@@ -307,7 +334,7 @@ class Downloader:
                         f"Input validation error: download of {late[0]} did not finish within "
                         f"{self.deadline:g} s (COGVISOR_DOWNLOAD_DEADLINE)"
                     )
-                self._wake.wait(left)
+                wake.wait(left)
             for future in futures.values():  # the first real failure, in request order
                 if future.done():
                     e = future.exception()
