@@ -16,7 +16,7 @@ from faultlib import RssSampler, wait_no_temp_leftovers
 from helpers import http_request
 
 MiB = 1024 * 1024
-FLOOD_MEGABYTES = 30
+FLOOD_MEGABYTES = 12
 # Each flood line in setup.logs: "[cogvisor::setup] " + 99 characters + "\n".
 FLOOD_LINE = len("[cogvisor::setup] ") + 100
 FLOOD_BYTES = FLOOD_MEGABYTES * 1_000_000 // 100 * FLOOD_LINE

@@ -20,7 +20,8 @@ RSS_LIMIT_KIB = 256 * 1024
 
 
 class SilentReceiver(threading.Thread):
-    """Accepts webhook connections, reads nothing and never answers."""
+    """Accepts webhook connections, reads nothing and never answers, until `answer()`: from then on it
+    answers every delivery (the held ones are closed, so their retries come back) with 200."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -29,6 +30,7 @@ class SilentReceiver(threading.Thread):
         self.sock.listen(1024)
         self.port = self.sock.getsockname()[1]
         self.held: list[socket.socket] = []
+        self.answering = False
 
     def run(self) -> None:
         while True:
@@ -36,7 +38,43 @@ class SilentReceiver(threading.Thread):
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            self.held.append(conn)
+            if self.answering:
+                threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+            else:
+                self.held.append(conn)
+
+    def answer(self) -> None:
+        self.answering = True
+        held, self.held = self.held, []
+        for c in held:
+            c.close()
+
+    @staticmethod
+    def _answer(conn: socket.socket) -> None:
+        """Reads one request (headers, then Content-Length bytes of body) and answers 200."""
+        with conn:
+            conn.settimeout(10)
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value.strip())
+                while len(body) < length:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    body += chunk
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                return
 
     def close(self) -> None:
         self.sock.close()
@@ -80,8 +118,10 @@ def test_webhooks_to_a_receiver_that_never_answers_stay_in_their_budget(start):
         assert peak < RSS_LIMIT_KIB, f"server RSS reached {peak} KiB"
         log = f.server.stderr_text()
         assert "terminal webhook dropped: the delivery budget" in log, f.server.stderr_tail()
+        # The receiver comes back: the deliveries still retrying go through, and the shutdown that
+        # waits for them (up to 30 s, then 10 s) ends as soon as they have.
+        receiver.answer()
+        f.stop_cleanly(timeout=90)
     finally:
         sampler.stop()
         receiver.close()
-    # A shutdown gives the terminal webhooks still retrying 30 s (then 10 s), and exits without them.
-    f.stop_cleanly(timeout=90)
