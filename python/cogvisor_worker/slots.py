@@ -100,6 +100,10 @@ class Slot:
         self.lock = threading.Lock()
         self.current: Prediction | None = None
         self.poisoned: str | None = None
+        # A cancel that arrived before its prediction: the control channel and this slot's socket are
+        # separate streams, so the supervisor's cancel can overtake the predict message it follows. Only
+        # the next prediction on this slot can be the one meant; it starts cancelled if its id matches.
+        self.early_cancel: str | None = None
 
     def emit(self, msg: protocol.Message) -> None:
         raise NotImplementedError
@@ -119,7 +123,10 @@ class Slot:
         """Cancel prediction ``pid`` if it runs here (control thread); True if the cancel was taken."""
         with self.lock:
             pred = self.current
-            if pred is None or pred.id != pid or pred.finished or pred.cancelled:
+            if pred is None or (pred.id != pid and pred.finished):
+                self.early_cancel = pid
+                return True
+            if pred.id != pid or pred.finished or pred.cancelled:
                 return False
             pred.cancelled = True
             self.deliver_cancel(pred)
@@ -161,6 +168,10 @@ class Slot:
         pred = Prediction(self, pid, output_dir, {str(k): str(v) for k, v in context.items()}, model.is_async)
         with self.lock:
             self.current = pred  # a cancel during input downloads is remembered
+            pred.cancelled = self.early_cancel == pid
+            self.early_cancel = None
+        if pred.cancelled:
+            pred.downloader.abort("the prediction was cancelled")
         return pred
 
     def kwargs(self, msg: protocol.Message, pred: Prediction) -> dict[str, Any]:

@@ -402,6 +402,31 @@ def test_cancel_sync_prediction(start: Any) -> None:
     assert sup.until_terminal(0)[-1] == {"type": "cancelled", "id": "c2"}
 
 
+@pytest.mark.parametrize("kind", ["def", "async def"])
+def test_a_cancel_that_overtakes_its_predict_message_cancels_that_prediction(start: Any, kind: str) -> None:
+    # The supervisor sends the cancel on the control channel and the prediction on the slot's socket:
+    # the cancel can arrive first. The prediction it names then ends cancelled without running.
+    sup = started(
+        start,
+        {
+            "predict.py": f"""
+            class Predictor:
+                {kind} predict(self, n: int = 0) -> str:
+                    print("ran", n, flush=True)
+                    return "x"
+            """
+        },
+    )
+    sup.send(p.cancel(0, "early"))
+    assert sup.expect_type("cancelled") == {"type": "cancelled", "slot": 0, "id": "early"}
+    sup.predict(0, "early")
+    assert sup.until_terminal(0) == [{"type": "cancelled", "id": "early"}]
+    # Only the next prediction on the slot can be the one meant: another id runs as usual.
+    sup.send(p.cancel(0, "stale"))
+    sup.predict(0, "other")
+    assert sup.until_terminal(0)[-1]["type"] == "done"
+
+
 HEALTH = """
 import os
 class Predictor:
