@@ -169,11 +169,9 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     let format = crate::metrics::Format::from_accept(
         headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
     );
-    match state
-        .predictions
-        .metrics()
-        .render(&state.supervisor.health(), format)
-    {
+    let metrics = state.predictions.metrics();
+    metrics.set_worker_memory(&state.supervisor.worker_memory().await);
+    match metrics.render(&state.supervisor.health(), format) {
         Ok(text) => ([(header::CONTENT_TYPE, format.content_type())], text).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode the metrics");

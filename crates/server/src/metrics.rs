@@ -4,13 +4,15 @@
 //! ([`Metrics::record_prediction`]), webhook requests when they return ([`Metrics::record_webhook`]),
 //! hooks when they end ([`Metrics::record_hook_run`]), and recycles and health checks through the
 //! supervisor's observer ([`SupervisorObserver`]). Gauges (slots, health state) are read from the
-//! supervisor's health snapshot at scrape time, so they are never stale. docs/metrics.md lists every
+//! supervisor's health snapshot at scrape time, so they are never stale; so is the worker's RSS
+//! ([`Metrics::set_worker_memory`], a scan of its process tree per scrape), while its GPU memory is the
+//! last sample of `recycle.max_gpu_memory`'s sampler. docs/metrics.md lists every
 //! metric; a test checks that list against the output.
 
 use std::time::Duration;
 
 use cogvisor_supervisor::{
-    HealthSnapshot, HealthStatus, RecycleTrigger, SupervisorEvent, SupervisorObserver,
+    HealthSnapshot, HealthStatus, RecycleTrigger, SupervisorEvent, SupervisorObserver, WorkerMemory,
 };
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -54,10 +56,12 @@ pub const HOOK_OUTCOMES: [&str; 3] = ["succeeded", "failed", "timed_out"];
 /// The hooks (docs/hooks.md).
 pub const HOOKS: [&str; 2] = ["after_healthy", "before_stop"];
 
-const TRIGGERS: [RecycleTrigger; 6] = [
+const TRIGGERS: [RecycleTrigger; 8] = [
     RecycleTrigger::Model,
     RecycleTrigger::Admin,
     RecycleTrigger::MaxPredictions,
+    RecycleTrigger::MaxRss,
+    RecycleTrigger::MaxGpuMemory,
     RecycleTrigger::Liveness,
     RecycleTrigger::AllSlotsPoisoned,
     RecycleTrigger::WorkerExit,
@@ -191,7 +195,13 @@ pub struct Metrics {
     healthcheck_failures: Counter,
     webhook_requests: Family<OutcomeLabels, Counter>,
     hook_runs: Family<HookLabels, Counter>,
+    /// No labels; no series while there is nothing to show (no worker, no GPU sample).
+    worker_rss: Family<NoLabels, Gauge>,
+    worker_gpu_memory: Family<NoLabels, Gauge>,
 }
+
+/// The label set of a gauge with none, kept in a family so it can have no series at all.
+type NoLabels = Vec<(String, String)>;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -268,6 +278,20 @@ impl Metrics {
             "Lifecycle hook runs, by hook and outcome (succeeded, failed, timed_out)",
             hook_runs.clone(),
         );
+        let worker_rss = Family::<NoLabels, Gauge>::default();
+        registry.register_with_unit(
+            "worker_rss",
+            "Resident set size of the worker's process tree (the worker, its descendants, the orphans it left), summed over its processes; read at each scrape",
+            Unit::Bytes,
+            worker_rss.clone(),
+        );
+        let worker_gpu_memory = Family::<NoLabels, Gauge>::default();
+        registry.register_with_unit(
+            "worker_gpu_memory",
+            "GPU memory of the worker's process tree as nvidia-smi reported it at the last sample; only while recycle.max_gpu_memory is set",
+            Unit::Bytes,
+            worker_gpu_memory.clone(),
+        );
         let metrics = Self {
             registry,
             predictions,
@@ -280,6 +304,8 @@ impl Metrics {
             healthcheck_failures,
             webhook_requests,
             hook_runs,
+            worker_rss,
+            worker_gpu_memory,
         };
         metrics.create_known_series();
         metrics
@@ -351,6 +377,23 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    /// Sets the worker's memory gauges; a value that is `None` has no series.
+    pub fn set_worker_memory(&self, memory: &WorkerMemory) {
+        for (family, value) in [
+            (&self.worker_rss, memory.rss_bytes),
+            (&self.worker_gpu_memory, memory.gpu_bytes),
+        ] {
+            match value {
+                Some(bytes) => {
+                    family
+                        .get_or_create(&Vec::new())
+                        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+                }
+                None => family.clear(),
+            }
+        }
     }
 
     /// The metrics as text in `format`, with the gauges set from `health` first.
@@ -574,6 +617,52 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_workers_memory_shows_while_known_and_memory_recycles_are_counted_by_trigger() {
+        let m = Metrics::new();
+        let render = || {
+            m.render(&health(HealthStatus::Ready, 1, 0, 0), Format::Prometheus)
+                .expect("render")
+        };
+        // Nothing known yet: the gauges are absent, not 0.
+        let text = render();
+        assert!(!text.contains("cogvisor_worker_rss_bytes"), "{text}");
+        assert!(!text.contains("cogvisor_worker_gpu_memory_bytes"), "{text}");
+        for trigger in ["max_rss", "max_gpu_memory"] {
+            let zero = format!(
+                r#"cogvisor_worker_recycles_total{{trigger="{trigger}",outcome="succeeded"}} 0"#
+            );
+            assert!(lines(&text).contains(&zero.as_str()), "{text}");
+        }
+        m.set_worker_memory(&WorkerMemory {
+            rss_bytes: Some(425_000_000),
+            gpu_bytes: Some(2 << 30),
+        });
+        m.observe(SupervisorEvent::RecycleFinished {
+            trigger: RecycleTrigger::MaxRss,
+            duration: Duration::from_millis(400),
+            succeeded: true,
+        });
+        let text = render();
+        let l = lines(&text);
+        assert!(l.contains(&"cogvisor_worker_rss_bytes 425000000"), "{text}");
+        assert!(
+            l.contains(&"cogvisor_worker_gpu_memory_bytes 2147483648"),
+            "{text}"
+        );
+        assert!(
+            l.contains(
+                &r#"cogvisor_worker_recycles_total{trigger="max_rss",outcome="succeeded"} 1"#
+            ),
+            "{text}"
+        );
+        // The worker is gone: no series rather than a stale one.
+        m.set_worker_memory(&WorkerMemory::default());
+        let text = render();
+        assert!(!text.contains("cogvisor_worker_rss_bytes"), "{text}");
+        assert!(!text.contains("cogvisor_worker_gpu_memory_bytes"), "{text}");
+    }
+
+    #[test]
     fn openmetrics_is_served_when_asked_for_and_ends_with_eof() {
         assert_eq!(Format::from_accept(None), Format::Prometheus);
         assert_eq!(
@@ -607,7 +696,13 @@ pub(crate) mod tests {
     #[test]
     fn the_metrics_doc_lists_every_metric_with_its_type() {
         let doc = include_str!("../../../docs/metrics.md");
-        let text = Metrics::new()
+        let m = Metrics::new();
+        // The memory gauges have a series only while there is something to show.
+        m.set_worker_memory(&WorkerMemory {
+            rss_bytes: Some(1),
+            gpu_bytes: Some(1),
+        });
+        let text = m
             .render(&health(HealthStatus::Ready, 1, 0, 0), Format::Prometheus)
             .expect("render");
         let mut exported = Vec::new();
@@ -622,7 +717,7 @@ pub(crate) mod tests {
                 assert!(doc.contains(&row), "docs/metrics.md lacks the row {row:?}");
             }
         }
-        assert_eq!(exported.len(), 10, "{exported:?}");
+        assert_eq!(exported.len(), 12, "{exported:?}");
         for line in doc.lines() {
             if let Some(rest) = line.strip_prefix("| `cogvisor_") {
                 let name = format!("cogvisor_{}", rest.split('`').next().unwrap_or_default());

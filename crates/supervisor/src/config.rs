@@ -51,6 +51,13 @@ pub struct SupervisorConfig {
     /// Recycle after this many predictions per worker (plus up to `max_predictions_jitter`).
     pub max_predictions: Option<u64>,
     pub max_predictions_jitter: u64,
+    /// Recycle a worker whose tree's resident set size is past this many bytes (`recycle.max_rss`).
+    pub max_rss: Option<u64>,
+    /// Recycle a worker whose tree's GPU memory is past this many bytes (`recycle.max_gpu_memory`);
+    /// the start fails unless `nvidia-smi` lists a GPU.
+    pub max_gpu_memory: Option<u64>,
+    /// How often the memory bounds are checked (also at the end of every prediction, for the RSS).
+    pub memory_check_interval: Duration,
     /// A prediction running longer than this is cancelled.
     pub predict_timeout: Option<Duration>,
     /// A cancelled prediction still running after this poisons its slot.
@@ -85,6 +92,9 @@ impl SupervisorConfig {
             recycle_drain_timeout: Duration::from_secs(30),
             max_predictions: None,
             max_predictions_jitter: 0,
+            max_rss: None,
+            max_gpu_memory: None,
+            memory_check_interval: Duration::from_secs(1),
             predict_timeout: None,
             cancel_grace: Duration::from_secs(5),
             hooks: HooksConfig::default(),

@@ -33,6 +33,12 @@ pub enum SupervisorError {
 
     #[error("cannot become a child subreaper: {0}")]
     Subreaper(#[source] nix::Error),
+
+    #[error(
+        "recycle.max_gpu_memory is set, but no GPU is visible: {0}; unset recycle.max_gpu_memory, \
+         or run where nvidia-smi lists a GPU"
+    )]
+    NoGpu(String),
 }
 
 /// Why a prediction was not admitted.

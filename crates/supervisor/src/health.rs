@@ -84,8 +84,8 @@ pub struct WorkerRecord {
 /// One finished (or failed) recycle, as `/health-check` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecycleRecord {
-    /// What asked for it: `model`, `admin`, `max_predictions`, `liveness`, `all_slots_poisoned`,
-    /// `worker_exit`.
+    /// What asked for it: `model`, `admin`, `max_predictions`, `max_rss`, `max_gpu_memory`,
+    /// `liveness`, `all_slots_poisoned`, `worker_exit`.
     pub trigger: &'static str,
     pub reason: String,
     /// When it started (RFC 3339).

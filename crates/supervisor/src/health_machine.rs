@@ -20,14 +20,14 @@
 //! | READY / UNHEALTHY | `liveness_threshold` failed checks, `on_failure: exit` | DEFUNCT | fail in-flight, stop the worker |
 //! | READY / UNHEALTHY | worker exited unexpectedly | RECYCLING, or DEFUNCT past the restart budget | fail in-flight at once, sweep, backoff, start (`setup()`) |
 //! | READY / UNHEALTHY | every slot poisoned | RECYCLING, or DEFUNCT past the restart budget | stop, backoff, start (`setup()`) |
-//! | READY / UNHEALTHY | recycle requested (model, admin, max_predictions) | RECYCLING | drain, stop, start |
+//! | READY / UNHEALTHY | recycle requested (model, admin, max_predictions, max_rss, max_gpu_memory) | RECYCLING | drain, stop, start |
 //! | RECYCLING | `after_healthy` done | READY | record the recycle |
 //! | RECYCLING | setup failed (or `after_healthy` failed, `fail`) | DEFUNCT | record the failed recycle, stop the worker |
 //!
 //! Crashes, liveness recycles and poisoned slots are *unplanned*: they share one restart budget
 //! (`recycle.restart_budget`, the first at once, then 0.5 s, 1 s, 2 s … before the new worker starts).
-//! Planned recycles (model code, `POST /recycle`, `recycle.max_predictions`) are asked for and are not
-//! counted. SETUP_FAILED and DEFUNCT are final: no event leaves them. An event a state has no row for
+//! Planned recycles (model code, `POST /recycle`, `recycle.max_predictions`, the memory bounds
+//! `recycle.max_rss` and `recycle.max_gpu_memory`) are asked for and are not counted. SETUP_FAILED and DEFUNCT are final: no event leaves them. An event a state has no row for
 //! (a check result racing a recycle, a second recycle request) is ignored.
 
 use std::time::{Duration, Instant};
@@ -79,6 +79,10 @@ pub enum RecycleTrigger {
     Admin,
     /// `recycle.max_predictions` reached.
     MaxPredictions,
+    /// The worker's tree is past `recycle.max_rss` ([`crate::memory`]).
+    MaxRss,
+    /// The worker's tree is past `recycle.max_gpu_memory`.
+    MaxGpuMemory,
     /// The liveness threshold with `on_failure: recycle`.
     Liveness,
     /// Every slot poisoned.
@@ -94,6 +98,8 @@ impl RecycleTrigger {
             RecycleTrigger::Model => "model",
             RecycleTrigger::Admin => "admin",
             RecycleTrigger::MaxPredictions => "max_predictions",
+            RecycleTrigger::MaxRss => "max_rss",
+            RecycleTrigger::MaxGpuMemory => "max_gpu_memory",
             RecycleTrigger::Liveness => "liveness",
             RecycleTrigger::AllSlotsPoisoned => "all_slots_poisoned",
             RecycleTrigger::WorkerExit => "worker_exit",
@@ -108,7 +114,11 @@ impl RecycleTrigger {
             RecycleTrigger::Liveness
             | RecycleTrigger::AllSlotsPoisoned
             | RecycleTrigger::WorkerExit => true,
-            RecycleTrigger::Model | RecycleTrigger::Admin | RecycleTrigger::MaxPredictions => false,
+            RecycleTrigger::Model
+            | RecycleTrigger::Admin
+            | RecycleTrigger::MaxPredictions
+            | RecycleTrigger::MaxRss
+            | RecycleTrigger::MaxGpuMemory => false,
         }
     }
 }
@@ -144,7 +154,7 @@ pub enum Event {
     AllSlotsPoisoned {
         last: String,
     },
-    /// Model code, `POST /recycle` or `recycle.max_predictions` asks for a new worker.
+    /// Model code, `POST /recycle`, `recycle.max_predictions` or a memory bound asks for a new worker.
     RecycleRequested {
         trigger: RecycleTrigger,
         reason: String,

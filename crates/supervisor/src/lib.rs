@@ -22,6 +22,8 @@
 //! * [`health_machine`]: the health state machine, one pure function that decides every state,
 //!   recycle, restart budget and backoff.
 //! * [`checks`]: the user healthcheck and `health.command`, coalesced, and the background monitor.
+//! * [`memory`]: the memory bounds `recycle.max_rss` and `recycle.max_gpu_memory`: the worker tree's
+//!   RSS from `/proc` and its GPU memory from `nvidia-smi`, sampled, and the recycle past them.
 //! * [`hooks`]: `after_healthy` and `before_stop`, run in their own process group with a timeout.
 //! * `executor`: the one path that carries out every action the health machine returns.
 //! * `lifecycle`: the real effects of those actions, run by the one task that starts, recycles and
@@ -46,6 +48,7 @@ pub mod health;
 pub mod health_machine;
 pub mod hooks;
 mod lifecycle;
+pub mod memory;
 pub mod model_output;
 pub mod observer;
 pub mod payload;
@@ -70,6 +73,7 @@ pub use error::{AdmitError, SupervisorError};
 pub use health::{HealthSnapshot, HealthStatus, RecycleRecord, SetupStatus};
 pub use health_machine::{HealthConfig, OnFailure, RecycleTrigger};
 pub use hooks::{HookPolicy, HooksConfig};
+pub use memory::WorkerMemory;
 pub use observer::{SupervisorEvent, SupervisorObserver};
 pub use prediction::{PredictionEvent, PredictionRequest, PredictionStream};
 pub use restart_budget::BudgetConfig;

@@ -256,14 +256,23 @@ impl Effects for Lifecycle {
             }
             Ok(started) => {
                 let g = started.generation.clone();
+                // Right after setup, before anything is admitted: the bounds this worker is held to.
+                let memory = tokio::select! {
+                    memory = self.sup.memory_after_setup(&g) => memory,
+                    _ = self.shutdown.cancelled() => None,
+                };
                 if self.shutting_down() {
                     self.sup.stop_generation(&g).await;
                     return Err(ShuttingDown);
                 }
+                let sample_memory = memory.is_some();
                 inner
                     .lock()
-                    .install(&inner.config, g.clone(), &started.ready);
+                    .install(&inner.config, g.clone(), &started.ready, memory);
                 self.spawn_readers(&g, started);
+                if sample_memory {
+                    self.sup.spawn_memory_sampler(g.clone());
+                }
                 self.current = Some(g);
                 self.exit_reported = false;
                 Ok(Ok(()))

@@ -19,7 +19,9 @@ use crate::spawn::KnownChildren;
 
 /// Runs a `/proc` scan on the blocking pool. If it could not finish (it panicked, or the runtime is
 /// shutting down), the result is the empty one and a warning says so.
-async fn blocking<R: Default + Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+pub(crate) async fn blocking<R: Default + Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "a /proc scan did not finish");
         R::default()
@@ -43,6 +45,32 @@ pub fn descendants(procs: &[ProcStat], root: u32) -> Vec<u32> {
             }
         }
     }
+    out
+}
+
+/// The processes a stop of worker `root` would end, as pids in `procs`: `root` itself (first), its
+/// descendants, and every orphan reparented to this process `me` that `is_known` does not claim, with
+/// its descendants (what [`kill_and_reap_orphans`] sweeps). Empty when `root` is not in `procs`.
+pub fn worker_tree(
+    procs: &[ProcStat],
+    root: u32,
+    me: u32,
+    is_known: impl Fn(u32) -> bool,
+) -> Vec<u32> {
+    if !procs.iter().any(|p| p.pid == root) {
+        return Vec::new();
+    }
+    let mut out = vec![root];
+    out.extend(descendants(procs, root));
+    for orphan in procs
+        .iter()
+        .filter(|p| p.ppid == me && p.pid != root && !is_known(p.pid))
+    {
+        out.push(orphan.pid);
+        out.extend(descendants(procs, orphan.pid));
+    }
+    let mut seen = HashSet::new();
+    out.retain(|pid| seen.insert(*pid));
     out
 }
 
@@ -209,5 +237,39 @@ mod tests {
         got.sort();
         assert_eq!(got, vec![11, 12, 14]);
         assert!(descendants(&procs, 13).is_empty());
+    }
+
+    #[test]
+    fn a_workers_tree_holds_its_descendants_and_the_unknown_orphans() {
+        let p = |pid, ppid| ProcStat {
+            pid,
+            comm: "python3".into(),
+            state: 'S',
+            ppid,
+            pgid: pid,
+            start_time: 0,
+        };
+        // 1: the supervisor; 10: the worker, with a child and a grandchild; 20: an orphan the
+        // worker left (reparented to 1), with a child; 30: a hook (a known child of 1); 40: not ours.
+        let procs = [
+            p(1, 0),
+            p(10, 1),
+            p(11, 10),
+            p(12, 11),
+            p(20, 1),
+            p(21, 20),
+            p(30, 1),
+            p(40, 2),
+        ];
+        let known = |pid| pid == 10 || pid == 30;
+        let tree = worker_tree(&procs, 10, 1, known);
+        assert_eq!(tree[0], 10, "the worker first");
+        let mut sorted = tree.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![10, 11, 12, 20, 21]);
+        assert!(
+            worker_tree(&procs, 99, 1, known).is_empty(),
+            "no worker, no tree"
+        );
     }
 }

@@ -1,7 +1,9 @@
-//! The one reader of `/proc/<pid>/stat`.
+//! The one reader of `/proc/<pid>/stat`, and of the resident set size in `/proc/<pid>/status`.
 //!
 //! Every function here reads the file system: call them from a blocking context
-//! (`tokio::task::spawn_blocking`), not from async code. [`parse_stat`] itself is pure.
+//! (`tokio::task::spawn_blocking`), not from async code, unless only a few files are read (procfs
+//! answers from the kernel's memory and never waits on a disk). [`parse_stat`] and
+//! [`parse_vm_rss`] themselves are pure.
 
 /// One process as `/proc/<pid>/stat` describes it (proc(5)).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +76,21 @@ pub fn all_processes() -> Vec<ProcStat> {
         .collect()
 }
 
+/// The `VmRSS:` line of `/proc/<pid>/status`, in bytes (the kernel writes it in kB, that is KiB). A
+/// kernel thread, or a zombie, has none.
+pub fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The resident set size of one process, in bytes; `None` when it does not exist (any more) or has
+/// no memory of its own. One small read.
+pub fn read_rss(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_vm_rss(&text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +147,22 @@ mod tests {
         assert_eq!(parse_stat("x (sh) S 1 2 3"), None);
         // Cut before the start time.
         assert_eq!(parse_stat("12 (sh) S 1 12 12 0 -1 0 0 0 0 0"), None);
+    }
+
+    #[test]
+    fn the_resident_set_size_is_read_in_bytes() {
+        let status = "Name:\tpython3\nVmPeak:\t  123456 kB\nVmRSS:\t   40960 kB\nRssAnon:\t 1 kB\n";
+        assert_eq!(parse_vm_rss(status), Some(40960 * 1024));
+        // A kernel thread or a zombie has no VmRSS line.
+        assert_eq!(
+            parse_vm_rss("Name:\tkthreadd\nState:\tS (sleeping)\n"),
+            None
+        );
+        assert_eq!(parse_vm_rss("VmRSS:\tlots kB\n"), None);
+        assert_eq!(parse_vm_rss("VmRSS:\t12 MB\n"), None);
+        let mine = read_rss(std::process::id()).expect("our own RSS");
+        assert!(mine > 1 << 20, "{mine}");
+        assert_eq!(read_rss(u32::MAX), None);
     }
 
     #[test]

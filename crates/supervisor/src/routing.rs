@@ -187,7 +187,11 @@ impl Supervisor {
 
     /// A terminal message: free the slot first, then tell the prediction, so its response can never
     /// reach the client before the slot is free again.
+    ///
+    /// With `recycle.max_rss` set, the worker's RSS is read first, and a worker past it goes
+    /// RECYCLING in the same lock that frees the slot: no later prediction can land on it.
     fn finish(&self, generation: &Generation, slot: SlotId, id: &str, mut event: PredictionEvent) {
+        let rss = self.rss_after_prediction(generation);
         let running = {
             let mut state = self.inner.lock();
             if !is_current(&state, generation) {
@@ -217,6 +221,15 @@ impl Supervisor {
                     rerun_setup: false,
                 };
                 self.inner.handle(&mut state, event);
+            }
+            let past_rss = rss.and_then(|(bytes, counted)| {
+                let watch = state.memory.as_ref()?;
+                (watch.generation == generation.number)
+                    .then(|| watch.check_rss(bytes, counted))
+                    .flatten()
+            });
+            if let Some((trigger, reason)) = past_rss {
+                self.raise_memory_recycle(&mut state, generation, trigger, reason);
             }
             running
         };

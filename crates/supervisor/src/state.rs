@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::health::{SetupRecord, SetupStatus, WorkerRecord};
 use crate::health_machine::Machine;
+use crate::memory::MemoryWatch;
 use crate::model_output;
 use crate::setup_log::SetupLogText;
 use crate::slots::SlotPool;
@@ -34,6 +35,8 @@ pub(crate) struct State {
     pub(crate) predictions_served: u64,
     /// This worker's planned-recycle point (max_predictions plus its jitter).
     pub(crate) prediction_limit: Option<u64>,
+    /// This worker's memory bounds and its tree at the last scan, when a bound is set.
+    pub(crate) memory: Option<MemoryWatch>,
     /// The last failed check's text (Cog's `user_healthcheck_error`); cleared by a good check.
     pub(crate) user_healthcheck_error: Option<String>,
     /// Predictions cancelled for running past `predict_timeout`: they end `failed`, not `canceled`.
@@ -91,6 +94,7 @@ impl State {
             has_healthcheck: false,
             predictions_served: 0,
             prediction_limit: None,
+            memory: None,
             user_healthcheck_error: None,
             timed_out: HashSet::new(),
         }
@@ -130,13 +134,16 @@ impl State {
         self.worker.exit = Some(message.to_string());
     }
 
-    /// The worker sent `ready`: it is the one predictions go to, with a clean slot pool.
+    /// The worker sent `ready`: it is the one predictions go to, with a clean slot pool, held to
+    /// `memory` (its bounds from the sample right after setup).
     pub(crate) fn install(
         &mut self,
         config: &SupervisorConfig,
         generation: Arc<Generation>,
         ready: &ReadyInfo,
+        memory: Option<MemoryWatch>,
     ) {
+        self.memory = memory;
         self.pool = SlotPool::new(config.concurrency);
         self.generation = Some(generation);
         self.has_healthcheck = ready.has_healthcheck;
@@ -177,6 +184,7 @@ impl State {
     pub(crate) fn worker_stopped(&mut self) {
         self.generation = None;
         self.worker.pid = None;
+        self.memory = None;
     }
 
     /// No worker serves any more, and `reason` says why (unless an earlier reason already does).

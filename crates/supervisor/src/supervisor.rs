@@ -158,6 +158,12 @@ impl Supervisor {
         let scope = Scope::under(shutdown);
         let known = KnownChildren::default();
         let spawner = Spawner::start(known.clone())?;
+        if config.max_gpu_memory.is_some() {
+            let gpus = crate::memory::detect_gpu(&spawner, crate::memory::NVIDIA_SMI)
+                .await
+                .map_err(SupervisorError::NoGpu)?;
+            tracing::info!(gpus, "recycle.max_gpu_memory: nvidia-smi lists the GPUs");
+        }
         spawn_orphan_reaper(&scope, known);
         let (actions, actions_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {

@@ -113,6 +113,24 @@ pub const FILE_SIZE: Kind<u64> = Kind {
     allowed: "a size such as 100MiB, 1GiB or a number of bytes, at least 1KiB",
 };
 
+/// A memory bound, off by default. At least 1 MiB: a bare `400` is 400 bytes, which no worker fits in,
+/// and is more likely a missing unit than a bound.
+pub const OPT_MEMORY: Kind<Option<u64>> = Kind {
+    parse: |s| {
+        optional(s, |s| {
+            parse_size(s).filter(|n| *n >= 1 << 20).map(|n| n as u64)
+        })
+    },
+    allowed:
+        "a size such as 400MB, 400MiB, 1GB or 1GiB, or a number of bytes, at least 1MiB; or off",
+};
+
+/// How often the memory bounds are checked.
+pub const MEMORY_CHECK_INTERVAL: Kind<Duration> = Kind {
+    parse: |s| parse_duration(s).filter(|d| *d >= Duration::from_millis(100)),
+    allowed: "a duration of at least 100ms, such as 500ms or 1s",
+};
+
 fn at_least_one(s: &str) -> Option<u32> {
     s.parse::<u32>().ok().filter(|n| *n >= 1)
 }
@@ -183,6 +201,35 @@ mod tests {
         assert_eq!(parse_size("8MiB"), Some(8 << 20));
         assert_eq!(parse_size("100"), Some(100));
         assert_eq!(parse_size("1 lots"), None);
+    }
+
+    #[test]
+    fn memory_bounds_read_decimal_and_binary_units_and_bytes() {
+        let parse = OPT_MEMORY.parse;
+        assert_eq!(parse("400MB"), Some(Some(400_000_000)));
+        assert_eq!(parse("400MiB"), Some(Some(400 << 20)));
+        assert_eq!(parse("1GB"), Some(Some(1_000_000_000)));
+        assert_eq!(parse("2GiB"), Some(Some(2 << 30)));
+        assert_eq!(parse("400 MB"), Some(Some(400_000_000)));
+        assert_eq!(parse("419430400"), Some(Some(419_430_400)));
+        assert_eq!(parse("off"), Some(None));
+        for bad in [
+            "400mb",
+            "400",
+            "1.5GB",
+            "-1GB",
+            "lots",
+            "400 MB of it",
+            "1TB",
+            "0",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            (MEMORY_CHECK_INTERVAL.parse)("250ms"),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!((MEMORY_CHECK_INTERVAL.parse)("50ms"), None);
     }
 
     #[test]

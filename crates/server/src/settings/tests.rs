@@ -71,6 +71,9 @@ fn every_setting_reaches_the_supervisor_config() {
         (Key::SetupTimeout, "7s"),
         (Key::HealthLivenessThreshold, "9"),
         (Key::RecycleMaxPredictions, "100"),
+        (Key::RecycleMaxRss, "400MB"),
+        (Key::RecycleMaxGpuMemory, "2GiB"),
+        (Key::RecycleMemoryCheckInterval, "250ms"),
         (Key::HooksBeforeStop, "echo bye"),
         (Key::HooksTimeout, "2s"),
     ]))
@@ -80,6 +83,9 @@ fn every_setting_reaches_the_supervisor_config() {
     assert_eq!(c.setup_timeout, Some(Duration::from_secs(7)));
     assert_eq!(c.health.liveness_threshold, 9);
     assert_eq!(c.max_predictions, Some(100));
+    assert_eq!(c.max_rss, Some(400_000_000));
+    assert_eq!(c.max_gpu_memory, Some(2 << 30));
+    assert_eq!(c.memory_check_interval, Duration::from_millis(250));
     assert_eq!(c.hooks.before_stop, Some(vec!["echo".into(), "bye".into()]));
     assert_eq!(c.hooks.timeout, Duration::from_secs(2));
 }
@@ -91,6 +97,23 @@ fn a_bad_value_names_the_key_value_source_and_what_is_allowed() {
     assert!(e.contains("explode"), "{e}");
     assert!(e.contains("flag"), "{e}");
     assert!(e.contains("log, recycle or exit"), "{e}");
+}
+
+#[test]
+fn memory_bounds_are_off_by_default_and_a_bad_one_is_named() {
+    let s = defaults();
+    assert_eq!((s.recycle_max_rss, s.recycle_max_gpu_memory), (None, None));
+    assert_eq!(s.recycle_memory_check_interval, Duration::from_secs(1));
+    let e = error_of(&[(Key::RecycleMaxRss, "400mb")]);
+    assert_eq!(
+        e,
+        "recycle.max_rss=\"400mb\" (from flag) is not valid: a size such as 400MB, 400MiB, 1GB \
+         or 1GiB, or a number of bytes, at least 1MiB; or off"
+    );
+    assert!(
+        error_of(&[(Key::RecycleMaxGpuMemory, "lots")]).contains("recycle.max_gpu_memory=\"lots\"")
+    );
+    assert!(error_of(&[(Key::RecycleMemoryCheckInterval, "10ms")]).contains("at least 100ms"));
 }
 
 #[test]

@@ -405,6 +405,60 @@ fn planned_recycles_are_not_counted_nor_delayed() {
 }
 
 #[test]
+fn ready_and_unhealthy_memory_recycles_drain_first_and_are_planned() {
+    // A worker past recycle.max_rss or recycle.max_gpu_memory, in a tight restart budget: every recycle
+    // drains in-flight predictions first, none is counted or delayed, and the record names the bound.
+    let config = budget(1);
+    let mut m = at(Ready);
+    for (i, trigger) in [
+        RecycleTrigger::MaxRss,
+        RecycleTrigger::MaxGpuMemory,
+        RecycleTrigger::MaxRss,
+        RecycleTrigger::MaxRss,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert!(!trigger.is_unplanned());
+        let from = if i % 2 == 0 { Ready } else { Unhealthy };
+        m.state = from;
+        let reason = format!("the worker's RSS is past {}", trigger.as_str());
+        let e = Event::RecycleRequested {
+            trigger,
+            reason: reason.clone(),
+            rerun_setup: false,
+        };
+        let (recycling, actions) = step(&m, e);
+        assert_eq!(recycling.state, Recycling, "from {from}");
+        assert_eq!(actions.first(), Some(&Action::Drain));
+        assert_eq!(
+            starts(&actions),
+            vec![(m.generation + 1, SetupMode::Recycle)]
+        );
+        assert!(backoffs(&actions).is_empty());
+        let (next, actions) = run(
+            recycling,
+            &[Event::SetupSucceeded, Event::AfterHealthyDone],
+            &config,
+        );
+        assert_eq!(next.state, Ready);
+        let last = next.last_recycle.clone().expect("recorded");
+        assert_eq!(
+            (last.trigger, last.reason.as_str(), last.succeeded),
+            (trigger, reason.as_str(), true)
+        );
+        assert!(actions.contains(&Action::RecycleFinished {
+            trigger,
+            duration: last.duration,
+            succeeded: true
+        }));
+        m = next;
+    }
+    assert_eq!(m.generation, 5);
+    assert_eq!(m.state, Ready, "not DEFUNCT: a budget of 1 was never spent");
+}
+
+#[test]
 fn unhealthy_all_slots_poisoned_recycles_with_full_setup_without_draining() {
     let e = Event::AllSlotsPoisoned {
         last: "slot 0 channel closed".into(),
