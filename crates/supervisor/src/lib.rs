@@ -9,7 +9,7 @@
 //!   long as the supervisor) and the worker command line.
 //! * [`child`]: one supervised child process (the worker, a hook, the health command): its own
 //!   process group, a deadline, killing its tree, reaping it by pid, its exit described.
-//! * [`procfs`]: the one reader of `/proc/<pid>/stat`.
+//! * [`procfs`]: the one reader of `/proc/<pid>/stat`, and of the RSS in `/proc/<pid>/status`.
 //! * [`process_tree`]: the process tree from `/proc`, killing a whole tree, reaping reparented orphans.
 //! * [`restart_budget`]: how often a worker may be replaced unplanned (crash, liveness, poisoned slots),
 //!   and the backoff; part of the machine's state.

@@ -3,9 +3,9 @@
 //!
 //! One task runs [`crate::executor::run`] with a [`Lifecycle`], so it owns every start and stop of a
 //! worker: two stops never race and a recycle cannot overlap a shutdown. Everything else (a check,
-//! model code, a poisoned slot, `recycle.max_predictions`, `POST /recycle`) applies its event to the
-//! machine under the state lock, where the change is visible at once, and sends the actions the machine
-//! returned to this task ([`crate::supervisor::Inner::handle`]). The procedures themselves (which steps
+//! model code, a poisoned slot, `recycle.max_predictions`, a memory bound, `POST /recycle`) applies its
+//! event to the machine under the state lock, where the change is visible at once, and sends the
+//! actions the machine returned to this task ([`crate::supervisor::Inner::handle`]). The procedures themselves (which steps
 //! a recycle takes, which setup, which backoff) are the machine's: see
 //! [`crate::health_machine`].
 
