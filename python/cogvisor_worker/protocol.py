@@ -270,6 +270,10 @@ def healthcheck(id: str) -> Message:
     return {"type": "healthcheck", "id": id}
 
 
+def heartbeat(seq: int) -> Message:
+    return {"type": "heartbeat", "seq": seq}
+
+
 def shutdown() -> Message:
     return {"type": "shutdown"}
 
@@ -327,6 +331,10 @@ def healthcheck_result(id: str, status: str, error: str | None = None) -> Messag
     if error is not None:
         msg["error"] = truncate_log(error)
     return msg
+
+
+def heartbeat_ack(seq: int) -> Message:
+    return {"type": "heartbeat_ack", "seq": seq}
 
 
 def shutting_down() -> Message:

@@ -263,6 +263,13 @@ class Worker:
                 if not isinstance(msg.get("id"), str):
                     self.fatal("malformed healthcheck message")
                 healthcheck.start(self, msg["id"])
+            elif kind == "heartbeat":
+                # Answered here, on the thread that reads the control channel, taking no lock a
+                # prediction holds: a worker busy in model code is alive and answers.
+                seq = msg.get("seq")
+                if not isinstance(seq, int):
+                    self.fatal("malformed heartbeat message")
+                self.control.try_send(protocol.heartbeat_ack(seq))
             elif kind == "shutdown":
                 self.control.try_send(protocol.shutting_down())
                 self.exit(EXIT_OK)

@@ -35,6 +35,7 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
         1, 7, "train.py:train", "train", "recycle", "/tmp/cogvisor-1234",
         [p.slot_socket(0, "/tmp/cogvisor-1234/slot-0.sock")],
     ),
+    "control_request_heartbeat": lambda: p.heartbeat(42),
     "control_request_shutdown": p.shutdown,
     "control_response_cancelled": lambda: p.control_cancelled(1, "pred_123"),
     "control_response_dropped_logs": lambda: p.dropped_logs(12, 5000),
@@ -44,6 +45,7 @@ BUILDERS: dict[str, Callable[[], dict[str, Any]]] = {
     "control_response_healthcheck_result_unhealthy": lambda: p.healthcheck_result(
         "hc_2", "unhealthy", "user-defined healthcheck returned False"
     ),
+    "control_response_heartbeat_ack": lambda: p.heartbeat_ack(42),
     "control_response_idle": lambda: p.idle(0),
     "control_response_log": lambda: p.control_log("stderr", "loading weights\n"),
     "control_response_ready": lambda: p.ready(

@@ -67,6 +67,10 @@ pub enum ControlRequest {
     Cancel { slot: SlotId, id: String },
     /// Run the model's `healthcheck()` and answer with `healthcheck_result` carrying the same `id`.
     Healthcheck { id: String },
+    /// The runtime heartbeat: answer `heartbeat_ack` with the same `seq` at once, from the thread that
+    /// reads the control channel (a worker busy in model code still answers; one that cannot run at
+    /// all does not).
+    Heartbeat { seq: u64 },
     /// Stop: answer `shutting_down` and exit.
     Shutdown,
 }
@@ -130,6 +134,8 @@ pub enum ControlResponse {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// Answer to `heartbeat`.
+    HeartbeatAck { seq: u64 },
     /// Answer to `shutdown`; the worker exits next.
     ShuttingDown,
     /// Model code called `cog.recycle_worker(reason, rerun_setup)`.

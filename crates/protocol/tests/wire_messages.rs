@@ -115,6 +115,10 @@ fn all_messages() -> Vec<(&'static str, Message)> {
             ControlRequest(cogvisor_protocol::ControlRequest::Healthcheck { id: "hc_1".into() }),
         ),
         (
+            "control_request_heartbeat",
+            ControlRequest(cogvisor_protocol::ControlRequest::Heartbeat { seq: 42 }),
+        ),
+        (
             "control_request_shutdown",
             ControlRequest(cogvisor_protocol::ControlRequest::Shutdown),
         ),
@@ -205,6 +209,10 @@ fn all_messages() -> Vec<(&'static str, Message)> {
                 status: HealthcheckStatus::Unhealthy,
                 error: Some("user-defined healthcheck returned False".into()),
             }),
+        ),
+        (
+            "control_response_heartbeat_ack",
+            ControlResponse(cogvisor_protocol::ControlResponse::HeartbeatAck { seq: 42 }),
         ),
         (
             "control_response_shutting_down",
@@ -354,6 +362,7 @@ fn variant_coverage_is_complete() {
                 ControlRequest::Init { .. }
                 | ControlRequest::Cancel { .. }
                 | ControlRequest::Healthcheck { .. }
+                | ControlRequest::Heartbeat { .. }
                 | ControlRequest::Shutdown => {}
             },
             Message::ControlResponse(m) => match m {
@@ -367,6 +376,7 @@ fn variant_coverage_is_complete() {
                 | ControlResponse::Fatal { .. }
                 | ControlResponse::DroppedLogs { .. }
                 | ControlResponse::HealthcheckResult { .. }
+                | ControlResponse::HeartbeatAck { .. }
                 | ControlResponse::ShuttingDown
                 | ControlResponse::RecycleRequested { .. } => {}
             },

@@ -193,6 +193,7 @@ pub struct Metrics {
     recycle_duration: Histogram,
     healthcheck_duration: Histogram,
     healthcheck_failures: Counter,
+    heartbeats_missed: Counter,
     webhook_requests: Family<OutcomeLabels, Counter>,
     hook_runs: Family<HookLabels, Counter>,
     /// No labels; no series while there is nothing to show (no worker, no GPU sample).
@@ -266,6 +267,12 @@ impl Metrics {
             "Health checks that failed (False, an exception, a timeout or a non-zero exit)",
             healthcheck_failures.clone(),
         );
+        let heartbeats_missed = Counter::default();
+        registry.register(
+            "heartbeats_missed",
+            "Runtime heartbeats the worker left unanswered for health.heartbeat_timeout",
+            heartbeats_missed.clone(),
+        );
         let webhook_requests = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "webhook_deliveries",
@@ -302,6 +309,7 @@ impl Metrics {
             recycle_duration,
             healthcheck_duration,
             healthcheck_failures,
+            heartbeats_missed,
             webhook_requests,
             hook_runs,
             worker_rss,
@@ -457,6 +465,9 @@ impl SupervisorObserver for Metrics {
                 if !healthy {
                     self.healthcheck_failures.inc();
                 }
+            }
+            SupervisorEvent::HeartbeatMissed => {
+                self.heartbeats_missed.inc();
             }
             SupervisorEvent::HookFinished { hook, outcome, .. } => {
                 self.record_hook_run(hook, outcome)
@@ -717,7 +728,7 @@ pub(crate) mod tests {
                 assert!(doc.contains(&row), "docs/metrics.md lacks the row {row:?}");
             }
         }
-        assert_eq!(exported.len(), 12, "{exported:?}");
+        assert_eq!(exported.len(), 13, "{exported:?}");
         for line in doc.lines() {
             if let Some(rest) = line.strip_prefix("| `cogvisor_") {
                 let name = format!("cogvisor_{}", rest.split('`').next().unwrap_or_default());

@@ -252,6 +252,9 @@ where
 {
     if !grace.is_zero() {
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        // A stopped process (SIGSTOP, a debugger's SIGTSTP) keeps SIGTERM pending until it runs
+        // again: continue the group so the grace is not waited for nothing. Harmless to a running one.
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGCONT);
         tokio::select! {
             output = &mut *exited => return Some(output),
             () = tokio::time::sleep(grace) => {}

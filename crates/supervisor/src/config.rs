@@ -41,6 +41,8 @@ pub struct SupervisorConfig {
     pub health_timeout: Duration,
     /// Background checks every period; `None`: only when `/health-check` is hit.
     pub health_period: Option<Duration>,
+    /// The runtime heartbeat on the control channel; `None`: off (`health.heartbeat_timeout: off`).
+    pub heartbeat: Option<crate::heartbeat::HeartbeatConfig>,
     /// An external check command (argv); exit status 0 is healthy.
     pub health_command: Option<Vec<String>>,
     /// How many unplanned replacements (crashes, liveness recycles, every slot poisoned) are made
@@ -87,6 +89,7 @@ impl SupervisorConfig {
             health: HealthConfig::default(),
             health_timeout: Duration::from_secs(5),
             health_period: None,
+            heartbeat: Some(crate::heartbeat::HeartbeatConfig::default()),
             health_command: None,
             restart_budget: BudgetConfig::default(),
             recycle_drain_timeout: Duration::from_secs(30),

@@ -19,12 +19,15 @@
 //! | READY / UNHEALTHY | `liveness_threshold` failed checks, `on_failure: log` | UNHEALTHY | log (at the threshold, then every 100th) |
 //! | READY / UNHEALTHY | `liveness_threshold` failed checks, `on_failure: exit` | DEFUNCT | fail in-flight, stop the worker |
 //! | READY / UNHEALTHY | worker exited unexpectedly | RECYCLING, or DEFUNCT past the restart budget | fail in-flight at once, sweep, backoff, start (`setup()`) |
+//! | READY / UNHEALTHY | the runtime heartbeat missed (no answer for `health.heartbeat_timeout`) | UNHEALTHY | — |
+//! | UNHEALTHY | a heartbeat answered after a miss | READY (UNHEALTHY while failed checks still count) | — |
+//! | READY / UNHEALTHY | the heartbeat missed a second time in a row | RECYCLING, or DEFUNCT past the restart budget | fail in-flight, stop (no drain), backoff, start (`setup()`) |
 //! | READY / UNHEALTHY | every slot poisoned | RECYCLING, or DEFUNCT past the restart budget | stop, backoff, start (`setup()`) |
 //! | READY / UNHEALTHY | recycle requested (model, admin, max_predictions, max_rss, max_gpu_memory) | RECYCLING | drain, stop, start |
 //! | RECYCLING | `after_healthy` done | READY | record the recycle |
 //! | RECYCLING | setup failed (or `after_healthy` failed, `fail`) | DEFUNCT | record the failed recycle, stop the worker |
 //!
-//! Crashes, liveness recycles and poisoned slots are *unplanned*: they share one restart budget
+//! Crashes, liveness and heartbeat recycles and poisoned slots are *unplanned*: they share one restart budget
 //! (`recycle.restart_budget`, the first at once, then 0.5 s, 1 s, 2 s … before the new worker starts).
 //! Planned recycles (model code, `POST /recycle`, `recycle.max_predictions`, the memory bounds
 //! `recycle.max_rss` and `recycle.max_gpu_memory`) are asked for and are not counted. SETUP_FAILED and DEFUNCT are final: no event leaves them. An event a state has no row for
@@ -36,6 +39,9 @@ use cogvisor_protocol::SetupMode;
 
 use crate::restart_budget::{BudgetConfig, RestartBudget};
 use crate::HealthStatus;
+
+/// Consecutive runtime heartbeat misses that recycle the worker: the first makes it UNHEALTHY.
+pub const HEARTBEAT_MISSES_TO_RECYCLE: u32 = 2;
 
 /// What to do when checks keep failing past `liveness_threshold`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +93,8 @@ pub enum RecycleTrigger {
     Liveness,
     /// Every slot poisoned.
     AllSlotsPoisoned,
+    /// The worker missed the runtime heartbeat twice in a row ([`crate::heartbeat`]).
+    Heartbeat,
     /// The worker exited when nobody asked it to.
     WorkerExit,
 }
@@ -102,6 +110,7 @@ impl RecycleTrigger {
             RecycleTrigger::MaxGpuMemory => "max_gpu_memory",
             RecycleTrigger::Liveness => "liveness",
             RecycleTrigger::AllSlotsPoisoned => "all_slots_poisoned",
+            RecycleTrigger::Heartbeat => "heartbeat",
             RecycleTrigger::WorkerExit => "worker_exit",
         }
     }
@@ -113,6 +122,7 @@ impl RecycleTrigger {
         match self {
             RecycleTrigger::Liveness
             | RecycleTrigger::AllSlotsPoisoned
+            | RecycleTrigger::Heartbeat
             | RecycleTrigger::WorkerExit => true,
             RecycleTrigger::Model
             | RecycleTrigger::Admin
@@ -154,6 +164,13 @@ pub enum Event {
     AllSlotsPoisoned {
         last: String,
     },
+    /// The worker answered no runtime heartbeat for `silent` (`health.heartbeat_timeout`, or a
+    /// multiple of it).
+    HeartbeatMissed {
+        silent: Duration,
+    },
+    /// The worker answered a heartbeat again after a miss.
+    HeartbeatAnswered,
     /// Model code, `POST /recycle`, `recycle.max_predictions` or a memory bound asks for a new worker.
     RecycleRequested {
         trigger: RecycleTrigger,
@@ -220,6 +237,8 @@ pub struct Machine {
     pub failures: u32,
     /// Consecutive good checks while UNHEALTHY.
     pub successes: u32,
+    /// Consecutive runtime heartbeat misses of the serving worker (the second recycles it).
+    pub heartbeat_misses: u32,
     /// Why the machine is where it is (the last reason that moved it).
     pub reason: Option<String>,
     /// The worker generation being started or serving (1 at boot).
@@ -237,6 +256,7 @@ impl Machine {
             state: HealthStatus::Starting,
             failures: 0,
             successes: 0,
+            heartbeat_misses: 0,
             reason: None,
             generation: 1,
             restarts: RestartBudget::default(),
@@ -361,6 +381,7 @@ fn replace(
         actions.push(Action::Backoff { after });
     }
     next.generation = m.generation + 1;
+    next.heartbeat_misses = 0;
     actions.push(Action::StartWorker {
         generation: next.generation,
         setup: r.setup,
@@ -495,7 +516,9 @@ pub fn transition(
         }
         (Unhealthy, Event::CheckPassed) => {
             let successes = m.successes.saturating_add(1);
-            if successes >= health.success_threshold {
+            // A check that passes does not vouch for a worker that misses its heartbeat (an
+            // external `health.command` can pass while the worker is frozen).
+            if successes >= health.success_threshold && m.heartbeat_misses == 0 {
                 (m.to(Ready, None), vec![])
             } else {
                 (
@@ -522,6 +545,54 @@ pub fn transition(
             config,
             now,
         ),
+        (_, Event::HeartbeatMissed { silent }) if serving => {
+            let misses = m.heartbeat_misses.saturating_add(1);
+            let reason = format!(
+                "the worker has not answered the runtime heartbeat for {:.1}s (health.heartbeat_timeout)",
+                silent.as_secs_f64()
+            );
+            if misses >= HEARTBEAT_MISSES_TO_RECYCLE {
+                replace(
+                    m,
+                    Replacement {
+                        trigger: RecycleTrigger::Heartbeat,
+                        reason,
+                        gone: false,
+                        // A worker that cannot run cannot finish what it runs.
+                        drain: false,
+                        setup: SetupMode::Full,
+                    },
+                    config,
+                    now,
+                )
+            } else {
+                (
+                    Machine {
+                        state: Unhealthy,
+                        successes: 0,
+                        heartbeat_misses: misses,
+                        reason: Some(reason),
+                        ..m.clone()
+                    },
+                    vec![],
+                )
+            }
+        }
+        (_, Event::HeartbeatAnswered) if serving && m.heartbeat_misses > 0 => {
+            // READY again unless failed checks keep it UNHEALTHY on their own.
+            let next = if m.failures >= health.failure_threshold {
+                Machine {
+                    heartbeat_misses: 0,
+                    ..m.clone()
+                }
+            } else {
+                Machine {
+                    heartbeat_misses: 0,
+                    ..m.to(Ready, None)
+                }
+            };
+            (next, vec![])
+        }
         (_, Event::AllSlotsPoisoned { last }) if serving => replace(
             m,
             Replacement {

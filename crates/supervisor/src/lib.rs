@@ -22,6 +22,8 @@
 //! * [`health_machine`]: the health state machine, one pure function that decides every state,
 //!   recycle, restart budget and backoff.
 //! * [`checks`]: the user healthcheck and `health.command`, coalesced, and the background monitor.
+//! * [`heartbeat`]: the runtime heartbeat on the control channel: a worker that answers nothing for
+//!   `health.heartbeat_timeout` is UNHEALTHY, then recycled.
 //! * [`memory`]: the memory bounds `recycle.max_rss` and `recycle.max_gpu_memory`: the worker tree's
 //!   RSS from `/proc` and its GPU memory from `nvidia-smi`, sampled, and the recycle past them.
 //! * [`hooks`]: `after_healthy` and `before_stop`, run in their own process group with a timeout.
@@ -46,6 +48,7 @@ pub mod error;
 mod executor;
 pub mod health;
 pub mod health_machine;
+pub mod heartbeat;
 pub mod hooks;
 mod lifecycle;
 pub mod memory;

@@ -270,6 +270,7 @@ impl Effects for Lifecycle {
                     .lock()
                     .install(&inner.config, g.clone(), &started.ready, memory);
                 self.spawn_readers(&g, started);
+                self.sup.spawn_heartbeat(g.clone());
                 if sample_memory {
                     self.sup.spawn_memory_sampler(g.clone());
                 }

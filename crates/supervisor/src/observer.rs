@@ -17,6 +17,9 @@ pub enum SupervisorEvent {
         duration: Duration,
         succeeded: bool,
     },
+    /// The worker answered no runtime heartbeat for `health.heartbeat_timeout`
+    /// ([`crate::heartbeat`]).
+    HeartbeatMissed,
     /// One health check ran (the user `healthcheck()` and/or `health.command`).
     HealthcheckFinished { duration: Duration, healthy: bool },
     /// A lifecycle hook (`after_healthy`, `before_stop`) ended with `outcome` (`succeeded`, `failed` or

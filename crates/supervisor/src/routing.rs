@@ -293,6 +293,9 @@ impl Supervisor {
                 ControlResponse::HealthcheckResult { id, status, error } => {
                     self.inner.checks.answer(&id, status, error)
                 }
+                ControlResponse::HeartbeatAck { seq } => {
+                    generation.heartbeat_acks.send_replace(seq);
+                }
                 ControlResponse::ShuttingDown => {
                     tracing::info!(generation = generation.number, "worker shutting down")
                 }

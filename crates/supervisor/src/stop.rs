@@ -1,5 +1,6 @@
 //! Stopping a worker: `shutdown` message → grace → SIGTERM to the group → grace → SIGKILL to the
-//! group and every descendant → reap everything, reparented orphans included.
+//! group and every descendant → reap everything, reparented orphans included. A stopped worker
+//! (SIGSTOP) cannot read the message: it gets SIGTERM and SIGCONT at once.
 
 use std::time::Duration;
 
@@ -52,7 +53,7 @@ where
 {
     let outcome = if exit.borrow().is_some() {
         StopOutcome::AlreadyExited
-    } else if send_shutdown.await && wait_exit(&mut exit, grace).await {
+    } else if !is_stopped(pid) && send_shutdown.await && wait_exit(&mut exit, grace).await {
         StopOutcome::Graceful
     } else {
         let mut exited = Box::pin(async { exit.wait_for(Option::is_some).await.is_ok() });
@@ -68,6 +69,12 @@ where
     };
     sweep(pid, known).await;
     outcome
+}
+
+/// The process is stopped (state `T`, `t`: SIGSTOP, a tracer): it cannot read a shutdown message,
+/// so the stop goes straight to SIGTERM (with SIGCONT, see [`child::terminate_tree`]).
+fn is_stopped(pid: u32) -> bool {
+    crate::procfs::read_stat(pid).is_some_and(|stat| matches!(stat.state, 'T' | 't'))
 }
 
 /// After the worker has exited: kill what is left of its process group and every orphan it left

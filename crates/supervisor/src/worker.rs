@@ -62,6 +62,8 @@ pub struct Generation {
     /// This generation's node in the cancellation tree (a child of the supervisor's): cancelled once
     /// the worker is stopped, which ends the watchers of every prediction it ran.
     pub(crate) token: CancellationToken,
+    /// The last `heartbeat_ack` sequence number the worker sent ([`crate::heartbeat`]).
+    pub(crate) heartbeat_acks: watch::Sender<u64>,
 }
 
 impl Generation {
@@ -321,6 +323,7 @@ pub(crate) async fn start(
                     slot_writers,
                     exit,
                     token: scope.token,
+                    heartbeat_acks: watch::Sender::new(0),
                 }),
                 ready,
                 control_reader: reader,

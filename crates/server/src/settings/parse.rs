@@ -36,6 +36,13 @@ pub const HEALTH_PERIOD: Kind<Option<Duration>> = Kind {
     allowed: "a duration of at least 1s and more than health.timeout, or off",
 };
 
+/// The bound against `health.heartbeat_interval` is checked once both are known
+/// ([`super::Settings`]).
+pub const HEARTBEAT_TIMEOUT: Kind<Option<Duration>> = Kind {
+    parse: |s| optional(s, |s| parse_duration(s).filter(|d| !d.is_zero())),
+    allowed: "a duration more than health.heartbeat_interval, or off",
+};
+
 pub const SLOTS: Kind<u32> = Kind {
     parse: at_least_one,
     allowed: "a whole number of slots, at least 1",

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cogvisor_protocol::{Mode, SchemaRefs};
+use cogvisor_supervisor::heartbeat::HeartbeatConfig;
 use cogvisor_supervisor::{
     BudgetConfig, HealthConfig, HookPolicy, HooksConfig, OnFailure, SupervisorConfig,
     SupervisorObserver,
@@ -140,6 +141,22 @@ keys! {
         kind: parse::HEALTH_PERIOD,
         default: "off",
         help: "run checks in the background this often",
+    },
+    HealthHeartbeatInterval {
+        field: health_heartbeat_interval: Duration,
+        name: "health.heartbeat_interval",
+        flag: "health-heartbeat-interval",
+        kind: parse::NONZERO_DURATION,
+        default: "1s",
+        help: "how often the runtime heartbeat is sent to the worker",
+    },
+    HealthHeartbeatTimeout {
+        field: health_heartbeat_timeout: Option<Duration>,
+        name: "health.heartbeat_timeout",
+        flag: "health-heartbeat-timeout",
+        kind: parse::HEARTBEAT_TIMEOUT,
+        default: "10s",
+        help: "a worker silent this long is UNHEALTHY, twice as long recycled; off: no heartbeat",
     },
     HealthCommand {
         field: health_command: Option<Vec<String>>,
@@ -421,6 +438,11 @@ impl Settings {
                 return Err(layers.bad_value(Key::HealthPeriod));
             }
         }
+        if let Some(timeout) = settings.health_heartbeat_timeout {
+            if timeout <= settings.health_heartbeat_interval {
+                return Err(layers.bad_value(Key::HealthHeartbeatTimeout));
+            }
+        }
         Ok(settings)
     }
 
@@ -452,6 +474,12 @@ impl Settings {
             health: self.health(),
             health_timeout: self.health_timeout,
             health_period: self.health_period,
+            heartbeat: self
+                .health_heartbeat_timeout
+                .map(|timeout| HeartbeatConfig {
+                    interval: self.health_heartbeat_interval,
+                    timeout,
+                }),
             health_command: self.health_command.clone(),
             restart_budget: self.recycle_restart_budget,
             recycle_drain_timeout: self.recycle_drain_timeout,

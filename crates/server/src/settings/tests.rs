@@ -291,3 +291,25 @@ fn names_flags_and_env_names_follow_one_rule() {
     names.dedup();
     assert_eq!(names.len(), Key::ALL.len(), "two keys share a name");
 }
+
+#[test]
+fn the_heartbeat_is_on_by_default_and_its_timeout_must_exceed_its_interval() {
+    let s = Settings::from_layers(&layers(&[])).expect("valid");
+    let rt_config = s
+        .health_heartbeat_timeout
+        .map(|t| (s.health_heartbeat_interval, t));
+    assert_eq!(
+        rt_config,
+        Some((Duration::from_secs(1), Duration::from_secs(10)))
+    );
+    let e = error_of(&[(Key::HealthHeartbeatTimeout, "1s")]);
+    assert!(
+        e.contains("health.heartbeat_timeout=\"1s\"")
+            && e.contains("more than health.heartbeat_interval"),
+        "{e}"
+    );
+    assert!(error_of(&[(Key::HealthHeartbeatInterval, "0s")]).contains("health.heartbeat_interval"));
+    let off =
+        Settings::from_layers(&layers(&[(Key::HealthHeartbeatTimeout, "off")])).expect("valid");
+    assert_eq!(off.health_heartbeat_timeout, None);
+}

@@ -600,3 +600,97 @@ fn starting_ignores_checks_and_recycle_requests() {
         assert!(actions.is_empty());
     }
 }
+
+fn missed(secs: u64) -> Event {
+    Event::HeartbeatMissed {
+        silent: Duration::from_secs(secs),
+    }
+}
+
+#[test]
+fn ready_heartbeat_missed_is_unhealthy_naming_the_heartbeat() {
+    let (m, actions) = step(&at(Ready), missed(10));
+    assert_eq!(m.state, Unhealthy);
+    assert_eq!(m.heartbeat_misses, 1);
+    assert_eq!(
+        m.reason.as_deref(),
+        Some("the worker has not answered the runtime heartbeat for 10.0s (health.heartbeat_timeout)")
+    );
+    assert!(actions.is_empty());
+}
+
+#[test]
+fn unhealthy_heartbeat_answered_is_ready() {
+    let (m, _) = run(
+        at(Ready),
+        &[missed(10), Event::HeartbeatAnswered],
+        &MachineConfig::default(),
+    );
+    assert_eq!((m.state, m.heartbeat_misses, m.reason), (Ready, 0, None));
+}
+
+#[test]
+fn unhealthy_heartbeat_answered_stays_unhealthy_while_checks_fail() {
+    let (m, _) = run(
+        at(Ready),
+        &[failed(), missed(10), Event::HeartbeatAnswered],
+        &MachineConfig::default(),
+    );
+    assert_eq!((m.state, m.heartbeat_misses), (Unhealthy, 0));
+}
+
+#[test]
+fn unhealthy_check_passed_is_not_ready_while_the_heartbeat_is_missed() {
+    let (m, _) = run(
+        at(Ready),
+        &[missed(10), Event::CheckPassed],
+        &MachineConfig::default(),
+    );
+    assert_eq!((m.state, m.heartbeat_misses), (Unhealthy, 1));
+}
+
+#[test]
+fn unhealthy_heartbeat_missed_again_recycles_unplanned_without_draining() {
+    let (m, actions) = run(
+        at(Ready),
+        &[missed(10), missed(20)],
+        &MachineConfig::default(),
+    );
+    assert_eq!(m.state, Recycling);
+    assert_eq!(m.heartbeat_misses, 0);
+    assert_eq!(
+        m.recycle.as_ref().map(|r| r.trigger),
+        Some(RecycleTrigger::Heartbeat)
+    );
+    assert!(RecycleTrigger::Heartbeat.is_unplanned());
+    assert!(!actions.contains(&Action::Drain));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::FailInFlight { error } if error.contains("heartbeat"))));
+    assert_eq!(starts(&actions), vec![(2, SetupMode::Full)]);
+    assert_eq!(m.restarts.recent(), 1);
+}
+
+#[test]
+fn heartbeat_recycles_past_the_restart_budget_are_defunct() {
+    let config = budget(1);
+    let events = [
+        missed(10),
+        missed(20),
+        Event::SetupSucceeded,
+        Event::AfterHealthyDone,
+        missed(10),
+        missed(20),
+    ];
+    let (m, actions) = run(at(Ready), &events, &config);
+    assert_eq!(m.state, Defunct);
+    assert_eq!(starts(&actions), vec![(2, SetupMode::Full)]);
+    assert!(matches!(actions.last(), Some(Action::StopWorker { .. })));
+}
+
+#[test]
+fn recycling_heartbeat_missed_is_ignored() {
+    let m = at(Recycling);
+    let (next, actions) = step(&m, missed(10));
+    assert_eq!((next, actions), (m, vec![]));
+}
