@@ -10,7 +10,7 @@ TEST_BIN := target/debug/cogvisor
 PORT ?= 5000
 HOST ?= 0.0.0.0
 
-.PHONY: build build-test-bin serve test test-suites check-tmp test-rust test-python test-python-oldest test-e2e test-faults lint fmt python-deps e2e-deps clean bench bench-peer wheel maturin maturin-for-tests recycle-plot
+.PHONY: build build-test-bin serve test test-suites test-deps check-tmp test-rust test-python test-python-oldest test-e2e test-faults lint fmt python-deps e2e-deps clean bench bench-peer wheel maturin maturin-for-tests recycle-plot
 
 build:
 	$(CARGO) build --release --locked
@@ -37,7 +37,14 @@ test:
 	else echo "make test: a suite failed; the tests' directories (server logs) are in $$run"; exit 1; fi
 	@$(MAKE) --no-print-directory check-tmp
 
-test-suites: lint test-rust test-python test-python-oldest test-e2e test-faults
+# The Python unit suites (both interpreters) run beside the end-to-end suite: they are small and start
+# no server. The fault suite, which measures latencies and memory, runs alone after them.
+test-suites: lint test-rust test-deps
+	@$(MAKE) --no-print-directory -j3 --output-sync=target test-python test-python-oldest test-e2e
+	@$(MAKE) --no-print-directory test-faults
+
+# Everything the suites install or build, once and in order (two pip runs at once could collide).
+test-deps: build-test-bin e2e-deps maturin-for-tests
 
 check-tmp:
 	@ls -A "$(SYSTEM_TMP)" | LC_ALL=C sort > $(TMP_AFTER)
