@@ -184,17 +184,22 @@ def rss_kib(pid: int) -> int:
 
 
 class RssSampler(threading.Thread):
-    """Samples the RSS of one process every 20 ms and keeps the peak."""
+    """Samples the RSS of one process every 20 ms and keeps the peak, overall and per `phase` (a
+    label the test sets as it goes)."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(name=f"rss-{pid}", daemon=True)
         self.pid = pid
         self.peak = rss_kib(pid)
+        self.phase = "start"
+        self.by_phase: dict[str, int] = {}
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.is_set():
-            self.peak = max(self.peak, rss_kib(self.pid))
+            now = rss_kib(self.pid)
+            self.peak = max(self.peak, now)
+            self.by_phase[self.phase] = max(self.by_phase.get(self.phase, 0), now)
             self._halt.wait(0.02)
 
     def stop(self) -> int:

@@ -3,8 +3,7 @@ and stalled 40 MiB bodies held open throughout, a prediction printing 1 MiB 100 
 subscribers that never read, 100 webhooks with a 1 MiB input to a receiver that never answers, and
 file outputs naming a FIFO and /dev/zero. Meanwhile `/health-check` is polled every 50 ms. Targets
 (docs/limits.md, "Measured"): the server's RSS stays under 256 MiB, `/health-check` answers within
-50 ms, and the worker is never restarted. The latency target is not met yet while the stream prints
-(see the assertions and docs/limits.md)."""
+50 ms, and the worker is never restarted."""
 
 from __future__ import annotations
 
@@ -71,19 +70,19 @@ def test_every_abuse_at_once_stays_in_the_targets(start):
     try:
         # Item 3: idle connections and stalled bodies, held while everything else runs.
         idle = [connect(f.server.port) for _ in range(60)]
-        health.phase = "bodies"
+        health.phase = rss.phase = "bodies"
         for t in body_threads:
             t.start()
         # The bodies arrive (and are held, stalled) before the stream starts: each phase's latency
         # is reported on its own.
         time.sleep(4)
-        health.phase = "sse"
+        health.phase = rss.phase = "sse"
         # Item 1: a printing stream with 20 subscribers that never read.
         create(f, "sse", text="x" * MiB, prints=100, wait=2.0)
         held = [stuck_subscriber(f.server.port, "sse") for _ in range(20)]
         body = wait_done(f, "sse")
         assert body["status"] == "succeeded", {k: v for k, v in body.items() if k != "logs"}
-        health.phase = "webhooks"
+        health.phase = rss.phase = "webhooks"
         # Item 2: webhooks with a 1 MiB input to a receiver that never answers.
         hook = f"http://127.0.0.1:{receiver.port}/hook"
         for i in range(100):
@@ -94,7 +93,7 @@ def test_every_abuse_at_once_stays_in_the_targets(start):
                 headers={"Content-Type": "application/json"},
             )
             assert r.status == 200 and json.loads(r.body)["status"] == "succeeded", r.body[:300]
-        health.phase = "files"
+        health.phase = rss.phase = "files"
         # Item 8: file outputs the server must refuse without reading.
         for mode, why in [("fifo", "is not a regular file: it is a FIFO"), ("dev_zero", "is outside")]:
             status, out = f.predict(mode=mode, timeout=30)
@@ -116,19 +115,22 @@ def test_every_abuse_at_once_stays_in_the_targets(start):
         f"max {latencies[-1] * 1000:.1f} ms"
     )
     for phase, values in health.by_phase.items():
-        print(f"  {phase}: {len(values)} answers, max {max(values) * 1000:.1f} ms")
+        print(
+            f"  {phase}: {len(values)} answers, max {max(values) * 1000:.1f} ms, "
+            f"RSS peak {rss.by_phase.get(phase, 0) // 1024} MiB"
+        )
     assert peak < RSS_LIMIT_KIB, f"server RSS reached {peak // 1024} MiB"
     assert all(s[1] == 200 for s in samples), [s for s in samples if s[1] != 200][:3]
     assert {(s[3], s[4]) for s in samples} == {(1, 0)}, "the worker was restarted"
     assert "RECYCLING" not in {s[2] for s in samples}
     assert len(samples) > 100, len(samples)
-    # The target is 50 ms at all times. Measured (docs/limits.md): met while bodies, webhooks and file
-    # outputs are refused; not yet while a stream prints 1 MiB lines to subscribers that do not read
-    # (hundreds of ms in a debug build). What is asserted is what holds today, so a regression fails.
-    assert statistics.median(latencies) < 0.05, f"median {statistics.median(latencies) * 1000:.1f} ms"
-    for phase in ("bodies", "webhooks"):
-        worst = max(health.by_phase[phase])
-        assert worst < 0.25, f"{phase}: max {worst * 1000:.1f} ms"
-    assert latencies[-1] < 3, f"max {latencies[-1] * 1000:.1f} ms"
+    # The target is 50 ms at all times. Measured on a quiet machine (docs/limits.md): at most 37 ms in
+    # a debug build, 6 ms in a release build, through every phase. The p99 is held to the target (it
+    # was 73-343 ms before SSE events were shared across subscribers); the single worst answer gets
+    # room for the shared machine's scheduler, not for the server's own work.
+    assert p99 < 0.05, f"p99 {p99 * 1000:.1f} ms"
+    for phase, values in health.by_phase.items():
+        worst = max(values)
+        assert worst < 1.0, f"{phase}: max {worst * 1000:.1f} ms"
     f.stop_cleanly(timeout=90)
     receiver.close()

@@ -4,7 +4,8 @@ with a 1 MiB input and a receiver that never answers grew the server past 400 Mi
 the issue's longer run). Now a delivery holds only its payload, shared between attempts, and every
 payload held counts in one budget (`webhooks.max_in_flight` 64, `webhooks.max_in_flight_bytes`
 64 MiB): a non-terminal webhook over half of it is not sent (the next one carries its state), a
-terminal one over all of it is dropped, logged and counted as `outcome="dropped"`."""
+terminal one over all of it is dropped, logged and counted as `outcome="dropped"`. The payloads held
+count in the retention budget too: finished predictions kept for GET get what they leave."""
 
 from __future__ import annotations
 
@@ -111,6 +112,10 @@ def test_webhooks_to_a_receiver_that_never_answers_stay_in_their_budget(start):
             assert json.loads(r.body)["status"] == "succeeded"
         # Past the budget, webhooks are dropped and counted, not held.
         wait_for(lambda: dropped(f) > 0, timeout=30, what="a webhook to be dropped for the budget")
+        # Finished predictions and the deliveries' payloads share the retention budget (64 MiB): with
+        # the deliveries holding all of it, only the newest finished prediction is kept for GET.
+        assert f.server.request("GET", "/predictions/w149").status == 200
+        assert f.server.request("GET", "/predictions/w148").status == 404
         # The server still answers at once while every delivery waits on the receiver.
         status, health = f.server.get_json("/health-check", timeout=5)
         assert status == 200 and health["status"] == "READY", health

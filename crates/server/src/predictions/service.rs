@@ -32,8 +32,8 @@ pub struct ServiceSettings {
     pub retention: Duration,
     /// How many finished predictions are kept at most.
     pub max_retained: usize,
-    /// Approximate bytes (input, outputs, SSE history) of finished predictions kept at most; the
-    /// newest finished one is kept whatever its size.
+    /// Approximate bytes (input, outputs, SSE history) of finished predictions kept at most, less
+    /// what webhook deliveries hold; the newest finished one is kept whatever its size.
     pub max_retained_bytes: usize,
     /// SSE events kept per prediction for late subscribers (COG_STREAM_HISTORY_CAPACITY; 0: none).
     pub history_capacity: usize,
@@ -225,13 +225,18 @@ impl PredictionService {
     }
 
     /// Drops finished predictions past the retention window, the count limit or the byte limit.
+    /// The byte limit is shared with the webhook deliveries: the payloads they hold (each a finished
+    /// prediction's state, being sent or waiting for a retry) count first, and the finished
+    /// predictions kept for `GET` get what is left (the newest is always kept). So a receiver that
+    /// never answers costs no more memory than the retention budget, not that plus the deliveries'.
     pub(super) fn prune(&self, registry: &mut Registry) {
+        let (_, delivering) = self.delivery_budget.in_use();
         registry.prune(
             Instant::now(),
             RetentionLimits {
                 retention: self.settings.retention,
                 max_retained: self.settings.max_retained,
-                max_retained_bytes: self.settings.max_retained_bytes,
+                max_retained_bytes: self.settings.max_retained_bytes.saturating_sub(delivering),
             },
         );
     }
