@@ -239,6 +239,10 @@ pub struct Machine {
     pub successes: u32,
     /// Consecutive runtime heartbeat misses of the serving worker (the second recycles it).
     pub heartbeat_misses: u32,
+    /// While a heartbeat miss is outstanding: whether the checks alone hold the worker UNHEALTHY
+    /// (they did at the first miss, or failed past the threshold since, and have not had
+    /// `success_threshold` good ones since). The answer gives READY back only if they do not.
+    pub checks_unhealthy: bool,
     /// Why the machine is where it is (the last reason that moved it).
     pub reason: Option<String>,
     /// The worker generation being started or serving (1 at boot).
@@ -257,6 +261,7 @@ impl Machine {
             failures: 0,
             successes: 0,
             heartbeat_misses: 0,
+            checks_unhealthy: false,
             reason: None,
             generation: 1,
             restarts: RestartBudget::default(),
@@ -382,6 +387,7 @@ fn replace(
     }
     next.generation = m.generation + 1;
     next.heartbeat_misses = 0;
+    next.checks_unhealthy = false;
     actions.push(Action::StartWorker {
         generation: next.generation,
         setup: r.setup,
@@ -396,6 +402,46 @@ fn replace(
 
 /// Applies one event at time `now`. Pure: same inputs, same outputs.
 pub fn transition(
+    m: &Machine,
+    event: &Event,
+    config: &MachineConfig,
+    now: Instant,
+) -> (Machine, Vec<Action>) {
+    let (mut next, actions) = step(m, event, config, now);
+    if m.heartbeat_misses > 0 && next.heartbeat_misses > 0 {
+        follow_checks_during_a_miss(&mut next, event, &config.health);
+    }
+    (next, actions)
+}
+
+/// The failed checks after which a serving worker is UNHEALTHY: `failure_threshold`, or the
+/// liveness threshold if lower and `on_failure` only logs (higher ones replace the worker).
+fn unhealthy_at(health: &HealthConfig) -> u32 {
+    match health.on_failure {
+        OnFailure::Log => health.failure_threshold.min(health.liveness_threshold),
+        OnFailure::Recycle | OnFailure::Exit => health.failure_threshold,
+    }
+}
+
+/// While a heartbeat miss holds the worker UNHEALTHY, the checks' own verdict goes on: failing past
+/// the threshold makes it UNHEALTHY, `success_threshold` good checks make it READY again.
+fn follow_checks_during_a_miss(next: &mut Machine, event: &Event, health: &HealthConfig) {
+    match event {
+        Event::CheckFailed { .. } if next.failures >= unhealthy_at(health) => {
+            next.checks_unhealthy = true;
+        }
+        Event::CheckPassed
+            if next.checks_unhealthy && next.successes >= health.success_threshold =>
+        {
+            next.checks_unhealthy = false;
+            next.successes = 0;
+        }
+        _ => {}
+    }
+}
+
+/// [`transition`] before the check verdict kept during a heartbeat miss.
+fn step(
     m: &Machine,
     event: &Event,
     config: &MachineConfig,
@@ -566,11 +612,17 @@ pub fn transition(
                     now,
                 )
             } else {
+                // The check streaks go on counting beside the misses: an answer needs them.
+                let checks_unhealthy = if m.heartbeat_misses == 0 {
+                    m.state == Unhealthy
+                } else {
+                    m.checks_unhealthy
+                };
                 (
                     Machine {
                         state: Unhealthy,
-                        successes: 0,
                         heartbeat_misses: misses,
+                        checks_unhealthy,
                         reason: Some(reason),
                         ..m.clone()
                     },
@@ -579,16 +631,21 @@ pub fn transition(
             }
         }
         (_, Event::HeartbeatAnswered) if serving && m.heartbeat_misses > 0 => {
-            // READY again unless failed checks keep it UNHEALTHY on their own.
-            let next = if m.failures >= health.failure_threshold {
+            // READY again exactly when the checks alone would have it READY.
+            let checks_ready = m.failures < unhealthy_at(health) && !m.checks_unhealthy;
+            let next = if checks_ready {
                 Machine {
+                    // A failed check streak below the threshold goes on counting.
+                    failures: m.failures,
                     heartbeat_misses: 0,
-                    ..m.clone()
+                    checks_unhealthy: false,
+                    ..m.to(Ready, None)
                 }
             } else {
                 Machine {
                     heartbeat_misses: 0,
-                    ..m.to(Ready, None)
+                    checks_unhealthy: false,
+                    ..m.clone()
                 }
             };
             (next, vec![])

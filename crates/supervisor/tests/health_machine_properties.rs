@@ -349,3 +349,113 @@ proptest! {
         }
     }
 }
+
+/// Check results and runtime heartbeats interleaved, as a worker that freezes and thaws gives them.
+fn liveness_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        3 => Just(Event::CheckPassed),
+        3 => Just(Event::CheckFailed { reason: "down".into() }),
+        2 => (1u64..=30).prop_map(|s| Event::HeartbeatMissed { silent: Duration::from_secs(s * 10) }),
+        2 => Just(Event::HeartbeatAnswered),
+    ]
+}
+
+/// What the checks alone make of a serving worker, computed without the machine: UNHEALTHY after
+/// the failures that threshold needs, READY again after `success_threshold` good checks.
+#[derive(Debug)]
+struct ChecksAlone {
+    unhealthy: bool,
+    failures: u32,
+    successes: u32,
+}
+
+impl ChecksAlone {
+    fn apply(&mut self, e: &Event, health: &HealthConfig) {
+        let unhealthy_at = match health.on_failure {
+            OnFailure::Log => health.failure_threshold.min(health.liveness_threshold),
+            OnFailure::Recycle | OnFailure::Exit => health.failure_threshold,
+        };
+        match e {
+            Event::CheckFailed { .. } => {
+                self.failures += 1;
+                self.successes = 0;
+                if self.failures >= unhealthy_at {
+                    self.unhealthy = true;
+                }
+            }
+            Event::CheckPassed => {
+                self.failures = 0;
+                if self.unhealthy {
+                    self.successes += 1;
+                    if self.successes >= health.success_threshold {
+                        self.unhealthy = false;
+                        self.successes = 0;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// The heartbeat rules, against misses and check verdicts computed independently of the machine:
+    /// one miss is UNHEALTHY whatever the checks say; two in a row without an answer replace the
+    /// worker (trigger `heartbeat`, no drain, in the restart budget: RECYCLING or DEFUNCT); with no
+    /// miss outstanding the state is exactly what the checks alone make it, so an answer neither
+    /// forgets failed checks nor skips the success threshold.
+    #[test]
+    fn heartbeat_misses_and_answers_keep_their_rules(
+        config in config(),
+        from_unhealthy in any::<bool>(),
+        events in prop::collection::vec(liveness_event(), 0..60),
+    ) {
+        let health = config.health;
+        let mut m = Machine { state: Ready, ..Machine::starting() };
+        let mut checks = ChecksAlone { unhealthy: false, failures: 0, successes: 0 };
+        if from_unhealthy {
+            // Enter UNHEALTHY through the checks themselves.
+            for _ in 0..health.failure_threshold.min(health.liveness_threshold) {
+                let e = Event::CheckFailed { reason: "down".into() };
+                m = transition(&m, &e, &config, Instant::now()).0;
+                checks.apply(&e, &health);
+            }
+            prop_assume!(serving(m.state));
+        }
+        let mut misses = 0u32;
+        let now = Instant::now();
+        for (step, e) in events.iter().enumerate() {
+            let (next, actions) = transition(&m, e, &config, now);
+            let ctx = format!("step {step}: {:?} --{e:?}--> {:?} {actions:?} ({config:?}; checks alone: {checks:?})", m, next);
+            match e {
+                Event::HeartbeatMissed { .. } => misses += 1,
+                Event::HeartbeatAnswered => misses = 0,
+                _ => {}
+            }
+            checks.apply(e, &health);
+            if misses >= 2 {
+                prop_assert!(matches!(next.state, Recycling | Defunct), "two misses keep the worker: {}", ctx);
+                if next.state == Recycling {
+                    prop_assert_eq!(next.recycle.as_ref().map(|r| r.trigger), Some(RecycleTrigger::Heartbeat), "{}", ctx);
+                    prop_assert!(!actions.iter().any(|a| matches!(a, Action::Drain)), "a frozen worker is drained: {}", ctx);
+                    prop_assert!(actions.iter().any(|a| matches!(a, Action::FailInFlight { .. })), "{}", ctx);
+                }
+                break;
+            }
+            if matches!(e, Event::CheckFailed { .. })
+                && checks.failures >= health.liveness_threshold
+                && health.on_failure != OnFailure::Log
+            {
+                // `on_failure` applies (the test above checks how); the heartbeat rules end here.
+                prop_assert!(matches!(next.state, Recycling | Defunct), "{}", ctx);
+                break;
+            }
+            prop_assert_eq!(next.heartbeat_misses, misses, "miss count: {}", ctx);
+            let expected = if misses > 0 || checks.unhealthy { Unhealthy } else { Ready };
+            prop_assert_eq!(next.state, expected, "{}", ctx);
+            m = next;
+        }
+    }
+}

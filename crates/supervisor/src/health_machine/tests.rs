@@ -640,6 +640,52 @@ fn unhealthy_heartbeat_answered_stays_unhealthy_while_checks_fail() {
 }
 
 #[test]
+fn unhealthy_heartbeat_answered_is_ready_only_once_checks_that_failed_before_the_miss_recovered() {
+    let config = health(HealthConfig {
+        success_threshold: 2,
+        ..HealthConfig::default()
+    });
+    let unhealthy = run(at(Ready), &[failed(), missed(10)], &config).0;
+    // One good check of the two the threshold needs: still UNHEALTHY after the answer.
+    let m = run(
+        unhealthy.clone(),
+        &[Event::CheckPassed, Event::HeartbeatAnswered],
+        &config,
+    )
+    .0;
+    assert_eq!(m.state, Unhealthy);
+    // Two: the checks have recovered while the heartbeat was missed, so the answer is READY.
+    let m = run(
+        unhealthy,
+        &[
+            Event::CheckPassed,
+            Event::CheckPassed,
+            Event::HeartbeatAnswered,
+        ],
+        &config,
+    )
+    .0;
+    assert_eq!((m.state, m.heartbeat_misses), (Ready, 0));
+}
+
+#[test]
+fn ready_heartbeat_answered_keeps_the_failed_check_streak() {
+    let config = health(HealthConfig {
+        failure_threshold: 2,
+        ..HealthConfig::default()
+    });
+    let m = run(
+        at(Ready),
+        &[missed(10), failed(), Event::HeartbeatAnswered],
+        &config,
+    )
+    .0;
+    assert_eq!((m.state, m.failures), (Ready, 1));
+    // The second failure in a row is the threshold, the answer between them notwithstanding.
+    assert_eq!(run(m, &[failed()], &config).0.state, Unhealthy);
+}
+
+#[test]
 fn unhealthy_check_passed_is_not_ready_while_the_heartbeat_is_missed() {
     let (m, _) = run(
         at(Ready),
