@@ -30,6 +30,12 @@ serve = _e2e.serve
 from faultlib import FAULT_MODELS, Fault  # noqa: E402
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # `make test` runs the tests marked `alone` after every other suite, on a quiet machine: they
+    # measure latency and memory against targets, which the other suites' load would blur.
+    config.addinivalue_line("markers", "alone: measures latency or memory; run with no other suite beside it")
+
+
 @pytest.fixture
 def start(serve, tmp_path):
     """Factory: `start("faulty", env=...)` serves tests/faults/models/faulty with its own TMPDIR and

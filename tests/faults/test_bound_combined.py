@@ -13,6 +13,7 @@ import statistics
 import threading
 import time
 
+import pytest
 from faultlib import RssSampler
 from test_bound_http import _stalled_body, connect
 from test_bound_sse import create, stuck_subscriber, wait_done
@@ -52,6 +53,7 @@ class HealthPoller(threading.Thread):
         return self.samples
 
 
+@pytest.mark.alone
 def test_every_abuse_at_once_stays_in_the_targets(start):
     f = start("abuse", env={"COGVISOR_HTTP_BODY_READ_TIMEOUT": "30s"})
     rss = RssSampler(f.server.pid)

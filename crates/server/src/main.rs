@@ -75,7 +75,12 @@ fn main() -> ExitCode {
         Err(e) => return settings::cli::fail(&format!("cannot start the async runtime: {e}")),
     };
     let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args, flags)),
+        Command::Serve(args) => runtime.block_on(async {
+            let result = serve(args, flags).await;
+            // What the model printed last is still on its way to the log: let it out, briefly.
+            cogvisor_supervisor::output_log::flush(std::time::Duration::from_secs(2)).await;
+            result
+        }),
         Command::Config(_) => return ExitCode::SUCCESS,
     };
     match result {

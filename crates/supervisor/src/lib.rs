@@ -32,6 +32,9 @@
 //!   stops worker generations.
 //! * `state`: the shared state behind the supervisor's one lock.
 //! * [`model_output`]: what the model prints, in the server's log and in `setup.logs`.
+//! * [`output_log`]: what the model prints during predictions, written to the server's log on a
+//!   thread of its own, within a byte budget, so neither a long line nor a slow stderr holds a
+//!   runtime thread.
 //! * [`setup_log`]: `setup.logs` bounded: its first and last bytes, and a notice of what was dropped.
 //! * [`observer`]: events (recycles, health checks, hooks) for whoever watches, such as metrics.
 //! * [`supervisor`]: the handle tying it together: start, admit, cancel, health, shutdown.
@@ -54,6 +57,7 @@ mod lifecycle;
 pub mod memory;
 pub mod model_output;
 pub mod observer;
+pub mod output_log;
 pub mod payload;
 pub mod prediction;
 pub mod process_tree;

@@ -154,11 +154,12 @@ impl Supervisor {
             );
             return;
         };
-        // The server's log gets what the model printed too, outside the lock: a slow stderr must not
-        // hold up the rest of the supervisor. This slot's messages are handled in order by this one
-        // task, so the line still reaches the prediction before its terminal event.
+        // The server's log gets what the model printed too, on the output log's own thread: a slow
+        // stderr or a 1 MiB line must not hold up a runtime thread (crate::output_log). This slot's
+        // messages are handled in order by this one task, so the line still reaches the prediction
+        // before its terminal event.
         if let PredictionEvent::Log { source, data } = &event {
-            model_output::log_user_output(*source, data, Some(&id));
+            crate::output_log::write(*source, data, &id).await;
         }
         let _ = events.send(event);
     }
