@@ -891,6 +891,16 @@ def scenario_print_flood(ctx: Ctx) -> None:
     ctx.with_servers("printer", None, run)
 
 
+def scenario_pool_cpu(ctx: Ctx) -> None:
+    """A sync model that spins 50 ms of CPU per prediction, 2 clients; cogvisor with `workers.count: 2`
+    (each worker its own process, so each its own core), the peer with its one worker."""
+    load_scenario(
+        ctx, "CPU-bound sync 50 ms, 2 clients, cogvisor workers.count 2", "burner", "/predictions",
+        {"input": {"ms": 50}}, 2, env={"COGVISOR_WORKERS_COUNT": "2"},
+        targets={"rps": ("≥ 1.8×", ge_ratio(1.8))},
+    )
+
+
 SCENARIOS: dict[str, Callable[[Ctx], None]] = {
     "trivial_sync_1": scenario_trivial_sync_1,
     "trivial_sync_4": scenario_trivial_sync_4,
@@ -909,6 +919,7 @@ SCENARIOS: dict[str, Callable[[Ctx], None]] = {
     "print_flood": scenario_print_flood,
     "lifecycle": scenario_lifecycle,
     "recycle": scenario_recycle,
+    "pool_cpu": scenario_pool_cpu,
 }
 
 

@@ -242,9 +242,10 @@ class Server:
     def health(self) -> dict:
         status, body = self.get_json("/health-check", timeout=30)
         assert status == 200, f"/health-check answered {status}: {body!r}\n{self.stderr_tail()}"
-        pid = (body.get("worker") or {}).get("pid")
-        if isinstance(pid, int):
-            self.worker_pids.add(pid)
+        for worker in [body.get("worker") or {}, *(body.get("workers") or [])]:
+            pid = worker.get("pid")
+            if isinstance(pid, int):
+                self.worker_pids.add(pid)
         return body
 
     def wait_status(self, *statuses: str, timeout: float = 30) -> dict:

@@ -29,6 +29,10 @@ impl Serialize for HealthBody {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let h = &self.0;
         let mut map = serializer.serialize_map(None)?;
+        // A pool (`workers.count` > 1): its size and ready workers, and every worker under `workers`.
+        if let Some(pool) = &h.pool {
+            map.serialize_entry("pool", pool)?;
+        }
         if let Some(reason) = &h.reason {
             map.serialize_entry("reason", reason)?;
         }
@@ -40,6 +44,9 @@ impl Serialize for HealthBody {
         }
         map.serialize_entry("version", &Version(h))?;
         map.serialize_entry("worker", &h.worker)?;
+        if let Some(pool) = &h.pool {
+            map.serialize_entry("workers", &pool.members)?;
+        }
         map.end()
     }
 }
@@ -191,6 +198,47 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn a_pools_health_body_adds_the_pool_and_every_worker() {
+        use cogvisor_supervisor::{PoolRecord, PoolWorkerRecord};
+        let mut h = crate::metrics::tests::health(HealthStatus::Ready, 2, 1, 0);
+        let worker = |index: u32, status, generation: u64| {
+            let mut one = crate::metrics::tests::health(status, 1, 0, 0);
+            one.worker.generation = generation;
+            one.worker.restarts = generation - 1;
+            one.worker.pid = Some(100 + index);
+            PoolWorkerRecord {
+                index,
+                status,
+                reason: (status == HealthStatus::Recycling)
+                    .then(|| "max_predictions reached (3)".to_owned()),
+                worker: one.worker,
+                slots: one.slots,
+            }
+        };
+        h.pool = Some(PoolRecord {
+            workers: 2,
+            ready: 1,
+            members: vec![
+                worker(0, HealthStatus::Recycling, 4),
+                worker(1, HealthStatus::Ready, 3),
+            ],
+        });
+        let body = serde_json::to_value(HealthBody(h)).unwrap_or_default();
+        insta::assert_json_snapshot!(
+            "pool_health_body",
+            serde_json::json!({"pool": body["pool"], "workers": body["workers"], "slots": body["slots"]})
+        );
+        let keys: Vec<&str> = body
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            keys,
+            ["pool", "setup", "slots", "status", "version", "worker", "workers"]
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use cogvisor_protocol::Mode;
-use cogvisor_supervisor::Supervisor;
+use cogvisor_supervisor::WorkerPool;
 use serde_json::{json, Value};
 
 use crate::health_routes;
@@ -27,7 +27,7 @@ use crate::shutdown::ShutdownTrigger;
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
-    pub supervisor: Supervisor,
+    pub supervisor: WorkerPool,
     pub predictions: Arc<PredictionService>,
     shutdown: ShutdownTrigger,
     schemas: Arc<Mutex<SchemaCache>>,
@@ -50,7 +50,7 @@ struct SchemaCache {
 
 impl AppState {
     pub fn new(
-        supervisor: Supervisor,
+        supervisor: WorkerPool,
         mode: Mode,
         settings: ServiceSettings,
         shutdown: ShutdownTrigger,

@@ -526,6 +526,7 @@ pub(crate) mod tests {
             sdk_version: None,
             reason: None,
             user_healthcheck_error: None,
+            pool: None,
         }
     }
 

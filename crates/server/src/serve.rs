@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 use cogvisor_protocol::Mode;
 use cogvisor_supervisor::runtime_dir::RuntimeDir;
-use cogvisor_supervisor::Supervisor;
+use cogvisor_supervisor::WorkerPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -130,7 +130,7 @@ pub async fn serve(args: ServeArgs, flags: settings::Flags) -> Result<(), ServeE
         Some(dir) => dir.clone(),
         None => embedded::write_python_tree(runtime_dir.path())?,
     };
-    let config = settings.supervisor_config(settings::Runtime {
+    let configs = settings.worker_configs(settings::Runtime {
         model_dir: model_dir.clone(),
         predictor_ref: resolved.predictor_ref.clone(),
         mode: resolved.mode,
@@ -145,12 +145,13 @@ pub async fn serve(args: ServeArgs, flags: settings::Flags) -> Result<(), ServeE
         model_dir = %model_dir.display(),
         predictor = %resolved.predictor_ref,
         concurrency = settings.concurrency,
+        workers = settings.workers_count,
         %addr,
         "cogvisor {} (compatible with Cog {}) starting",
         version::COGVISOR_VERSION,
         version::COG_VERSION
     );
-    let supervisor = Supervisor::start_with_shutdown(config, runtime_dir, &process).await?;
+    let supervisor = WorkerPool::start(configs, runtime_dir, &process).await?;
 
     tasks.spawn(shutdown::listen_for_signals(
         trigger.clone(),

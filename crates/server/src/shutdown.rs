@@ -17,7 +17,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use cogvisor_supervisor::Supervisor;
+use cogvisor_supervisor::WorkerPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::predictions::PredictionService;
@@ -98,7 +98,7 @@ pub const DELIVERY_DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct Drain {
     pub predictions: Arc<PredictionService>,
-    pub supervisor: Supervisor,
+    pub supervisor: WorkerPool,
     /// The process root: cancelled once the drain is over, which stops the supervisor.
     pub process: CancellationToken,
     /// How long running predictions may take to finish (`shutdown_drain_timeout`).

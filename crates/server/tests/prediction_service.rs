@@ -12,7 +12,7 @@ use base64::Engine;
 use cogvisor_server::predictions::{PredictionService, ServiceSettings, Status};
 use cogvisor_server::schema::Kind;
 use cogvisor_supervisor::runtime_dir::RuntimeDir;
-use cogvisor_supervisor::{HealthStatus, Supervisor, SupervisorConfig};
+use cogvisor_supervisor::{HealthStatus, Supervisor, SupervisorConfig, WorkerPool};
 use serde_json::{json, Value};
 
 const PREDICT_PY: &str = r#"
@@ -57,7 +57,7 @@ async fn a_file_output_is_a_data_url_and_its_directory_is_gone_once_filed() {
     let outputs = runtime.path().join("outputs");
     let mut config = SupervisorConfig::new(&model, "predict.py:Predictor");
     config.python_path = vec![repo().join("python")];
-    let supervisor = Supervisor::start(config, runtime).await.expect("start");
+    let supervisor = WorkerPool::single(Supervisor::start(config, runtime).await.expect("start"));
     let mut status = supervisor.watch_status();
     tokio::time::timeout(
         Duration::from_secs(60),

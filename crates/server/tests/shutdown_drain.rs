@@ -14,7 +14,7 @@ use cogvisor_server::predictions::{ServiceSettings, Status};
 use cogvisor_server::schema::Kind;
 use cogvisor_server::{http, serve, shutdown};
 use cogvisor_supervisor::runtime_dir::RuntimeDir;
-use cogvisor_supervisor::{HealthStatus, Supervisor, SupervisorConfig};
+use cogvisor_supervisor::{HealthStatus, SupervisorConfig, WorkerPool};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -49,7 +49,7 @@ async fn a_trigger_drains_then_stops_and_every_task_has_ended() {
     let process = CancellationToken::new();
     let trigger = shutdown::ShutdownTrigger::under(&process);
     let tasks = TaskTracker::new();
-    let supervisor = Supervisor::start_with_shutdown(config, runtime, &process)
+    let supervisor = WorkerPool::start(vec![config], runtime, &process)
         .await
         .expect("start");
     let mut status = supervisor.watch_status();

@@ -25,8 +25,14 @@ pub struct SupervisorConfig {
     pub python: String,
     /// Directories put first on the worker's PYTHONPATH (the embedded `cog` and `cogvisor_worker`).
     pub python_path: Vec<PathBuf>,
-    /// Number of slots (concurrent predictions).
+    /// Number of slots (concurrent predictions) of each worker.
     pub concurrency: u32,
+    /// This worker's place in the pool (`workers.count`), 0 for the only one: part of its slot
+    /// socket and output names, and its `COGVISOR_WORKER_INDEX`.
+    pub worker_index: u32,
+    /// Variables set in this worker's environment on top of what it inherits (`workers.env`,
+    /// `workers.devices`), already substituted for this worker.
+    pub worker_env: Vec<(String, String)>,
     /// Bound on the whole start-up, spawn to `ready`. `None`: no bound.
     pub setup_timeout: Option<Duration>,
     /// Each wait of the stop sequence (after the shutdown message, after SIGTERM).
@@ -82,6 +88,8 @@ impl SupervisorConfig {
             python: "python3".into(),
             python_path: Vec::new(),
             concurrency: 1,
+            worker_index: 0,
+            worker_env: Vec::new(),
             setup_timeout: None,
             stop_grace: Duration::from_secs(5),
             runtime_parent: None,

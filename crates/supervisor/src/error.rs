@@ -39,6 +39,9 @@ pub enum SupervisorError {
          or run where nvidia-smi lists a GPU"
     )]
     NoGpu(String),
+
+    #[error("a worker pool needs at least one worker (workers.count)")]
+    NoWorkers,
 }
 
 /// Why a prediction was not admitted.

@@ -125,4 +125,32 @@ pub struct HealthSnapshot {
     pub reason: Option<String>,
     /// The last user healthcheck / monitor failure text, Cog's `user_healthcheck_error`.
     pub user_healthcheck_error: Option<String>,
+    /// With more than one worker (`workers.count`): the pool's size and how many are ready, and
+    /// every worker. `None` with one worker, whose snapshot is all of the above.
+    pub pool: Option<PoolRecord>,
+}
+
+/// The pool as `/health-check` shows it (`pool` and `workers`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolRecord {
+    /// `workers.count`.
+    pub workers: u32,
+    /// Workers that would admit a prediction now or are merely busy (READY, BUSY).
+    pub ready: u32,
+    /// Every worker, by index.
+    #[serde(skip)]
+    pub members: Vec<PoolWorkerRecord>,
+}
+
+/// One worker of a pool, as `/health-check` lists it under `workers`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolWorkerRecord {
+    pub index: u32,
+    /// This worker's own state, BUSY derived.
+    pub status: HealthStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(flatten)]
+    pub worker: WorkerRecord,
+    pub slots: SlotsRecord,
 }

@@ -37,7 +37,9 @@
 //!   runtime thread.
 //! * [`setup_log`]: `setup.logs` bounded: its first and last bytes, and a notice of what was dropped.
 //! * [`observer`]: events (recycles, health checks, hooks) for whoever watches, such as metrics.
-//! * [`supervisor`]: the handle tying it together: start, admit, cancel, health, shutdown.
+//! * [`pool`]: the worker pool (`workers.count`), one supervisor per worker behind the handle the
+//!   server uses: admission to a worker with an idle slot, the pool's health, rolling recycles.
+//! * [`supervisor`]: one worker's handle tying it together: start, admit, cancel, health, shutdown.
 //! * `routing`: what the worker sends, routed to predictions, checks and the health machine.
 //! * `scope`: the supervisor's part of the one cancellation tree (supervisor → generation →
 //!   prediction) and the one tracker of every task it starts, which shutdown waits on.
@@ -59,6 +61,7 @@ pub mod model_output;
 pub mod observer;
 pub mod output_log;
 pub mod payload;
+pub mod pool;
 pub mod prediction;
 pub mod process_tree;
 pub mod procfs;
@@ -77,11 +80,14 @@ pub mod worker;
 
 pub use config::SupervisorConfig;
 pub use error::{AdmitError, SupervisorError};
-pub use health::{HealthSnapshot, HealthStatus, RecycleRecord, SetupStatus};
+pub use health::{
+    HealthSnapshot, HealthStatus, PoolRecord, PoolWorkerRecord, RecycleRecord, SetupStatus,
+};
 pub use health_machine::{HealthConfig, OnFailure, RecycleTrigger};
 pub use hooks::{HookPolicy, HooksConfig};
 pub use memory::WorkerMemory;
 pub use observer::{SupervisorEvent, SupervisorObserver};
+pub use pool::WorkerPool;
 pub use prediction::{PredictionEvent, PredictionRequest, PredictionStream};
 pub use restart_budget::BudgetConfig;
 pub use supervisor::Supervisor;

@@ -2,10 +2,10 @@
 //!
 //! ```text
 //! cogvisor-XXXXXX/          0700
-//!   slot-<generation>-<n>.sock   slot sockets (filesystem sockets, not abstract ones: any process in
+//!   slot-<worker>-<generation>-<n>.sock   slot sockets (filesystem sockets, not abstract ones: any process in
 //!                                the network namespace could connect to an abstract socket)
 //!   spill/                  spill files in both directions
-//!   outputs/<n>/            one directory per prediction with file outputs (the worker creates it on
+//!   outputs/<worker>-<n>/   one directory per prediction with file outputs (the worker creates it on
 //!                           its first file), removed after it ends
 //!   python/                 the embedded worker and SDK (written by the server crate)
 //!   owner                   "<pid> <start time>" of the cogvisor that owns it
@@ -69,11 +69,11 @@ impl RuntimeDir {
         self.dir.path().join("outputs")
     }
 
-    /// The socket path of `slot` in worker `generation`.
-    pub fn slot_socket(&self, generation: u64, slot: u32) -> PathBuf {
+    /// The socket path of `slot` in generation `generation` of pool worker `worker`.
+    pub fn slot_socket(&self, worker: u32, generation: u64, slot: u32) -> PathBuf {
         self.dir
             .path()
-            .join(format!("slot-{generation}-{slot}.sock"))
+            .join(format!("slot-{worker}-{generation}-{slot}.sock"))
     }
 }
 

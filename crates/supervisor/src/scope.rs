@@ -51,6 +51,15 @@ impl Scope {
     {
         self.tasks.spawn(task);
     }
+
+    /// [`Scope::spawn`], with a handle to wait for the task by. Dropping the handle does not stop the
+    /// task: for work a caller waits on but must not be able to cut short by going away.
+    pub(crate) fn spawn_joined<F>(&self, task: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task)
+    }
 }
 
 /// Waits `limit`, unless `token` is cancelled first. True when the time ran out (the watched thing

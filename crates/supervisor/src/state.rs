@@ -41,6 +41,8 @@ pub(crate) struct State {
     pub(crate) user_healthcheck_error: Option<String>,
     /// Predictions cancelled for running past `predict_timeout`: they end `failed`, not `canceled`.
     pub(crate) timed_out: HashSet<String>,
+    /// In a pool: a planned recycle waiting for its turn (`pool.rs`); the worker serves meanwhile.
+    pub(crate) deferred_recycle: Option<crate::health_machine::Event>,
 }
 
 /// The current worker's setup: what `/health-check` shows as `setup`, its logs bounded.
@@ -97,6 +99,7 @@ impl State {
             memory: None,
             user_healthcheck_error: None,
             timed_out: HashSet::new(),
+            deferred_recycle: None,
         }
     }
 
@@ -173,6 +176,8 @@ impl State {
         });
         self.user_healthcheck_error = None;
         self.timed_out.clear();
+        // A recycle asked of the worker this one replaces is done.
+        self.deferred_recycle = None;
     }
 
     /// The worker exited by itself; the stop that follows clears it.

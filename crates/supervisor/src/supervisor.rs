@@ -31,7 +31,8 @@ pub fn now_rfc3339() -> String {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) config: SupervisorConfig,
-    pub(crate) runtime: RuntimeDir,
+    /// Shared by every worker of a pool.
+    pub(crate) runtime: Arc<RuntimeDir>,
     pub(crate) spawner: Spawner,
     pub(crate) state: StdMutex<State>,
     /// The health machine's rules: thresholds, `on_failure`, the restart budget.
@@ -56,6 +57,39 @@ pub(crate) struct Inner {
     /// Names the next prediction's output directory (`outputs/<n>`): unique in this process's
     /// private runtime directory, and no `getrandom` call per prediction.
     pub(crate) next_output_dir: std::sync::atomic::AtomicU64,
+    /// In a pool of more than one worker: where a planned recycle waits its turn, so recycles roll
+    /// one worker at a time (`pool.rs`). `None`: recycles start at once.
+    pub(crate) roll: Option<crate::pool::RollQueue>,
+}
+
+/// What the workers of one pool share: the runtime directory and the spawner (one set of known
+/// children, so one orphan reaper never reaps another worker's child).
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    pub(crate) runtime: Arc<RuntimeDir>,
+    pub(crate) spawner: Spawner,
+}
+
+impl Shared {
+    /// Makes this process a subreaper, starts the spawner thread and, when `recycle.max_gpu_memory`
+    /// is set, checks that a GPU is visible.
+    pub(crate) async fn create(
+        config: &SupervisorConfig,
+        runtime: RuntimeDir,
+    ) -> Result<Self, SupervisorError> {
+        crate::process_tree::become_subreaper().map_err(SupervisorError::Subreaper)?;
+        let spawner = Spawner::start(KnownChildren::default())?;
+        if config.max_gpu_memory.is_some() {
+            let gpus = crate::memory::detect_gpu(&spawner, crate::memory::NVIDIA_SMI)
+                .await
+                .map_err(SupervisorError::NoGpu)?;
+            tracing::info!(gpus, "recycle.max_gpu_memory: nvidia-smi lists the GPUs");
+        }
+        Ok(Self {
+            runtime: Arc::new(runtime),
+            spawner,
+        })
+    }
 }
 
 /// The handle the HTTP layer uses. Cheap to clone.
@@ -90,6 +124,26 @@ impl Inner {
     /// Feeds `event` to the machine with the state lock held (so the change is visible the moment the
     /// lock is released) and sends its actions to the executor. True when the machine acted.
     pub(crate) fn handle(&self, state: &mut State, event: Event) -> bool {
+        if let (Some(roll), Event::RecycleRequested { trigger, .. }) = (&self.roll, &event) {
+            let serving = matches!(
+                state.machine.state,
+                HealthStatus::Ready | HealthStatus::Unhealthy
+            );
+            if serving && !trigger.is_unplanned() {
+                // One worker of several: the recycle waits its turn (the worker keeps serving
+                // meanwhile), so the others serve while it is replaced.
+                if state.deferred_recycle.is_none() {
+                    state.deferred_recycle = Some(event);
+                    roll.request(self.config.worker_index);
+                }
+                return true;
+            }
+        }
+        self.handle_now(state, event)
+    }
+
+    /// [`Inner::handle`] without waiting for a pool's turn.
+    pub(crate) fn handle_now(&self, state: &mut State, event: Event) -> bool {
         let actions = self.apply_locked(state, event);
         if actions.is_empty() {
             return false;
@@ -154,17 +208,21 @@ impl Supervisor {
         runtime: RuntimeDir,
         shutdown: &CancellationToken,
     ) -> Result<Self, SupervisorError> {
-        crate::process_tree::become_subreaper().map_err(SupervisorError::Subreaper)?;
+        let shared = Shared::create(&config, runtime).await?;
+        let supervisor = Self::start_member(config, &shared, shutdown, None);
+        supervisor.reap_orphans();
+        Ok(supervisor)
+    }
+
+    /// Starts one worker's supervisor on `shared` (a pool's, or its own), its recycles queued on
+    /// `roll` when it is one worker of several.
+    pub(crate) fn start_member(
+        config: SupervisorConfig,
+        shared: &Shared,
+        shutdown: &CancellationToken,
+        roll: Option<crate::pool::RollQueue>,
+    ) -> Self {
         let scope = Scope::under(shutdown);
-        let known = KnownChildren::default();
-        let spawner = Spawner::start(known.clone())?;
-        if config.max_gpu_memory.is_some() {
-            let gpus = crate::memory::detect_gpu(&spawner, crate::memory::NVIDIA_SMI)
-                .await
-                .map_err(SupervisorError::NoGpu)?;
-            tracing::info!(gpus, "recycle.max_gpu_memory: nvidia-smi lists the GPUs");
-        }
-        spawn_orphan_reaper(&scope, known);
         let (actions, actions_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             actions,
@@ -180,9 +238,10 @@ impl Supervisor {
             checks: crate::checks::Checks::default(),
             next_output_dir: std::sync::atomic::AtomicU64::new(0),
             state: StdMutex::new(State::new(&config)),
+            roll,
             config,
-            runtime,
-            spawner,
+            runtime: shared.runtime.clone(),
+            spawner: shared.spawner.clone(),
         });
         let supervisor = Supervisor { inner };
         let mut lifecycle = crate::lifecycle::Lifecycle::new(supervisor.clone(), actions_rx);
@@ -192,7 +251,13 @@ impl Supervisor {
             crate::executor::run(&mut lifecycle, Machine::boot().1).await
         });
         supervisor.spawn_monitor();
-        Ok(supervisor)
+        supervisor
+    }
+
+    /// Reaps the zombies of orphans reparented to this process until this supervisor shuts down
+    /// (one per process: the first worker of a pool runs it).
+    pub(crate) fn reap_orphans(&self) {
+        spawn_orphan_reaper(&self.inner.scope, self.inner.spawner.known().clone());
     }
 
     /// The private runtime directory.
@@ -237,6 +302,7 @@ impl Supervisor {
             sdk_version: state.sdk_version.clone(),
             reason: state.machine.reason.clone(),
             user_healthcheck_error: state.user_healthcheck_error.clone(),
+            pool: None,
         }
     }
 
@@ -280,7 +346,10 @@ impl Supervisor {
             .next_output_dir
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let output_dir = OutputDir(
-            self.inner.runtime.outputs_dir().join(n.to_string()),
+            self.inner
+                .runtime
+                .outputs_dir()
+                .join(format!("{}-{n}", self.inner.config.worker_index)),
             request.id.clone(),
         );
         let stream = PredictionStream {
@@ -289,12 +358,22 @@ impl Supervisor {
             output_dir,
         };
         let id = request.id.clone();
-        match self
-            .dispatch(&generation, slot, request, stream.output_dir())
-            .await
-        {
-            Ok(()) => self.watch_deadline(generation, slot, id, ended),
-            Err(error) => self.poison_slot(&generation, slot, &error),
+        // The slot is taken: from here the prediction must reach the worker (or poison the slot)
+        // even if the caller goes away. A client that disconnects drops the HTTP handler's future,
+        // and with it this one; dropped halfway through `dispatch`, the slot stayed busy forever
+        // (the worker never got the prediction, so nothing ever freed it), and a half-written frame
+        // would corrupt the slot's channel. So the dispatch runs on a task of its own, awaited here.
+        let this = self.clone();
+        let output_dir = stream.output_dir().to_path_buf();
+        let dispatched = self.inner.scope.spawn_joined(async move {
+            match this.dispatch(&generation, slot, request, &output_dir).await {
+                Ok(()) => this.watch_deadline(generation, slot, id, ended),
+                Err(error) => this.poison_slot(&generation, slot, &error),
+            }
+        });
+        // A panic in the task is the only error; the slot is then poisoned by nobody, so say so.
+        if let Err(e) = dispatched.await {
+            tracing::error!(error = %e, "the dispatch of a prediction failed");
         }
         Ok(stream)
     }

@@ -187,7 +187,7 @@ pub(crate) async fn start(
     let mut listeners = Vec::new();
     let mut sockets = Vec::new();
     for slot in 0..config.concurrency {
-        let path = runtime.slot_socket(number, slot);
+        let path = runtime.slot_socket(config.worker_index, number, slot);
         let _ = tokio::fs::remove_file(&path).await;
         let listener = UnixListener::bind(&path).map_err(|source| {
             fail(StartError::Bind {
@@ -217,7 +217,12 @@ pub(crate) async fn start(
         .env("COGVISOR_GENERATION", number.to_string())
         // Inherited by everything the model starts: the worker's group guard finds daemons that left
         // the process group by it when the supervisor is SIGKILLed (python/cogvisor_worker/guard.py).
-        .env("COGVISOR_TREE_ID", tree_id(runtime.path(), number))
+        .env(
+            "COGVISOR_TREE_ID",
+            tree_id(runtime.path(), config.worker_index, number),
+        )
+        .env("COGVISOR_WORKER_INDEX", config.worker_index.to_string())
+        .envs(config.worker_env.iter().map(|(k, v)| (k, v)))
         .env(
             "COGVISOR_HEALTHCHECK_TIMEOUT",
             config.health_timeout.as_secs_f64().to_string(),
@@ -452,8 +457,8 @@ pub(crate) fn watch_exit_in(
 }
 
 /// The mark of one worker's process tree: unique per runtime directory and generation.
-fn tree_id(runtime_dir: &std::path::Path, generation: u64) -> String {
-    format!("{}#{generation}", runtime_dir.display())
+fn tree_id(runtime_dir: &std::path::Path, worker: u32, generation: u64) -> String {
+    format!("{}#{worker}.{generation}", runtime_dir.display())
 }
 
 /// PYTHONPATH for the worker: our directories first, then whatever the environment had.

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use cogvisor_supervisor::{AdmitError, PredictionRequest, Supervisor};
+use cogvisor_supervisor::{AdmitError, PredictionRequest, WorkerPool};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -100,7 +100,7 @@ pub fn shutdown_cancel_reason(why: &str, deadline: Duration) -> String {
 /// Creates, runs, finds and cancels predictions.
 #[derive(Debug)]
 pub struct PredictionService {
-    pub(super) supervisor: Supervisor,
+    pub(super) supervisor: WorkerPool,
     pub(super) settings: ServiceSettings,
     pub(super) registry: Mutex<Registry>,
     /// The webhook sender tasks, so shutdown can wait for terminal webhooks to be delivered.
@@ -114,7 +114,7 @@ pub struct PredictionService {
 }
 
 impl PredictionService {
-    pub fn new(supervisor: Supervisor, settings: ServiceSettings) -> Arc<Self> {
+    pub fn new(supervisor: WorkerPool, settings: ServiceSettings) -> Arc<Self> {
         let transport = Arc::new(HttpTransport {
             client: settings.http.clone(),
             auth_token: settings.webhook.auth_token.clone(),

@@ -138,6 +138,57 @@ pub const MEMORY_CHECK_INTERVAL: Kind<Duration> = Kind {
     allowed: "a duration of at least 100ms, such as 500ms or 1s",
 };
 
+/// The most workers a pool may have.
+pub const MAX_WORKERS: u32 = 64;
+
+pub const WORKERS: Kind<u32> = Kind {
+    parse: |s| {
+        s.parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_WORKERS).contains(n))
+    },
+    allowed: "a whole number of workers, 1 to 64",
+};
+
+/// `workers.devices`: a comma-separated list of device names (`0,1` or `GPU-uuid,...`).
+pub const DEVICES: Kind<Option<Vec<String>>> = Kind {
+    parse: |s| optional(s, parse_devices),
+    allowed: "a comma-separated list of devices such as 0,1 (no spaces inside a name), or none",
+};
+
+fn parse_devices(s: &str) -> Option<Vec<String>> {
+    let devices: Vec<String> = s.split(',').map(|d| d.trim().to_owned()).collect();
+    let valid = devices
+        .iter()
+        .all(|d| !d.is_empty() && !d.contains(char::is_whitespace));
+    valid.then_some(devices)
+}
+
+/// Variables the worker must never be given through `workers.env`: secrets the server keeps from
+/// model code (docs/limits.md).
+pub const SECRET_NAMES: &[&str] = &["COGVISOR_ADMIN_TOKEN", "WEBHOOK_AUTH_TOKEN"];
+
+/// `workers.env`: space-separated `NAME=VALUE` pairs, `{index}` and `{device}` substituted per worker.
+pub const WORKER_ENV: Kind<Vec<(String, String)>> = Kind {
+    parse: |s| optional(s, parse_worker_env).map(Option::unwrap_or_default),
+    allowed: "space-separated NAME=VALUE pairs (VALUE may use {index} and {device}; not COGVISOR_ADMIN_TOKEN or WEBHOOK_AUTH_TOKEN), or none",
+};
+
+fn parse_worker_env(s: &str) -> Option<Vec<(String, String)>> {
+    s.split_whitespace()
+        .map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            let mut chars = name.chars();
+            let first_ok = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+            let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            (first_ok && rest_ok && !SECRET_NAMES.contains(&name))
+                .then(|| (name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
 fn at_least_one(s: &str) -> Option<u32> {
     s.parse::<u32>().ok().filter(|n| *n >= 1)
 }

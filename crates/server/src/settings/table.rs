@@ -118,6 +118,30 @@ keys! {
         default: "none",
         help: "a prediction running longer is cancelled",
     },
+    WorkersCount {
+        field: workers_count: u32,
+        name: "workers.count",
+        flag: "workers-count",
+        kind: parse::WORKERS,
+        default: "1",
+        help: "worker processes, each with its own process group, slots (concurrency) and generation; a prediction goes to a worker with a free slot, and planned recycles roll one worker at a time",
+    },
+    WorkersDevices {
+        field: workers_devices: Option<Vec<String>>,
+        name: "workers.devices",
+        flag: "workers-devices",
+        kind: parse::DEVICES,
+        default: "none",
+        help: "devices handed out to the workers in turn (worker i gets the (i mod n)-th), as {device} in workers.env; with no workers.env each worker gets CUDA_VISIBLE_DEVICES={device}",
+    },
+    WorkersEnv {
+        field: workers_env: Vec<(String, String)>,
+        name: "workers.env",
+        flag: "workers-env",
+        kind: parse::WORKER_ENV,
+        default: "none",
+        help: "variables set in each worker's environment, {index} (0, 1, ...) and {device} substituted for that worker",
+    },
     CancelGrace {
         field: cancel_grace: Duration,
         name: "cancel_grace",
@@ -438,6 +462,13 @@ impl Settings {
                 return Err(layers.bad_value(Key::HealthPeriod));
             }
         }
+        let uses_device = settings
+            .workers_env
+            .iter()
+            .any(|(_, value)| value.contains("{device}"));
+        if uses_device && settings.workers_devices.is_none() {
+            return Err(layers.bad_value(Key::WorkersEnv));
+        }
         if let Some(timeout) = settings.health_heartbeat_timeout {
             if timeout <= settings.health_heartbeat_interval {
                 return Err(layers.bad_value(Key::HealthHeartbeatTimeout));
@@ -456,6 +487,44 @@ impl Settings {
         }
     }
 
+    /// Worker `index`'s own variables: `workers.env` with `{index}` and `{device}` substituted, or
+    /// `CUDA_VISIBLE_DEVICES` alone when only `workers.devices` is set.
+    pub fn worker_env(&self, index: u32) -> Vec<(String, String)> {
+        let device = self.workers_devices.as_ref().and_then(|devices| {
+            let at = usize::try_from(index).unwrap_or(0) % devices.len().max(1);
+            devices.get(at).cloned()
+        });
+        if self.workers_env.is_empty() {
+            return device
+                .map(|d| vec![("CUDA_VISIBLE_DEVICES".to_owned(), d)])
+                .unwrap_or_default();
+        }
+        self.workers_env
+            .iter()
+            .map(|(name, value)| {
+                let value = value.replace("{index}", &index.to_string());
+                let value = match &device {
+                    Some(d) => value.replace("{device}", d),
+                    None => value,
+                };
+                (name.clone(), value)
+            })
+            .collect()
+    }
+
+    /// One supervisor configuration per worker of the pool (`workers.count`), each with its index and
+    /// its own variables.
+    pub fn worker_configs(&self, rt: Runtime) -> Vec<SupervisorConfig> {
+        let first = self.supervisor_config(rt);
+        (0..self.workers_count)
+            .map(|index| SupervisorConfig {
+                worker_index: index,
+                worker_env: self.worker_env(index),
+                ..first.clone()
+            })
+            .collect()
+    }
+
     /// The whole supervisor configuration. Every field is named (no `..`), so a field added to
     /// [`SupervisorConfig`] does not compile until it is decided here.
     pub fn supervisor_config(&self, rt: Runtime) -> SupervisorConfig {
@@ -469,6 +538,8 @@ impl Settings {
             runtime_parent: rt.runtime_parent,
             observer: rt.observer,
             concurrency: self.concurrency,
+            worker_index: 0,
+            worker_env: self.worker_env(0),
             setup_timeout: self.setup_timeout,
             stop_grace: self.stop_grace,
             health: self.health(),

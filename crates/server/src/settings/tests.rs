@@ -313,3 +313,67 @@ fn the_heartbeat_is_on_by_default_and_its_timeout_must_exceed_its_interval() {
         Settings::from_layers(&layers(&[(Key::HealthHeartbeatTimeout, "off")])).expect("valid");
     assert_eq!(off.health_heartbeat_timeout, None);
 }
+
+#[test]
+fn one_worker_by_default_and_a_pool_gives_each_worker_its_index() {
+    assert_eq!(defaults().workers_count, 1);
+    assert_eq!(defaults().worker_configs(runtime()).len(), 1);
+    let s = Settings::from_layers(&layers(&[(Key::WorkersCount, "3")])).expect("settings");
+    let configs = s.worker_configs(runtime());
+    let indices: Vec<u32> = configs.iter().map(|c| c.worker_index).collect();
+    assert_eq!(indices, [0, 1, 2]);
+    assert!(configs.iter().all(|c| c.worker_env.is_empty()));
+}
+
+#[test]
+fn devices_are_handed_out_in_turn() {
+    let s = Settings::from_layers(&layers(&[
+        (Key::WorkersCount, "3"),
+        (Key::WorkersDevices, "0,1"),
+    ]))
+    .expect("settings");
+    let env: Vec<_> = (0..3).map(|i| s.worker_env(i)).collect();
+    let cuda = |d: &str| vec![("CUDA_VISIBLE_DEVICES".to_owned(), d.to_owned())];
+    assert_eq!(env, [cuda("0"), cuda("1"), cuda("0")]);
+}
+
+#[test]
+fn workers_env_substitutes_index_and_device() {
+    let s = Settings::from_layers(&layers(&[
+        (Key::WorkersDevices, "GPU-a,GPU-b"),
+        (
+            Key::WorkersEnv,
+            "NVIDIA_VISIBLE_DEVICES={device} SHARD={index}",
+        ),
+    ]))
+    .expect("settings");
+    assert_eq!(
+        s.worker_env(1),
+        [
+            ("NVIDIA_VISIBLE_DEVICES".to_owned(), "GPU-b".to_owned()),
+            ("SHARD".to_owned(), "1".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn bad_worker_settings_are_refused_naming_the_key() {
+    for (key, value) in [
+        (Key::WorkersCount, "0"),
+        (Key::WorkersCount, "65"),
+        (Key::WorkersDevices, "0,,1"),
+        (Key::WorkersEnv, "NOEQUALS"),
+        (Key::WorkersEnv, "1BAD=x"),
+        (Key::WorkersEnv, "COGVISOR_ADMIN_TOKEN=x"),
+        (Key::WorkersEnv, "WEBHOOK_AUTH_TOKEN=x"),
+    ] {
+        let e = error_of(&[(key, value)]);
+        assert!(
+            e.contains(key.name()) && e.contains(value),
+            "{key:?} {value}: {e}"
+        );
+    }
+    // {device} needs a list of devices.
+    let e = error_of(&[(Key::WorkersEnv, "CUDA_VISIBLE_DEVICES={device}")]);
+    assert!(e.contains("workers.env"), "{e}");
+}

@@ -67,5 +67,6 @@ pub fn health(
         sdk_version: None,
         reason: None,
         user_healthcheck_error: None,
+        pool: None,
     }
 }

@@ -36,7 +36,7 @@ def _output_dir() -> str:
     ]
     if not dirs:
         raise RuntimeError("no running Prediction in this process")
-    newest = max(dirs, key=lambda d: int(os.path.basename(d)) if os.path.basename(d).isdigit() else -1)
+    newest = max(dirs, key=lambda d: int(os.path.basename(d).rpartition("-")[2] or -1))
     os.makedirs(newest, exist_ok=True)
     return newest
 
