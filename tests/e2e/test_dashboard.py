@@ -121,7 +121,8 @@ def _exported(server) -> tuple[dict[str, list[dict[str, str]]], dict[str, str]]:
 
 
 def test_every_query_of_the_dashboard_and_the_alerts_uses_exported_series(serve):
-    series, families = _exported(serve("hello"))
+    # Two workers, so the per-worker families of a pool have series too.
+    series, families = _exported(serve("hello", env={"COGVISOR_WORKERS_COUNT": "2"}))
     dash = json.loads(DASHBOARD.read_text())
     rules = yaml.safe_load(ALERTS.read_text())
     exprs = list(_dashboard_exprs(dash)) + list(_alert_exprs(rules))

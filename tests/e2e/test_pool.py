@@ -110,3 +110,12 @@ def test_twenty_planned_recycles_roll_under_a_client_without_a_503(serve):
     h = server.health()
     assert h["pool"]["workers"] == 2, h
     wait_for(lambda: server.health()["pool"]["ready"] == 2, timeout=60, what="both workers back")
+    # /metrics has each worker's generation, as /health-check does.
+    h = server.health()
+    r = server.request("GET", "/metrics")
+    assert r.status == 200, r.body
+    text = r.body.decode()
+    for w in h["workers"]:
+        line = f'cogvisor_pool_worker_generation{{worker="{w["index"]}"}} {w["generation"]}'
+        assert line in text.splitlines(), (line, [ln for ln in text.splitlines() if "pool_worker" in ln])
+    assert f'cogvisor_pool_worker_state{{worker="1",state="READY"}} 1' in text.splitlines(), text

@@ -202,30 +202,7 @@ mod tests {
 
     #[test]
     fn a_pools_health_body_adds_the_pool_and_every_worker() {
-        use cogvisor_supervisor::{PoolRecord, PoolWorkerRecord};
-        let mut h = crate::metrics::tests::health(HealthStatus::Ready, 2, 1, 0);
-        let worker = |index: u32, status, generation: u64| {
-            let mut one = crate::metrics::tests::health(status, 1, 0, 0);
-            one.worker.generation = generation;
-            one.worker.restarts = generation - 1;
-            one.worker.pid = Some(100 + index);
-            PoolWorkerRecord {
-                index,
-                status,
-                reason: (status == HealthStatus::Recycling)
-                    .then(|| "max_predictions reached (3)".to_owned()),
-                worker: one.worker,
-                slots: one.slots,
-            }
-        };
-        h.pool = Some(PoolRecord {
-            workers: 2,
-            ready: 1,
-            members: vec![
-                worker(0, HealthStatus::Recycling, 4),
-                worker(1, HealthStatus::Ready, 3),
-            ],
-        });
+        let h = crate::metrics::tests::pool_health();
         let body = serde_json::to_value(HealthBody(h)).unwrap_or_default();
         insta::assert_json_snapshot!(
             "pool_health_body",

@@ -170,7 +170,9 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
     );
     let metrics = state.predictions.metrics();
-    metrics.set_worker_memory(&state.supervisor.worker_memory().await);
+    let each = state.supervisor.worker_memories().await;
+    metrics.set_worker_memory(&cogvisor_supervisor::total_memory(&each));
+    metrics.set_pool_memory(&each);
     match metrics.render(&state.supervisor.health(), format) {
         Ok(text) => ([(header::CONTENT_TYPE, format.content_type())], text).into_response(),
         Err(e) => {

@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use cogvisor_supervisor::health::SlotsRecord;
 use cogvisor_supervisor::{
     HealthSnapshot, HealthStatus, RecycleTrigger, SupervisorEvent, SupervisorObserver, WorkerMemory,
 };
@@ -90,6 +91,19 @@ struct KindLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
+    state: &'static str,
+}
+
+/// One worker of a pool (`workers.count` > 1), by index.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: u32,
+}
+
+/// One worker of a pool and one state (a health state or a slot state).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerStateLabels {
+    worker: u32,
     state: &'static str,
 }
 
@@ -199,6 +213,11 @@ pub struct Metrics {
     /// No labels; no series while there is nothing to show (no worker, no GPU sample).
     worker_rss: Family<NoLabels, Gauge>,
     worker_gpu_memory: Family<NoLabels, Gauge>,
+    /// Per worker of a pool; no series with one worker (the families above are that worker).
+    pool_worker_state: Family<WorkerStateLabels, Gauge>,
+    pool_worker_slots: Family<WorkerStateLabels, Gauge>,
+    pool_worker_generation: Family<WorkerLabels, Gauge>,
+    pool_worker_rss: Family<WorkerLabels, Gauge>,
 }
 
 /// The label set of a gauge with none, kept in a family so it can have no series at all.
@@ -299,6 +318,31 @@ impl Metrics {
             Unit::Bytes,
             worker_gpu_memory.clone(),
         );
+        let pool_worker_state = Family::<WorkerStateLabels, Gauge>::default();
+        registry.register(
+            "pool_worker_state",
+            "With workers.count > 1: 1 for each worker's own health state, 0 for its others",
+            pool_worker_state.clone(),
+        );
+        let pool_worker_slots = Family::<WorkerStateLabels, Gauge>::default();
+        registry.register(
+            "pool_worker_slots",
+            "With workers.count > 1: each worker's slots by state (busy, idle, poisoned)",
+            pool_worker_slots.clone(),
+        );
+        let pool_worker_generation = Family::<WorkerLabels, Gauge>::default();
+        registry.register(
+            "pool_worker_generation",
+            "With workers.count > 1: each worker's generation (1 at start, one more per recycle or restart)",
+            pool_worker_generation.clone(),
+        );
+        let pool_worker_rss = Family::<WorkerLabels, Gauge>::default();
+        registry.register_with_unit(
+            "pool_worker_rss",
+            "With workers.count > 1: resident set size of each worker's process tree; read at each scrape",
+            Unit::Bytes,
+            pool_worker_rss.clone(),
+        );
         let metrics = Self {
             registry,
             predictions,
@@ -314,6 +358,10 @@ impl Metrics {
             hook_runs,
             worker_rss,
             worker_gpu_memory,
+            pool_worker_state,
+            pool_worker_slots,
+            pool_worker_generation,
+            pool_worker_rss,
         };
         metrics.create_known_series();
         metrics
@@ -404,6 +452,22 @@ impl Metrics {
         }
     }
 
+    /// Sets each pool worker's RSS gauge (by index); with one worker (`each` shorter than 2) there is
+    /// none, `worker_rss` is that worker's.
+    pub fn set_pool_memory(&self, each: &[WorkerMemory]) {
+        self.pool_worker_rss.clear();
+        if each.len() < 2 {
+            return;
+        }
+        for (index, memory) in (0u32..).zip(each) {
+            if let Some(bytes) = memory.rss_bytes {
+                self.pool_worker_rss
+                    .get_or_create(&WorkerLabels { worker: index })
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
     /// The metrics as text in `format`, with the gauges set from `health` first.
     pub fn render(
         &self,
@@ -424,14 +488,7 @@ impl Metrics {
     }
 
     fn set_gauges(&self, health: &HealthSnapshot) {
-        let total = i64::from(health.slots.total);
-        let busy = i64::from(health.slots.busy);
-        let poisoned = health.slots.poisoned.len() as i64;
-        for (state, value) in [
-            ("busy", busy),
-            ("idle", (total - busy - poisoned).max(0)),
-            ("poisoned", poisoned),
-        ] {
+        for (state, value) in slot_counts(&health.slots) {
             self.slots.get_or_create(&StateLabels { state }).set(value);
         }
         for state in STATES {
@@ -441,7 +498,44 @@ impl Metrics {
                 })
                 .set(i64::from(state == health.status));
         }
+        self.pool_worker_state.clear();
+        self.pool_worker_slots.clear();
+        self.pool_worker_generation.clear();
+        let Some(pool) = &health.pool else {
+            return;
+        };
+        for member in &pool.members {
+            let worker = member.index;
+            for state in STATES {
+                self.pool_worker_state
+                    .get_or_create(&WorkerStateLabels {
+                        worker,
+                        state: state.as_str(),
+                    })
+                    .set(i64::from(state == member.status));
+            }
+            for (state, value) in slot_counts(&member.slots) {
+                self.pool_worker_slots
+                    .get_or_create(&WorkerStateLabels { worker, state })
+                    .set(value);
+            }
+            self.pool_worker_generation
+                .get_or_create(&WorkerLabels { worker })
+                .set(i64::try_from(member.worker.generation).unwrap_or(i64::MAX));
+        }
     }
+}
+
+/// Busy, idle and poisoned slots of `slots`.
+fn slot_counts(slots: &SlotsRecord) -> [(&'static str, i64); 3] {
+    let total = i64::from(slots.total);
+    let busy = i64::from(slots.busy);
+    let poisoned = slots.poisoned.len() as i64;
+    [
+        ("busy", busy),
+        ("idle", (total - busy - poisoned).max(0)),
+        ("poisoned", poisoned),
+    ]
 }
 
 impl SupervisorObserver for Metrics {
@@ -528,6 +622,84 @@ pub(crate) mod tests {
             user_healthcheck_error: None,
             pool: None,
         }
+    }
+
+    /// A pool of two workers: worker 0 RECYCLING at generation 4, worker 1 READY at generation 3,
+    /// one busy slot of two in the pool.
+    pub(crate) fn pool_health() -> HealthSnapshot {
+        use cogvisor_supervisor::{PoolRecord, PoolWorkerRecord};
+        let mut h = health(HealthStatus::Ready, 2, 1, 0);
+        let worker = |index: u32, status, generation: u64| {
+            let mut one = health(status, 1, 0, 0);
+            one.worker.generation = generation;
+            one.worker.restarts = generation - 1;
+            one.worker.pid = Some(100 + index);
+            PoolWorkerRecord {
+                index,
+                status,
+                reason: (status == HealthStatus::Recycling)
+                    .then(|| "max_predictions reached (3)".to_owned()),
+                worker: one.worker,
+                slots: one.slots,
+            }
+        };
+        h.pool = Some(PoolRecord {
+            workers: 2,
+            ready: 1,
+            members: vec![
+                worker(0, HealthStatus::Recycling, 4),
+                worker(1, HealthStatus::Ready, 3),
+            ],
+        });
+        h
+    }
+
+    #[test]
+    fn a_pool_has_each_workers_state_slots_generation_and_rss_and_one_worker_has_none() {
+        let m = Metrics::new();
+        let mut h = pool_health();
+        if let Some(pool) = &mut h.pool {
+            pool.members[1].slots.busy = 1;
+        }
+        m.set_pool_memory(&[
+            WorkerMemory {
+                rss_bytes: Some(300),
+                gpu_bytes: None,
+            },
+            WorkerMemory {
+                rss_bytes: Some(500),
+                gpu_bytes: None,
+            },
+        ]);
+        let text = m.render(&h, Format::Prometheus).expect("render");
+        let got = lines(&text);
+        for want in [
+            r#"cogvisor_pool_worker_state{worker="0",state="RECYCLING"} 1"#,
+            r#"cogvisor_pool_worker_state{worker="0",state="READY"} 0"#,
+            r#"cogvisor_pool_worker_state{worker="1",state="READY"} 1"#,
+            r#"cogvisor_pool_worker_slots{worker="0",state="idle"} 1"#,
+            r#"cogvisor_pool_worker_slots{worker="1",state="busy"} 1"#,
+            r#"cogvisor_pool_worker_slots{worker="1",state="idle"} 0"#,
+            r#"cogvisor_pool_worker_generation{worker="0"} 4"#,
+            r#"cogvisor_pool_worker_generation{worker="1"} 3"#,
+            r#"cogvisor_pool_worker_rss_bytes{worker="0"} 300"#,
+            r#"cogvisor_pool_worker_rss_bytes{worker="1"} 500"#,
+        ] {
+            assert!(got.contains(&want), "missing {want:?} in\n{text}");
+        }
+
+        // Back to one worker (or a pool seen as one): the per-worker series go away.
+        m.set_pool_memory(&[WorkerMemory {
+            rss_bytes: Some(300),
+            gpu_bytes: None,
+        }]);
+        let text = m
+            .render(&health(HealthStatus::Ready, 1, 0, 0), Format::Prometheus)
+            .expect("render");
+        assert!(
+            !text.lines().any(|l| l.starts_with("cogvisor_pool_")),
+            "{text}"
+        );
     }
 
     fn lines(text: &str) -> Vec<&str> {
@@ -714,8 +886,18 @@ pub(crate) mod tests {
             rss_bytes: Some(1),
             gpu_bytes: Some(1),
         });
+        m.set_pool_memory(&[
+            WorkerMemory {
+                rss_bytes: Some(1),
+                gpu_bytes: None,
+            },
+            WorkerMemory {
+                rss_bytes: Some(1),
+                gpu_bytes: None,
+            },
+        ]);
         let text = m
-            .render(&health(HealthStatus::Ready, 1, 0, 0), Format::Prometheus)
+            .render(&pool_health(), Format::Prometheus)
             .expect("render");
         let mut exported = Vec::new();
         for line in text.lines() {
@@ -729,7 +911,7 @@ pub(crate) mod tests {
                 assert!(doc.contains(&row), "docs/metrics.md lacks the row {row:?}");
             }
         }
-        assert_eq!(exported.len(), 13, "{exported:?}");
+        assert_eq!(exported.len(), 17, "{exported:?}");
         for line in doc.lines() {
             if let Some(rest) = line.strip_prefix("| `cogvisor_") {
                 let name = format!("cogvisor_{}", rest.split('`').next().unwrap_or_default());

@@ -87,7 +87,7 @@ pub use health_machine::{HealthConfig, OnFailure, RecycleTrigger};
 pub use hooks::{HookPolicy, HooksConfig};
 pub use memory::WorkerMemory;
 pub use observer::{SupervisorEvent, SupervisorObserver};
-pub use pool::WorkerPool;
+pub use pool::{total_memory, WorkerPool};
 pub use prediction::{PredictionEvent, PredictionRequest, PredictionStream};
 pub use restart_budget::BudgetConfig;
 pub use supervisor::Supervisor;

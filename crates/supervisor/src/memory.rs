@@ -159,6 +159,12 @@ impl Bound {
         self.baseline > self.configured
     }
 
+    /// An eighth past the limit: a worker of a pool that waits its turn to be recycled (and serves
+    /// meanwhile, when no other worker can) is recycled at once past it, so the bound holds.
+    pub fn ceiling(&self) -> u64 {
+        self.limit.saturating_add(self.limit / 8)
+    }
+
     /// The recycle's reason when `used` (by `count` processes) is past the limit.
     pub fn check(&self, used: u64, count: usize, note: &str) -> Option<String> {
         if used <= self.limit {
@@ -481,6 +487,16 @@ impl MemoryWatch {
             })
     }
 
+    /// True when an RSS reading (or the last GPU sample) is past its bound's [`Bound::ceiling`].
+    pub(crate) fn past_ceiling(&self, rss_bytes: u64) -> bool {
+        let rss = self.rss.as_ref().is_some_and(|b| rss_bytes > b.ceiling());
+        let gpu = match (self.gpu.as_ref(), self.last_gpu) {
+            (Some(bound), Some(used)) => used > bound.ceiling(),
+            _ => false,
+        };
+        rss || gpu
+    }
+
     /// Checks an RSS reading against `recycle.max_rss`.
     pub(crate) fn check_rss(&self, bytes: u64, counted: usize) -> Option<(RecycleTrigger, String)> {
         let reason = self.rss.as_ref()?.check(bytes, counted, "")?;
@@ -609,7 +625,11 @@ impl Supervisor {
             _ => None,
         };
         if let Some((trigger, reason)) = verdict {
-            self.raise_memory_recycle(&mut state, generation, trigger, reason);
+            let urgent = state
+                .memory
+                .as_ref()
+                .is_some_and(|w| w.past_ceiling(sample.rss.bytes));
+            self.raise_memory_recycle(&mut state, generation, trigger, reason, urgent);
         }
     }
 
@@ -628,14 +648,34 @@ impl Supervisor {
     }
 
     /// Asks the machine for a memory recycle (planned, like `recycle.max_predictions`'s), with the
-    /// state lock held.
+    /// state lock held. `urgent` (past the bound's [`Bound::ceiling`]): a worker of a pool does not
+    /// wait its turn any longer; the recycle starts now, whatever the other workers are doing.
     pub(crate) fn raise_memory_recycle(
         &self,
         state: &mut crate::state::State,
         generation: &Generation,
         trigger: RecycleTrigger,
         reason: String,
+        urgent: bool,
     ) {
+        if urgent && self.inner.roll.is_some() {
+            tracing::warn!(
+                generation = generation.number,
+                trigger = trigger.as_str(),
+                reason,
+                "worker an eighth past its memory bound while waiting its turn; recycling it now"
+            );
+            state.deferred_recycle = None;
+            let event = Event::RecycleRequested {
+                trigger,
+                reason: format!(
+                    "{reason}, and an eighth past it: recycled without waiting its turn"
+                ),
+                rerun_setup: false,
+            };
+            self.inner.handle_now(state, event);
+            return;
+        }
         tracing::info!(
             generation = generation.number,
             trigger = trigger.as_str(),
@@ -729,6 +769,23 @@ mod tests {
             vec![7, 8],
             "the next end-of-prediction check reads the new tree"
         );
+    }
+
+    #[test]
+    fn a_worker_an_eighth_past_its_bound_is_past_the_ceiling() {
+        let w = MemoryWatch::after_setup(&config(Some(400 * MB), None), 1, &sample(25 * MB, &[7]))
+            .expect("watch");
+        assert!(
+            !w.past_ceiling(425 * MB),
+            "past the bound, under the ceiling"
+        );
+        assert!(!w.past_ceiling(450 * MB), "at the ceiling is not past it");
+        assert!(w.past_ceiling(450 * MB + 1));
+        // A worker whose limit is baseline + bound has its ceiling an eighth past that.
+        let high =
+            MemoryWatch::after_setup(&config(Some(100 * MB), None), 1, &sample(150 * MB, &[7]))
+                .expect("watch");
+        assert!(!high.past_ceiling(281 * MB) && high.past_ceiling(282 * MB));
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! group, slots, generation and health machine, behind the one handle the HTTP layer uses.
 //!
 //! ```text
-//!   predict ──► the first worker with an idle slot ──► 409 only when every worker is full,
+//!   predict ──► the first worker with an idle slot (one waiting to be recycled last)
+//!                                                  ──► 409 only when every worker is full,
 //!                                                      503 only when none serves
 //!   health  ──► READY while any worker is; `pool` and `workers` beside Cog's keys (more than one)
 //!   a planned recycle of worker i (model, admin, max_predictions, memory)
 //!           ──► deferred in worker i (it keeps serving) ──► the roll task: once no other worker
 //!               is starting or recycling, worker i recycles; the next waits until it is back
+//!           (a memory recycle an eighth past its bound does not wait: crate::memory)
 //! ```
 //!
 //! Unplanned replacements (a crash, liveness, a silent heartbeat, every slot poisoned) do not wait:
@@ -141,7 +143,11 @@ impl WorkerPool {
             return Err(AdmitError::DuplicateId(request.id));
         }
         let mut refused = None;
-        for member in self.members.iter() {
+        // A worker waiting its turn to be recycled is tried last: it serves only when no other
+        // worker can, so it does not keep growing past a memory bound while the others idle.
+        let (waiting, free): (Vec<&Supervisor>, Vec<&Supervisor>) =
+            self.members.iter().partition(|m| m.awaits_recycle());
+        for member in free.into_iter().chain(waiting) {
             match member.predict(request.clone()).await {
                 Ok(stream) => return Ok(stream),
                 Err(e @ (AdmitError::ShuttingDown | AdmitError::DuplicateId(_))) => return Err(e),
@@ -192,19 +198,14 @@ impl WorkerPool {
             .fold(false, |any, asked| any | asked)
     }
 
+    /// The memory of each worker's tree, by index.
+    pub async fn worker_memories(&self) -> Vec<WorkerMemory> {
+        join_all(self.members.iter().map(Supervisor::worker_memory)).await
+    }
+
     /// The memory of every worker's tree, added up.
     pub async fn worker_memory(&self) -> WorkerMemory {
-        let each = join_all(self.members.iter().map(Supervisor::worker_memory)).await;
-        each.into_iter().fold(WorkerMemory::default(), |sum, m| {
-            let add = |a: Option<u64>, b: Option<u64>| match (a, b) {
-                (None, None) => None,
-                (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
-            };
-            WorkerMemory {
-                rss_bytes: add(sum.rss_bytes, m.rss_bytes),
-                gpu_bytes: add(sum.gpu_bytes, m.gpu_bytes),
-            }
-        })
+        total_memory(&self.worker_memories().await)
     }
 
     /// Tasks running in every worker's supervisor and the pool's own.
@@ -231,6 +232,11 @@ impl Supervisor {
         self.inner.lock().pool.find(id).is_some()
     }
 
+    /// True while this worker holds a planned recycle that waits for its turn in the pool.
+    pub(crate) fn awaits_recycle(&self) -> bool {
+        self.inner.lock().deferred_recycle.is_some()
+    }
+
     /// Starts the recycle this worker deferred for its turn, if it still has one and still serves.
     /// True when the recycle started.
     pub(crate) fn start_deferred_recycle(&self) -> bool {
@@ -240,6 +246,20 @@ impl Supervisor {
             None => false,
         }
     }
+}
+
+/// `each` added up; a total is `None` only when every worker's is.
+pub fn total_memory(each: &[WorkerMemory]) -> WorkerMemory {
+    each.iter().fold(WorkerMemory::default(), |sum, m| {
+        let add = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        WorkerMemory {
+            rss_bytes: add(sum.rss_bytes, m.rss_bytes),
+            gpu_bytes: add(sum.gpu_bytes, m.gpu_bytes),
+        }
+    })
 }
 
 /// A worker that is being started or replaced: the next recycle waits until it is not.

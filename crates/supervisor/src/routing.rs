@@ -225,12 +225,13 @@ impl Supervisor {
             }
             let past_rss = rss.and_then(|(bytes, counted)| {
                 let watch = state.memory.as_ref()?;
-                (watch.generation == generation.number)
+                let (trigger, reason) = (watch.generation == generation.number)
                     .then(|| watch.check_rss(bytes, counted))
-                    .flatten()
+                    .flatten()?;
+                Some((trigger, reason, watch.past_ceiling(bytes)))
             });
-            if let Some((trigger, reason)) = past_rss {
-                self.raise_memory_recycle(&mut state, generation, trigger, reason);
+            if let Some((trigger, reason, urgent)) = past_rss {
+                self.raise_memory_recycle(&mut state, generation, trigger, reason, urgent);
             }
             running
         };
