@@ -15,19 +15,21 @@ from helpers import MODELS, descendants, free_port, is_alive, last_line, process
 MB = 1_000_000
 
 
+def _vm_rss(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def tree_rss(root: int) -> int:
     """The summed VmRSS of every live process below `root` (the supervisor): its workers and what they
     started. Pages shared between processes count once per process, as cogvisor counts them."""
-    total = 0
-    for p in descendants(root, processes()):
-        try:
-            status = Path(f"/proc/{p.pid}/status").read_text()
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-    return total
+    return sum(_vm_rss(p.pid) for p in descendants(root, processes()))
 
 
 class RssSampler:
@@ -71,17 +73,6 @@ class WorkerRssSampler(RssSampler):
                 total += rss
             self.peak = max(self.peak, total)
             self.samples += 1
-
-
-def _vm_rss(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return 0
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def predict_until_admitted(server, input, timeout=60):
