@@ -56,6 +56,12 @@ pub struct SupervisorConfig {
     pub restart_budget: BudgetConfig,
     /// How long a recycle lets in-flight predictions finish before cancelling them.
     pub recycle_drain_timeout: Duration,
+    /// `recycle.overlap`: a planned recycle of the one worker sets its successor up while it keeps
+    /// serving, and swaps when the successor is READY (`pool.rs`). One worker only.
+    pub recycle_overlap: bool,
+    /// With `recycle_overlap`: how long a prediction the old worker no longer admits (it is an
+    /// eighth past its memory bound) waits for its successor before the 503.
+    pub recycle_overlap_wait: Duration,
     /// Recycle after this many predictions per worker (plus up to `max_predictions_jitter`).
     pub max_predictions: Option<u64>,
     pub max_predictions_jitter: u64,
@@ -101,6 +107,8 @@ impl SupervisorConfig {
             health_command: None,
             restart_budget: BudgetConfig::default(),
             recycle_drain_timeout: Duration::from_secs(30),
+            recycle_overlap: false,
+            recycle_overlap_wait: Duration::from_secs(30),
             max_predictions: None,
             max_predictions_jitter: 0,
             max_rss: None,

@@ -42,6 +42,9 @@ pub enum SupervisorError {
 
     #[error("a worker pool needs at least one worker (workers.count)")]
     NoWorkers,
+
+    #[error("recycle.overlap is for one worker; a pool of {workers} (workers.count) already recycles one worker at a time while the others serve")]
+    OverlapInPool { workers: usize },
 }
 
 /// Why a prediction was not admitted.

@@ -400,6 +400,51 @@ fn replace(
     (next, actions)
 }
 
+/// The machine of the worker that succeeds `m`'s with `recycle.overlap` (`pool.rs`): `m`'s worker
+/// keeps serving while this one starts RECYCLING at the next generation, with `m`'s restart budget
+/// and last recycle, for the recycle `event` asks (a planned [`Event::RecycleRequested`]). `None`
+/// for any other event, or when `m` is not serving: the recycle then happens in place. Pure.
+pub fn successor(m: &Machine, event: &Event, now: Instant) -> Option<(Machine, Vec<Action>)> {
+    let Event::RecycleRequested {
+        trigger,
+        reason,
+        rerun_setup,
+    } = event
+    else {
+        return None;
+    };
+    let serving = matches!(
+        m.state,
+        HealthStatus::Ready | HealthStatus::Unhealthy | HealthStatus::Busy
+    );
+    if !serving || trigger.is_unplanned() {
+        return None;
+    }
+    let generation = m.generation + 1;
+    let setup = if *rerun_setup {
+        SetupMode::Full
+    } else {
+        SetupMode::Recycle
+    };
+    let next = Machine {
+        state: HealthStatus::Recycling,
+        failures: 0,
+        successes: 0,
+        heartbeat_misses: 0,
+        checks_unhealthy: false,
+        reason: Some(reason.clone()),
+        generation,
+        restarts: m.restarts.clone(),
+        recycle: Some(RecycleStarted {
+            trigger: *trigger,
+            reason: reason.clone(),
+            since: now,
+        }),
+        last_recycle: m.last_recycle.clone(),
+    };
+    Some((next, vec![Action::StartWorker { generation, setup }]))
+}
+
 /// Applies one event at time `now`. Pure: same inputs, same outputs.
 pub fn transition(
     m: &Machine,

@@ -212,6 +212,15 @@ impl Effects for Lifecycle {
             return Err(ShuttingDown);
         }
         let inner = self.sup.inner.clone();
+        if inner.lock().superseded {
+            // Its successor has this generation's number and takes its place: this supervisor
+            // ends (`pool.rs` shuts it down).
+            tracing::info!(
+                generation,
+                "not starting a worker: its successor is being set up"
+            );
+            return Err(ShuttingDown);
+        }
         inner.lock().setup_started(&inner.config, generation);
         let start = worker::start(
             &inner.config,

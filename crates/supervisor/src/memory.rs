@@ -649,7 +649,8 @@ impl Supervisor {
 
     /// Asks the machine for a memory recycle (planned, like `recycle.max_predictions`'s), with the
     /// state lock held. `urgent` (past the bound's [`Bound::ceiling`]): a worker of a pool does not
-    /// wait its turn any longer; the recycle starts now, whatever the other workers are doing.
+    /// wait its turn any longer; the recycle starts now, whatever the other workers are doing. With
+    /// `recycle.overlap`, the worker admits nothing more until its successor takes over.
     pub(crate) fn raise_memory_recycle(
         &self,
         state: &mut crate::state::State,
@@ -658,6 +659,28 @@ impl Supervisor {
         reason: String,
         urgent: bool,
     ) {
+        if urgent && self.inner.config.recycle_overlap {
+            // Its successor is being set up (or is about to be): the worker stops growing by
+            // admitting nothing more, and finishes what it runs until the successor takes over.
+            if state.closed.is_none() {
+                tracing::warn!(
+                    generation = generation.number,
+                    trigger = trigger.as_str(),
+                    reason,
+                    "worker an eighth past its memory bound; admitting nothing more until its successor is ready"
+                );
+                state.closed = Some(format!(
+                    "{reason}, and an eighth past it: the next worker is being set up"
+                ));
+            }
+            let event = Event::RecycleRequested {
+                trigger,
+                reason,
+                rerun_setup: false,
+            };
+            self.inner.handle(state, event);
+            return;
+        }
         if urgent && self.inner.roll.is_some() {
             tracing::warn!(
                 generation = generation.number,

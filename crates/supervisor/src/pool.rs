@@ -14,9 +14,18 @@
 //!
 //! Unplanned replacements (a crash, liveness, a silent heartbeat, every slot poisoned) do not wait:
 //! the worker is already unusable. With one worker the pool is that worker, unchanged: nothing is
-//! deferred and the snapshot has no `pool`.
+//! deferred and the snapshot has no `pool`, unless `recycle.overlap` is on:
+//!
+//! ```text
+//!   deferred in the worker (it keeps serving) ──► the roll task starts its successor (next
+//!   generation, RECYCLING, `health_machine::successor`) beside it ──► successor READY: swap, the
+//!   old one admits nothing more, finishes what it runs (recycle.drain_timeout), is stopped
+//! ```
+//!
+//! A successor that fails its setup takes the worker's place all the same (DEFUNCT, as an in-place
+//! recycle whose replacement failed); the predecessor finishes what it runs and is stopped.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures::future::join_all;
 use tokio::sync::{mpsc, watch};
@@ -24,9 +33,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::health::{HealthSnapshot, HealthStatus, PoolRecord, PoolWorkerRecord, SlotsRecord};
-use crate::health_machine::RecycleTrigger;
+use crate::health_machine::{Machine, RecycleTrigger};
 use crate::runtime_dir::RuntimeDir;
-use crate::supervisor::Shared;
+use crate::scope::Scope;
+use crate::supervisor::{Admission, Shared};
 use crate::{
     AdmitError, PredictionRequest, PredictionStream, Supervisor, SupervisorConfig, SupervisorError,
     WorkerMemory,
@@ -43,10 +53,93 @@ impl RollQueue {
     }
 }
 
+/// The workers serving, by index, and those beside them while a successor replaces one.
+#[derive(Debug)]
+struct Members {
+    serving: RwLock<Arc<[Supervisor]>>,
+    /// Successors being set up and predecessors finishing what they run (`recycle.overlap`), with
+    /// their worker index.
+    standby: Mutex<Vec<(u32, Supervisor)>>,
+    /// Bumped by every swap: whoever tried the workers of an older list tries the new one.
+    version: watch::Sender<u64>,
+}
+
+impl Members {
+    fn new(serving: Arc<[Supervisor]>) -> Self {
+        Self {
+            serving: RwLock::new(serving),
+            standby: Mutex::new(Vec::new()),
+            version: watch::channel(0).0,
+        }
+    }
+
+    fn serving(&self) -> Arc<[Supervisor]> {
+        // Every update replaces the whole list, so a poisoned lock still holds a consistent one.
+        self.serving
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn standby(&self) -> std::sync::MutexGuard<'_, Vec<(u32, Supervisor)>> {
+        self.standby.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every supervisor alive: serving, then standing by (each once).
+    fn all(&self) -> Vec<Supervisor> {
+        let mut all = self.serving().to_vec();
+        for (_, s) in self.standby().iter() {
+            if !all.iter().any(|a| a.same(s)) {
+                all.push(s.clone());
+            }
+        }
+        all
+    }
+
+    fn version(&self) -> u64 {
+        *self.version.borrow()
+    }
+
+    /// Puts `successor` in worker `index`'s place; the predecessor stands by until it is stopped.
+    fn swap(&self, index: u32, successor: &Supervisor) -> Option<Supervisor> {
+        let mut standby = self.standby();
+        let old = {
+            let mut serving = self.serving.write().unwrap_or_else(|e| e.into_inner());
+            let mut list = serving.to_vec();
+            let old = std::mem::replace(list.get_mut(index as usize)?, successor.clone());
+            *serving = Arc::from(list);
+            old
+        };
+        standby.retain(|(_, s)| !s.same(successor));
+        standby.push((index, old.clone()));
+        drop(standby);
+        self.version.send_modify(|v| *v += 1);
+        Some(old)
+    }
+
+    /// A successor is being set up (it stands by, not yet serving), or is about to be (a serving
+    /// worker deferred a recycle for the roll task).
+    fn succeeding(&self) -> bool {
+        let serving = self.serving();
+        serving.iter().any(Supervisor::awaits_recycle)
+            || self
+                .standby()
+                .iter()
+                .any(|(_, s)| !serving.iter().any(|m| m.same(s)) && s.is_succeeding())
+    }
+
+    fn remove_standby(&self, gone: &Supervisor) {
+        self.standby().retain(|(_, s)| !s.same(gone));
+    }
+}
+
 /// The handle the HTTP layer uses: every worker of the pool. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct WorkerPool {
-    members: Arc<[Supervisor]>,
+    members: Arc<Members>,
+    /// `recycle.overlap_wait` with `recycle.overlap`: how long a prediction the worker no longer
+    /// admits waits for its successor. `None` without overlap.
+    overlap_wait: Option<std::time::Duration>,
     status: watch::Receiver<HealthStatus>,
     token: CancellationToken,
     tasks: TaskTracker,
@@ -63,29 +156,53 @@ impl WorkerPool {
         let Some(first) = configs.first() else {
             return Err(SupervisorError::NoWorkers);
         };
+        let pooled = configs.len() > 1;
+        let overlap = first.recycle_overlap;
+        let overlap_wait = overlap.then_some(first.recycle_overlap_wait);
+        if overlap && pooled {
+            return Err(SupervisorError::OverlapInPool {
+                workers: configs.len(),
+            });
+        }
         let shared = Shared::create(first, runtime).await?;
         let token = shutdown.child_token();
         let tasks = TaskTracker::new();
         let (roll_tx, roll_rx) = mpsc::unbounded_channel();
-        let pooled = configs.len() > 1;
+        // The pool carries out planned recycles itself: rolled, or overlapped.
+        let managed = pooled || overlap;
         let members: Arc<[Supervisor]> = configs
             .into_iter()
             .map(|config| {
-                let roll = pooled.then(|| RollQueue(roll_tx.clone()));
-                Supervisor::start_member(config, &shared, &token, roll)
+                let roll = managed.then(|| RollQueue(roll_tx.clone()));
+                Supervisor::start_member(config, &shared, &token, roll, Machine::boot())
             })
             .collect();
-        members[0].reap_orphans();
-        let status = if pooled {
-            tasks.spawn(roll(members.clone(), roll_rx, token.clone()));
+        // On the pool's scope, not a worker's: a worker with `recycle.overlap` is replaced by
+        // another supervisor, and orphans are reaped across that.
+        let scope = Scope {
+            token: token.clone(),
+            tasks: tasks.clone(),
+        };
+        crate::supervisor::spawn_orphan_reaper(&scope, shared.spawner.known().clone());
+        let members = Arc::new(Members::new(members));
+        let status = if managed {
+            let roll = Roll {
+                members: members.clone(),
+                shared,
+                queue: RollQueue(roll_tx),
+                tasks: tasks.clone(),
+                overlap,
+            };
+            tasks.spawn(roll.run(roll_rx, token.clone()));
             let (tx, rx) = watch::channel(HealthStatus::Starting);
             tasks.spawn(follow_status(members.clone(), tx, token.clone()));
             rx
         } else {
-            members[0].watch_status()
+            members.serving()[0].watch_status()
         };
         Ok(Self {
             members,
+            overlap_wait,
             status,
             token,
             tasks,
@@ -96,7 +213,8 @@ impl WorkerPool {
     pub fn single(supervisor: Supervisor) -> Self {
         let status = supervisor.watch_status();
         Self {
-            members: Arc::from(vec![supervisor]),
+            members: Arc::new(Members::new(Arc::from(vec![supervisor]))),
+            overlap_wait: None,
             status,
             token: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -105,22 +223,22 @@ impl WorkerPool {
 
     /// How many workers the pool has.
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.members.serving().len()
     }
 
     /// Never: a pool has at least one worker.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.members.serving().is_empty()
     }
 
     /// The private runtime directory, shared by every worker.
-    pub fn runtime_dir(&self) -> &std::path::Path {
-        self.members[0].runtime_dir()
+    pub fn runtime_dir(&self) -> std::path::PathBuf {
+        self.members.serving()[0].runtime_dir().to_path_buf()
     }
 
     /// The OpenAPI schema the first ready worker sent (every worker serves the same model).
     pub fn schema(&self) -> Option<Arc<serde_json::Value>> {
-        self.members.iter().find_map(Supervisor::schema)
+        self.members.serving().iter().find_map(Supervisor::schema)
     }
 
     /// Admits `request` into the first worker with an idle slot. 409 (`AtCapacity`) only when every
@@ -129,27 +247,74 @@ impl WorkerPool {
         &self,
         request: PredictionRequest,
     ) -> Result<PredictionStream, AdmitError> {
-        let [only] = &self.members[..] else {
-            return self.predict_pooled(request).await;
-        };
-        only.predict(request).await
+        let mut wait_until = None;
+        loop {
+            let version = self.members.version();
+            let members = self.members.serving();
+            match self.admit(&members, &request.id) {
+                Ok((member, admission)) => return Ok(member.send(admission, request).await),
+                // A successor took a worker's place meanwhile (`recycle.overlap`): the
+                // predecessor admits nothing more, so the new list is asked.
+                Err(_) if self.members.version() != version => continue,
+                Err(e @ AdmitError::Recycling(_)) => {
+                    let Some(wait) = self.overlap_wait.filter(|_| self.members.succeeding()) else {
+                        return Err(e);
+                    };
+                    // The worker stopped admitting for its memory while its successor sets up:
+                    // the prediction waits for the successor, up to `recycle.overlap_wait`.
+                    let until =
+                        *wait_until.get_or_insert_with(|| tokio::time::Instant::now() + wait);
+                    if !self.until_swapped(version, until).await {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
-    async fn predict_pooled(
+    /// Waits for a successor to take a worker's place after list `version`, until `until` or the
+    /// shutdown. True when one did.
+    async fn until_swapped(&self, version: u64, until: tokio::time::Instant) -> bool {
+        let mut swaps = self.members.version.subscribe();
+        let swapped = async move { swaps.wait_for(|v| *v != version).await.is_ok() };
+        let waited = tokio::time::timeout_at(until, self.token.run_until_cancelled(swapped)).await;
+        matches!(waited, Ok(Some(true)))
+    }
+
+    /// The worker that admitted `id`, and its slot.
+    fn admit<'a>(
         &self,
-        request: PredictionRequest,
-    ) -> Result<PredictionStream, AdmitError> {
-        if self.members.iter().any(|m| m.is_running(&request.id)) {
-            return Err(AdmitError::DuplicateId(request.id));
+        members: &'a [Supervisor],
+        id: &str,
+    ) -> Result<(&'a Supervisor, Admission), AdmitError> {
+        let standby_runs = || self.members.standby().iter().any(|(_, s)| s.is_running(id));
+        let [only] = members else {
+            return self.admit_pooled(members, id, standby_runs);
+        };
+        if standby_runs() {
+            return Err(AdmitError::DuplicateId(id.to_string()));
+        }
+        only.admit(id).map(|a| (only, a))
+    }
+
+    fn admit_pooled<'a>(
+        &self,
+        members: &'a [Supervisor],
+        id: &str,
+        standby_runs: impl Fn() -> bool,
+    ) -> Result<(&'a Supervisor, Admission), AdmitError> {
+        if members.iter().any(|m| m.is_running(id)) || standby_runs() {
+            return Err(AdmitError::DuplicateId(id.to_string()));
         }
         let mut refused = None;
         // A worker waiting its turn to be recycled is tried last: it serves only when no other
         // worker can, so it does not keep growing past a memory bound while the others idle.
         let (waiting, free): (Vec<&Supervisor>, Vec<&Supervisor>) =
-            self.members.iter().partition(|m| m.awaits_recycle());
+            members.iter().partition(|m| m.awaits_recycle());
         for member in free.into_iter().chain(waiting) {
-            match member.predict(request.clone()).await {
-                Ok(stream) => return Ok(stream),
+            match member.admit(id) {
+                Ok(admission) => return Ok((member, admission)),
                 Err(e @ (AdmitError::ShuttingDown | AdmitError::DuplicateId(_))) => return Err(e),
                 Err(AdmitError::AtCapacity) => refused = Some(AdmitError::AtCapacity),
                 Err(e) => {
@@ -162,7 +327,7 @@ impl WorkerPool {
 
     /// Cancels prediction `id` on whichever worker runs it. False when none does.
     pub async fn cancel(&self, id: &str) -> bool {
-        for member in self.members.iter() {
+        for member in self.members.all() {
             if member.cancel(id).await {
                 return true;
             }
@@ -172,15 +337,16 @@ impl WorkerPool {
 
     /// Runs a health check on every worker (each coalesced with its own check in flight).
     pub async fn check_health(&self) {
-        join_all(self.members.iter().map(Supervisor::check_health)).await;
+        join_all(self.members.serving().iter().map(Supervisor::check_health)).await;
     }
 
     /// Health as `/health-check` shows it. With one worker, that worker's; with more, the pool's
     /// state (see [`pool_status`]), Cog's keys from the worker whose state that is, the slots of all
     /// of them, and every worker under `pool`.
     pub fn health(&self) -> HealthSnapshot {
-        let [only] = &self.members[..] else {
-            return pool_snapshot(self.members.iter().map(Supervisor::health).collect());
+        let members = self.members.serving();
+        let [only] = &members[..] else {
+            return pool_snapshot(members.iter().map(Supervisor::health).collect());
         };
         only.health()
     }
@@ -193,14 +359,31 @@ impl WorkerPool {
     /// `POST /recycle`: recycles every worker, one at a time in a pool. False when none is serving.
     pub fn request_recycle(&self, trigger: RecycleTrigger, reason: &str) -> bool {
         self.members
+            .serving()
             .iter()
             .map(|m| m.request_recycle(trigger, reason))
             .fold(false, |any, asked| any | asked)
     }
 
-    /// The memory of each worker's tree, by index.
+    /// The memory of each worker's tree, by index (with a successor or a predecessor beside it,
+    /// both trees).
     pub async fn worker_memories(&self) -> Vec<WorkerMemory> {
-        join_all(self.members.iter().map(Supervisor::worker_memory)).await
+        let serving = self.members.serving();
+        let standby: Vec<(u32, Supervisor)> = self.members.standby().clone();
+        let each = join_all(serving.iter().map(Supervisor::worker_memory)).await;
+        let beside = join_all(standby.iter().map(|(_, s)| s.worker_memory())).await;
+        each.into_iter()
+            .enumerate()
+            .map(|(index, own)| {
+                let mut trees = vec![own];
+                for ((i, s), m) in standby.iter().zip(&beside) {
+                    if *i as usize == index && !serving.iter().any(|a| a.same(s)) {
+                        trees.push(*m);
+                    }
+                }
+                total_memory(&trees)
+            })
+            .collect()
     }
 
     /// The memory of every worker's tree, added up.
@@ -211,6 +394,7 @@ impl WorkerPool {
     /// Tasks running in every worker's supervisor and the pool's own.
     pub fn tasks_running(&self) -> usize {
         self.members
+            .all()
             .iter()
             .map(Supervisor::tasks_running)
             .sum::<usize>()
@@ -220,13 +404,24 @@ impl WorkerPool {
     /// Shuts every worker down at once (see [`Supervisor::shutdown`]), then the pool's tasks.
     pub async fn shutdown(&self) {
         self.token.cancel();
-        join_all(self.members.iter().map(Supervisor::shutdown)).await;
+        join_all(self.members.all().iter().map(Supervisor::shutdown)).await;
         self.tasks.close();
         self.tasks.wait().await;
     }
 }
 
 impl Supervisor {
+    /// The same supervisor (not only an equal one).
+    fn same(&self, other: &Supervisor) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// True while this supervisor's worker is being set up to take another's place.
+    fn is_succeeding(&self) -> bool {
+        let state = self.inner.lock();
+        state.machine.state == HealthStatus::Recycling && !state.superseded
+    }
+
     /// True while prediction `id` runs on this worker.
     pub(crate) fn is_running(&self, id: &str) -> bool {
         self.inner.lock().pool.find(id).is_some()
@@ -245,6 +440,153 @@ impl Supervisor {
             Some(event) => self.inner.handle_now(&mut state, event),
             None => false,
         }
+    }
+
+    /// For the recycle this worker deferred: its successor's machine and first actions, and from
+    /// now on this supervisor starts no other worker. `None` when it has no recycle deferred, or
+    /// when the recycle cannot overlap (then it started in place, as without `recycle.overlap`).
+    fn begin_succession(&self) -> Option<(Machine, Vec<crate::health_machine::Action>)> {
+        let mut state = self.inner.lock();
+        let event = state.deferred_recycle.clone()?;
+        let now = tokio::time::Instant::now().into_std();
+        match crate::health_machine::successor(&state.machine, &event, now) {
+            Some(boot) => {
+                state.superseded = true;
+                Some(boot)
+            }
+            None => {
+                state.deferred_recycle = None;
+                self.inner.handle_now(&mut state, event);
+                None
+            }
+        }
+    }
+
+    /// Admits nothing more (`reason` says why), lets what runs finish up to
+    /// `recycle.drain_timeout`, fails what still runs, and shuts down.
+    async fn retire(&self, reason: String) {
+        self.inner.lock().closed = Some(reason.clone());
+        let deadline = tokio::time::Instant::now() + self.inner.config.recycle_drain_timeout;
+        loop {
+            let freed = self.inner.slot_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.inner.lock().pool.busy_count() == 0 {
+                break;
+            }
+            tokio::select! {
+                _ = freed => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!("recycle drain timed out; failing what the replaced worker still runs");
+                    self.fail_in_flight(&format!(
+                        "prediction failed: the worker was recycled ({reason}) before the prediction finished"
+                    ));
+                    break;
+                }
+                _ = self.inner.scope.token.cancelled() => break,
+            }
+        }
+        self.shutdown().await;
+    }
+}
+
+/// The pool's task that carries out the planned recycles its workers deferred.
+struct Roll {
+    members: Arc<Members>,
+    shared: Shared,
+    queue: RollQueue,
+    tasks: TaskTracker,
+    /// `recycle.overlap`: a recycle sets a successor up beside the worker.
+    overlap: bool,
+}
+
+impl Roll {
+    /// Carries out the queued planned recycles one worker at a time, each once no other worker is
+    /// starting or recycling, and the next only when that worker is back (or failed for good). With
+    /// `overlap`, each by a successor ([`Roll::succeed`]).
+    async fn run(self, mut queue: mpsc::UnboundedReceiver<u32>, token: CancellationToken) {
+        while let Some(Some(index)) = token.run_until_cancelled(queue.recv()).await {
+            let members = self.members.serving();
+            let Some(member) = members.get(index as usize) else {
+                continue;
+            };
+            if self.overlap {
+                if self.succeed(index, member.clone(), &token).await.is_none() {
+                    return;
+                }
+                continue;
+            }
+            let others = members
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != index as usize)
+                .map(|(_, m)| m.watch_status())
+                .collect();
+            if token
+                .run_until_cancelled(until_settled(others))
+                .await
+                .is_none()
+            {
+                return;
+            }
+            if !member.start_deferred_recycle() {
+                continue;
+            }
+            tracing::info!(
+                worker = index,
+                "pool: recycling one worker, the others serve"
+            );
+            let mut status = member.watch_status();
+            if token
+                .run_until_cancelled(status.wait_for(|s| !in_transition(*s)))
+                .await
+                .is_none()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Replaces worker `index` (`old`, which keeps serving meanwhile) by a successor once the
+    /// successor is set up. `None` when the pool shut down.
+    async fn succeed(&self, index: u32, old: Supervisor, token: &CancellationToken) -> Option<()> {
+        let Some(boot) = old.begin_succession() else {
+            return Some(());
+        };
+        let generation = boot.0.generation;
+        let successor = Supervisor::start_member(
+            old.inner.config.clone(),
+            &self.shared,
+            token,
+            Some(self.queue.clone()),
+            boot,
+        );
+        self.members.standby().push((index, successor.clone()));
+        tracing::info!(
+            worker = index,
+            generation,
+            "recycle.overlap: setting up the next worker while this one serves"
+        );
+        let mut status = successor.watch_status();
+        // The sender lives in the successor's supervisor, held here: the wait ends only by a state.
+        let _ = token
+            .run_until_cancelled(status.wait_for(|s| !in_transition(*s)))
+            .await?;
+        let outcome = *status.borrow();
+        self.members.swap(index, &successor)?;
+        tracing::info!(
+            worker = index,
+            generation,
+            status = %outcome,
+            "recycle.overlap: the next worker took the place of the last"
+        );
+        let members = self.members.clone();
+        self.tasks.spawn(async move {
+            old.retire(format!("replaced by generation {generation}"))
+                .await;
+            members.remove_standby(&old);
+        });
+        Some(())
     }
 }
 
@@ -267,48 +609,6 @@ fn in_transition(status: HealthStatus) -> bool {
     matches!(status, HealthStatus::Starting | HealthStatus::Recycling)
 }
 
-/// The roll: carries out the queued planned recycles one worker at a time, each once no other worker
-/// is starting or recycling, and the next only when that worker is back (or failed for good).
-async fn roll(
-    members: Arc<[Supervisor]>,
-    mut queue: mpsc::UnboundedReceiver<u32>,
-    token: CancellationToken,
-) {
-    while let Some(Some(index)) = token.run_until_cancelled(queue.recv()).await {
-        let Some(member) = members.get(index as usize) else {
-            continue;
-        };
-        let others = members
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != index as usize)
-            .map(|(_, m)| m.watch_status())
-            .collect();
-        if token
-            .run_until_cancelled(until_settled(others))
-            .await
-            .is_none()
-        {
-            return;
-        }
-        if !member.start_deferred_recycle() {
-            continue;
-        }
-        tracing::info!(
-            worker = index,
-            "pool: recycling one worker, the others serve"
-        );
-        let mut status = member.watch_status();
-        if token
-            .run_until_cancelled(status.wait_for(|s| !in_transition(*s)))
-            .await
-            .is_none()
-        {
-            return;
-        }
-    }
-}
-
 /// Returns once no worker followed by `statuses` is starting or recycling.
 async fn until_settled(mut statuses: Vec<watch::Receiver<HealthStatus>>) {
     loop {
@@ -326,31 +626,39 @@ async fn until_settled(mut statuses: Vec<watch::Receiver<HealthStatus>>) {
     }
 }
 
-/// Keeps `tx` at the pool's state, computed from every worker's, until the pool shuts down.
+/// Keeps `tx` at the pool's state, computed from every serving worker's, until the pool shuts down.
 async fn follow_status(
-    members: Arc<[Supervisor]>,
+    members: Arc<Members>,
     tx: watch::Sender<HealthStatus>,
     token: CancellationToken,
 ) {
-    let mut statuses: Vec<_> = members.iter().map(Supervisor::watch_status).collect();
+    let mut swaps = members.version.subscribe();
     loop {
-        let now: Vec<HealthStatus> = statuses
-            .iter_mut()
-            .map(|rx| *rx.borrow_and_update())
+        swaps.borrow_and_update();
+        let mut statuses: Vec<_> = members
+            .serving()
+            .iter()
+            .map(Supervisor::watch_status)
             .collect();
-        tx.send_if_modified(|s| {
-            let next = pool_status(&now);
-            let changed = *s != next;
-            *s = next;
-            changed
-        });
-        let changes = statuses.iter_mut().map(|rx| Box::pin(rx.changed()));
-        match token
-            .run_until_cancelled(futures::future::select_all(changes))
-            .await
-        {
-            Some((Ok(()), _, _)) => {}
-            Some((Err(_), _, _)) | None => return,
+        loop {
+            let now: Vec<HealthStatus> = statuses
+                .iter_mut()
+                .map(|rx| *rx.borrow_and_update())
+                .collect();
+            tx.send_if_modified(|s| {
+                let next = pool_status(&now);
+                let changed = *s != next;
+                *s = next;
+                changed
+            });
+            let changes =
+                futures::future::select_all(statuses.iter_mut().map(|rx| Box::pin(rx.changed())));
+            tokio::select! {
+                _ = token.cancelled() => return,
+                (changed, _, _) = changes => if changed.is_err() { return },
+                // A successor took a worker's place: follow the new list.
+                _ = swaps.changed() => break,
+            }
         }
     }
 }

@@ -43,6 +43,12 @@ pub(crate) struct State {
     pub(crate) timed_out: HashSet<String>,
     /// In a pool: a planned recycle waiting for its turn (`pool.rs`); the worker serves meanwhile.
     pub(crate) deferred_recycle: Option<crate::health_machine::Event>,
+    /// A successor is being set up to replace this worker (`recycle.overlap`, `pool.rs`): this
+    /// supervisor starts no other worker, and a recycle asked of it is the one under way.
+    pub(crate) superseded: bool,
+    /// Why nothing more is admitted although the worker still serves what it runs: it was replaced
+    /// by its successor, or grew an eighth past its memory bound while the successor sets up.
+    pub(crate) closed: Option<String>,
 }
 
 /// The current worker's setup: what `/health-check` shows as `setup`, its logs bounded.
@@ -100,6 +106,8 @@ impl State {
             user_healthcheck_error: None,
             timed_out: HashSet::new(),
             deferred_recycle: None,
+            superseded: false,
+            closed: None,
         }
     }
 
@@ -176,8 +184,9 @@ impl State {
         });
         self.user_healthcheck_error = None;
         self.timed_out.clear();
-        // A recycle asked of the worker this one replaces is done.
+        // A recycle asked of the worker this one replaces is done, and this one admits.
         self.deferred_recycle = None;
+        self.closed = None;
     }
 
     /// The worker exited by itself; the stop that follows clears it.

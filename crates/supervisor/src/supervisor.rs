@@ -54,9 +54,10 @@ pub(crate) struct Inner {
     pub(crate) status_tx: watch::Sender<HealthStatus>,
     /// Checks in flight and the worker's healthcheck answers.
     pub(crate) checks: crate::checks::Checks,
-    /// Names the next prediction's output directory (`outputs/<n>`): unique in this process's
-    /// private runtime directory, and no `getrandom` call per prediction.
-    pub(crate) next_output_dir: std::sync::atomic::AtomicU64,
+    /// Names the next prediction's output directory (`outputs/<worker>-<n>`): unique in this
+    /// process's private runtime directory (shared by every worker, see [`Shared`]), and no
+    /// `getrandom` call per prediction.
+    pub(crate) next_output_dir: Arc<std::sync::atomic::AtomicU64>,
     /// In a pool of more than one worker: where a planned recycle waits its turn, so recycles roll
     /// one worker at a time (`pool.rs`). `None`: recycles start at once.
     pub(crate) roll: Option<crate::pool::RollQueue>,
@@ -68,6 +69,9 @@ pub(crate) struct Inner {
 pub(crate) struct Shared {
     pub(crate) runtime: Arc<RuntimeDir>,
     pub(crate) spawner: Spawner,
+    /// Names the next prediction's output directory (`outputs/<worker>-<n>`), for every worker of
+    /// the process: a successor (`recycle.overlap`) never reuses a name its predecessor still uses.
+    pub(crate) next_output_dir: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Shared {
@@ -88,8 +92,17 @@ impl Shared {
         Ok(Self {
             runtime: Arc::new(runtime),
             spawner,
+            next_output_dir: Arc::default(),
         })
     }
+}
+
+/// A slot taken for one prediction, not yet sent ([`Supervisor::admit`]).
+pub(crate) struct Admission {
+    slot: SlotId,
+    generation: Arc<Generation>,
+    ended: CancellationToken,
+    events: mpsc::UnboundedReceiver<PredictionEvent>,
 }
 
 /// The handle the HTTP layer uses. Cheap to clone.
@@ -124,6 +137,11 @@ impl Inner {
     /// Feeds `event` to the machine with the state lock held (so the change is visible the moment the
     /// lock is released) and sends its actions to the executor. True when the machine acted.
     pub(crate) fn handle(&self, state: &mut State, event: Event) -> bool {
+        if state.superseded && matches!(event, Event::RecycleRequested { .. }) {
+            // A successor is being set up to take this worker's place (`recycle.overlap`): that is
+            // the recycle asked for.
+            return true;
+        }
         if let (Some(roll), Event::RecycleRequested { trigger, .. }) = (&self.roll, &event) {
             let serving = matches!(
                 state.machine.state,
@@ -209,19 +227,24 @@ impl Supervisor {
         shutdown: &CancellationToken,
     ) -> Result<Self, SupervisorError> {
         let shared = Shared::create(&config, runtime).await?;
-        let supervisor = Self::start_member(config, &shared, shutdown, None);
+        let supervisor = Self::start_member(config, &shared, shutdown, None, Machine::boot());
         supervisor.reap_orphans();
         Ok(supervisor)
     }
 
     /// Starts one worker's supervisor on `shared` (a pool's, or its own), its recycles queued on
-    /// `roll` when it is one worker of several.
+    /// `roll` when the pool carries them out (several workers, or `recycle.overlap`), its machine
+    /// starting at `boot` ([`Machine::boot`], or a [`crate::health_machine::successor`]).
     pub(crate) fn start_member(
         config: SupervisorConfig,
         shared: &Shared,
         shutdown: &CancellationToken,
         roll: Option<crate::pool::RollQueue>,
+        boot: (Machine, Vec<crate::health_machine::Action>),
     ) -> Self {
+        let (machine, boot_actions) = boot;
+        let mut state = State::new(&config);
+        state.machine = machine.clone();
         let scope = Scope::under(shutdown);
         let (actions, actions_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -234,10 +257,10 @@ impl Supervisor {
             scope,
             lifecycle_done: CancellationToken::new(),
             slot_freed: tokio::sync::Notify::new(),
-            status_tx: watch::channel(HealthStatus::Starting).0,
+            status_tx: watch::channel(machine.state).0,
             checks: crate::checks::Checks::default(),
-            next_output_dir: std::sync::atomic::AtomicU64::new(0),
-            state: StdMutex::new(State::new(&config)),
+            next_output_dir: shared.next_output_dir.clone(),
+            state: StdMutex::new(state),
             roll,
             config,
             runtime: shared.runtime.clone(),
@@ -248,7 +271,7 @@ impl Supervisor {
         let done = supervisor.inner.lifecycle_done.clone().drop_guard();
         supervisor.inner.scope.spawn(async move {
             let _done = done;
-            crate::executor::run(&mut lifecycle, Machine::boot().1).await
+            crate::executor::run(&mut lifecycle, boot_actions).await
         });
         supervisor.spawn_monitor();
         supervisor
@@ -311,11 +334,22 @@ impl Supervisor {
         &self,
         request: PredictionRequest,
     ) -> Result<PredictionStream, AdmitError> {
+        let admission = self.admit(&request.id)?;
+        Ok(self.send(admission, request).await)
+    }
+
+    /// Takes a free slot for prediction `id`, or says why there is none. Nothing is sent yet: a
+    /// pool tries its workers with the request's id only, and sends the request once, to the one
+    /// that admitted it ([`Supervisor::send`]).
+    pub(crate) fn admit(&self, id: &str) -> Result<Admission, AdmitError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (slot, generation, ended) = {
             let mut state = self.inner.lock();
             if self.inner.scope.token.is_cancelled() {
                 return Err(AdmitError::ShuttingDown);
+            }
+            if let Some(reason) = &state.closed {
+                return Err(AdmitError::Recycling(reason.clone()));
             }
             let generation = match (state.machine.state, &state.generation) {
                 (HealthStatus::Ready | HealthStatus::Unhealthy, Some(g)) => g.clone(),
@@ -326,14 +360,14 @@ impl Supervisor {
                 }
                 (status, _) => return Err(AdmitError::NotReady(status)),
             };
-            if state.pool.find(&request.id).is_some() {
-                return Err(AdmitError::DuplicateId(request.id));
+            if state.pool.find(id).is_some() {
+                return Err(AdmitError::DuplicateId(id.to_string()));
             }
             // The prediction's node of the cancellation tree, under its generation's.
             let ended = generation.token.child_token();
             let running = Running {
-                id: request.id.clone(),
-                events: tx.clone(),
+                id: id.to_string(),
+                events: tx,
                 ended: ended.clone().drop_guard(),
             };
             match state.pool.acquire(running) {
@@ -341,6 +375,26 @@ impl Supervisor {
                 Err(_) => return Err(AdmitError::AtCapacity),
             }
         };
+        Ok(Admission {
+            slot,
+            generation,
+            ended,
+            events: rx,
+        })
+    }
+
+    /// Sends `request` to the slot `admission` took (see [`Supervisor::admit`]).
+    pub(crate) async fn send(
+        &self,
+        admission: Admission,
+        request: PredictionRequest,
+    ) -> PredictionStream {
+        let Admission {
+            slot,
+            generation,
+            ended,
+            events: rx,
+        } = admission;
         let n = self
             .inner
             .next_output_dir
@@ -375,7 +429,7 @@ impl Supervisor {
         if let Err(e) = dispatched.await {
             tracing::error!(error = %e, "the dispatch of a prediction failed");
         }
-        Ok(stream)
+        stream
     }
 
     /// Writes the `predict` message. An error poisons the slot (done by the caller).
@@ -545,7 +599,7 @@ pub(crate) fn is_current(state: &State, generation: &Generation) -> bool {
 
 /// Reaps zombies of orphans reparented to us, on every SIGCHLD, until the supervisor shuts down (its
 /// last stop sweeps what is left).
-fn spawn_orphan_reaper(scope: &Scope, known: KnownChildren) {
+pub(crate) fn spawn_orphan_reaper(scope: &Scope, known: KnownChildren) {
     let token = scope.token.clone();
     scope.spawn(async move {
         let Ok(mut sigchld) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())

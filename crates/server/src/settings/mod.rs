@@ -80,6 +80,8 @@ pub enum SettingsError {
         origin: Source,
         allowed: &'static str,
     },
+    #[error(transparent)]
+    Conflict(Box<Conflict>),
     #[error("{path}: unknown key {key:?}; known keys: {known}")]
     UnknownKey {
         path: PathBuf,
@@ -100,6 +102,19 @@ pub enum SettingsError {
         #[source]
         source: serde_yaml_ng::Error,
     },
+}
+
+/// Two keys, each valid, that cannot be used together (boxed: it is the largest error).
+#[derive(Debug, thiserror::Error)]
+#[error("{key}={value:?} (from {origin}) cannot be used with {other}={other_value:?} (from {other_origin}): {why}")]
+pub struct Conflict {
+    pub key: &'static str,
+    pub value: String,
+    pub origin: Source,
+    pub other: &'static str,
+    pub other_value: String,
+    pub other_origin: Source,
+    pub why: &'static str,
 }
 
 /// The text of every key with its source, before parsing.
@@ -165,6 +180,21 @@ impl Layers {
     }
 
     /// The error for `key`'s current value.
+    /// `key` and `other` are each valid, but not together, because `why`.
+    pub(crate) fn conflict(&self, key: Key, other: Key, why: &'static str) -> SettingsError {
+        let (text, origin) = self.get(key);
+        let (other_text, other_origin) = self.get(other);
+        SettingsError::Conflict(Box::new(Conflict {
+            key: key.name(),
+            value: text.to_string(),
+            origin,
+            other: other.name(),
+            other_value: other_text.to_string(),
+            other_origin,
+            why,
+        }))
+    }
+
     pub(crate) fn bad_value(&self, key: Key) -> SettingsError {
         let (text, origin) = self.get(key);
         SettingsError::BadValue {

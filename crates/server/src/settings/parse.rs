@@ -58,6 +58,15 @@ pub const OPT_COUNT: Kind<Option<u64>> = Kind {
     allowed: "a whole number, at least 1, or off",
 };
 
+pub const BOOL: Kind<bool> = Kind {
+    parse: |s| match s {
+        "true" | "on" | "yes" => Some(true),
+        "false" | "off" | "no" => Some(false),
+        _ => None,
+    },
+    allowed: "true or false (on/off, yes/no)",
+};
+
 pub const COUNT: Kind<u64> = Kind {
     parse: |s| s.parse().ok(),
     allowed: "a whole number",

@@ -230,6 +230,22 @@ keys! {
         default: "30s",
         help: "how long a recycle lets in-flight predictions finish before it cancels them",
     },
+    RecycleOverlap {
+        field: recycle_overlap: bool,
+        name: "recycle.overlap",
+        flag: "recycle-overlap",
+        kind: parse::BOOL,
+        default: "false",
+        help: "with one worker, a planned recycle (model, admin, max_predictions, memory) sets the next worker up while the old one serves, and swaps when it is READY: no 503 window, twice the memory meanwhile",
+    },
+    RecycleOverlapWait {
+        field: recycle_overlap_wait: Duration,
+        name: "recycle.overlap_wait",
+        flag: "recycle-overlap-wait",
+        kind: parse::DURATION,
+        default: "30s",
+        help: "with recycle.overlap, how long a prediction waits for the next worker when the old one admits nothing more (an eighth past its memory bound) before it is answered 503",
+    },
     RecycleMaxPredictions {
         field: recycle_max_predictions: Option<u64>,
         name: "recycle.max_predictions",
@@ -474,6 +490,13 @@ impl Settings {
                 return Err(layers.bad_value(Key::HealthHeartbeatTimeout));
             }
         }
+        if settings.recycle_overlap && settings.workers_count > 1 {
+            return Err(layers.conflict(
+                Key::RecycleOverlap,
+                Key::WorkersCount,
+                "overlap is for one worker; a pool already recycles one worker at a time while the others serve",
+            ));
+        }
         Ok(settings)
     }
 
@@ -554,6 +577,8 @@ impl Settings {
             health_command: self.health_command.clone(),
             restart_budget: self.recycle_restart_budget,
             recycle_drain_timeout: self.recycle_drain_timeout,
+            recycle_overlap: self.recycle_overlap,
+            recycle_overlap_wait: self.recycle_overlap_wait,
             max_predictions: self.recycle_max_predictions,
             max_predictions_jitter: self.recycle_max_predictions_jitter,
             max_rss: self.recycle_max_rss,

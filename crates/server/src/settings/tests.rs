@@ -377,3 +377,22 @@ fn bad_worker_settings_are_refused_naming_the_key() {
     let e = error_of(&[(Key::WorkersEnv, "CUDA_VISIBLE_DEVICES={device}")]);
     assert!(e.contains("workers.env"), "{e}");
 }
+
+#[test]
+fn overlap_is_off_by_default_reads_a_yaml_bool_and_is_refused_with_a_pool() {
+    assert!(!defaults().recycle_overlap);
+    let on = Settings::from_layers(&layers(&[(Key::RecycleOverlap, "true")])).expect("valid");
+    assert!(on.recycle_overlap);
+    assert!(on.supervisor_config(runtime()).recycle_overlap);
+    let e = error_of(&[(Key::RecycleOverlap, "sometimes")]);
+    assert!(
+        e.contains("recycle.overlap=\"sometimes\"") && e.contains("true or false"),
+        "{e}"
+    );
+    let e = error_of(&[(Key::RecycleOverlap, "true"), (Key::WorkersCount, "2")]);
+    assert_eq!(
+        e,
+        "recycle.overlap=\"true\" (from flag) cannot be used with workers.count=\"2\" (from flag): \
+         overlap is for one worker; a pool already recycles one worker at a time while the others serve"
+    );
+}

@@ -740,3 +740,94 @@ fn recycling_heartbeat_missed_is_ignored() {
     let (next, actions) = step(&m, missed(10));
     assert_eq!((next, actions), (m, vec![]));
 }
+
+fn asked(trigger: RecycleTrigger, rerun_setup: bool) -> Event {
+    Event::RecycleRequested {
+        trigger,
+        reason: "asked".into(),
+        rerun_setup,
+    }
+}
+
+#[test]
+fn ready_recycle_requested_with_overlap_starts_a_successor_recycling_at_the_next_generation() {
+    let m = Machine {
+        generation: 3,
+        ..at(Ready)
+    };
+    let Some((next, actions)) = successor(
+        &m,
+        &asked(RecycleTrigger::MaxPredictions, false),
+        Instant::now(),
+    ) else {
+        panic!("a planned recycle of a serving worker has a successor");
+    };
+    assert_eq!((next.state, next.generation), (Recycling, 4));
+    assert_eq!(
+        next.recycle.as_ref().map(|r| r.trigger),
+        Some(RecycleTrigger::MaxPredictions)
+    );
+    assert_eq!(
+        actions,
+        vec![Action::StartWorker {
+            generation: 4,
+            setup: SetupMode::Recycle
+        }]
+    );
+    // The predecessor's machine is not touched: it keeps serving.
+    assert_eq!(m.state, Ready);
+}
+
+#[test]
+fn successor_set_up_is_ready_and_reports_the_recycle_finished() {
+    let t0 = Instant::now();
+    let m = at(Unhealthy);
+    let Some((next, _)) = successor(&m, &asked(RecycleTrigger::Model, true), t0) else {
+        panic!("an UNHEALTHY worker still serves, so it has a successor");
+    };
+    let (ready, actions) = run_at(
+        next,
+        &[Event::SetupSucceeded, Event::AfterHealthyDone],
+        &MachineConfig::default(),
+        t0,
+    );
+    assert_eq!(ready.state, Ready);
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::RecycleFinished {
+            trigger: RecycleTrigger::Model,
+            succeeded: true,
+            ..
+        }
+    )));
+    assert_eq!(
+        ready.last_recycle.map(|r| (r.trigger, r.succeeded)),
+        Some((RecycleTrigger::Model, true))
+    );
+}
+
+#[test]
+fn successor_setup_failed_is_defunct_as_an_in_place_recycle_is() {
+    let m = at(Ready);
+    let Some((next, _)) = successor(&m, &asked(RecycleTrigger::Admin, false), Instant::now())
+    else {
+        panic!("a planned recycle of a serving worker has a successor");
+    };
+    let (failed, actions) = step(
+        &next,
+        Event::SetupFailed {
+            reason: "setup raised".into(),
+        },
+    );
+    assert_eq!(failed.state, Defunct);
+    assert!(matches!(actions.last(), Some(Action::StopWorker { .. })));
+}
+
+#[test]
+fn unplanned_or_not_serving_has_no_successor() {
+    let now = Instant::now();
+    assert!(successor(&at(Ready), &asked(RecycleTrigger::Liveness, false), now).is_none());
+    assert!(successor(&at(Recycling), &asked(RecycleTrigger::Admin, false), now).is_none());
+    assert!(successor(&at(Starting), &asked(RecycleTrigger::Admin, false), now).is_none());
+    assert!(successor(&at(Ready), &Event::CheckPassed, now).is_none());
+}
