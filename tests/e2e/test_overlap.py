@@ -1,8 +1,8 @@
-"""`recycle.overlap` with one worker: a planned recycle sets the next generation up while the old one
-serves, and swaps when it is READY. Every planned trigger goes through it (the model's
-`cog.recycle_worker`, `POST /recycle`, `recycle.max_predictions`, `recycle.max_rss`); a continuous
-client sees no 503, no 409 and no failed prediction across twenty of them, and nothing of an old
-generation is left running."""
+"""`recycle.overlap` with one worker: a recycle sets the next generation up while the old one serves,
+and swaps when it is READY. Every trigger where the old worker can still serve goes through it (the
+model's `cog.recycle_worker`, `POST /recycle`, `recycle.max_predictions`, `recycle.max_rss`,
+liveness); a continuous client sees no 503, no 409 and no failed prediction across twenty of them,
+and nothing of an old generation is left running."""
 
 from __future__ import annotations
 
@@ -104,6 +104,25 @@ def test_a_prediction_on_the_old_worker_finishes_while_the_new_one_serves(serve)
     t.join(timeout=60)
     status, body = slow["r"]
     assert status == 200 and body["status"] == "succeeded" and body["output"]["generation"] == 1, body
+    wait_for(lambda: not is_alive(old_pid), timeout=30, what="the old worker to be stopped")
+
+
+def test_a_liveness_recycle_keeps_the_unhealthy_worker_serving_until_its_successor_is_ready(serve, tmp_path):
+    f = tmp_path / "health"
+    f.write_text("ok")
+    server = serve("healthcheck", env={**OVERLAP, "HEALTH_FILE": str(f)})
+    server.wait_status("READY")
+    old_pid = server.health()["worker"]["pid"]
+    f.write_text("false")
+    # The third failure in a row reaches the liveness threshold: the worker stays UNHEALTHY (it
+    # still serves) while its successor sets up.
+    assert [server.health()["status"] for _ in range(3)] == ["UNHEALTHY"] * 3
+    f.write_text("ok")  # the successor is healthy
+    statuses, bad = client_loop(server, lambda: server.health()["worker"]["generation"] >= 2, {"text": "x"})
+    assert not bad, bad[:3]
+    h = server.wait_status("READY")
+    assert h["worker"]["generation"] == 2 and h["worker"]["pid"] != old_pid, h["worker"]
+    assert h["worker"]["last_recycle"]["trigger"] == "liveness", h["worker"]
     wait_for(lambda: not is_alive(old_pid), timeout=30, what="the old worker to be stopped")
 
 

@@ -67,6 +67,9 @@ pub(crate) trait Effects {
     async fn backoff(&mut self, after: Duration) -> Step<()>;
     fn log_persistent_failure(&mut self, failures: u32, reason: &str);
     fn recycle_finished(&mut self, trigger: RecycleTrigger, duration: Duration, succeeded: bool);
+    /// Asks for a successor (`recycle.overlap`): the recycle is requested as model code or admin
+    /// would, and the pool sets the successor up beside the worker.
+    fn request_successor(&mut self, trigger: RecycleTrigger, reason: &str);
     /// Stops what runs for a server shutdown: in-flight predictions fail, the worker is stopped.
     async fn shut_down(&mut self);
 }
@@ -145,6 +148,10 @@ pub(crate) async fn execute<E: Effects>(fx: &mut E, actions: Vec<Action>) -> Ste
                 succeeded,
             } => {
                 fx.recycle_finished(trigger, duration, succeeded);
+                None
+            }
+            Action::RequestSuccessor { trigger, reason } => {
+                fx.request_successor(trigger, &reason);
                 None
             }
         };

@@ -117,6 +117,12 @@ impl RecycleTrigger {
 }
 
 impl RecycleTrigger {
+    /// With `recycle.overlap`, a successor is set up beside the worker: it still serves. Not after
+    /// a crash, a silent heartbeat or every slot poisoned, where nothing can serve any more.
+    pub fn can_overlap(self) -> bool {
+        !self.is_unplanned() || self == RecycleTrigger::Liveness
+    }
+
     /// Nobody asked for it: it counts against the restart budget and waits out its backoff.
     pub fn is_unplanned(self) -> bool {
         match self {
@@ -139,6 +145,9 @@ pub struct MachineConfig {
     pub health: HealthConfig,
     /// The restart budget of unplanned replacements, and their backoff.
     pub budget: BudgetConfig,
+    /// `recycle.overlap`: a liveness recycle is asked of the pool ([`Action::RequestSuccessor`])
+    /// instead of replacing the worker in place, so the worker serves until its successor is READY.
+    pub overlap: bool,
 }
 
 /// Something that happened.
@@ -201,6 +210,12 @@ pub enum Action {
     Backoff { after: Duration },
     /// Log that checks keep failing and nothing else is done (`on_failure: log`).
     LogPersistentFailure { failures: u32, reason: String },
+    /// With `recycle.overlap`: ask for a successor set up beside the worker, which keeps serving
+    /// meanwhile (fed back as a [`Event::RecycleRequested`] with `trigger`, `pool.rs`).
+    RequestSuccessor {
+        trigger: RecycleTrigger,
+        reason: String,
+    },
     /// A recycle ended: tell the observer (metrics) and the log. Its record is
     /// [`Machine::last_recycle`], already there when the state changes.
     RecycleFinished {
@@ -402,9 +417,16 @@ fn replace(
 
 /// The machine of the worker that succeeds `m`'s with `recycle.overlap` (`pool.rs`): `m`'s worker
 /// keeps serving while this one starts RECYCLING at the next generation, with `m`'s restart budget
-/// and last recycle, for the recycle `event` asks (a planned [`Event::RecycleRequested`]). `None`
-/// for any other event, or when `m` is not serving: the recycle then happens in place. Pure.
-pub fn successor(m: &Machine, event: &Event, now: Instant) -> Option<(Machine, Vec<Action>)> {
+/// and last recycle, for the recycle `event` asks (an [`Event::RecycleRequested`] whose trigger
+/// [can overlap](RecycleTrigger::can_overlap)). `None` for any other event, when `m` is not
+/// serving, or when a liveness recycle finds the restart budget spent: the recycle then happens in
+/// place. Pure.
+pub fn successor(
+    m: &Machine,
+    event: &Event,
+    config: &MachineConfig,
+    now: Instant,
+) -> Option<(Machine, Vec<Action>)> {
     let Event::RecycleRequested {
         trigger,
         reason,
@@ -417,7 +439,13 @@ pub fn successor(m: &Machine, event: &Event, now: Instant) -> Option<(Machine, V
         m.state,
         HealthStatus::Ready | HealthStatus::Unhealthy | HealthStatus::Busy
     );
-    if !serving || trigger.is_unplanned() {
+    if !serving || !trigger.can_overlap() {
+        return None;
+    }
+    let mut restarts = m.restarts.clone();
+    // A liveness recycle counts in the restart budget as in place; spent, the in-place recycle
+    // goes DEFUNCT. No backoff: the worker serves meanwhile.
+    if trigger.is_unplanned() && restarts.restart(now, &config.budget).is_err() {
         return None;
     }
     let generation = m.generation + 1;
@@ -434,7 +462,7 @@ pub fn successor(m: &Machine, event: &Event, now: Instant) -> Option<(Machine, V
         checks_unhealthy: false,
         reason: Some(reason.clone()),
         generation,
-        restarts: m.restarts.clone(),
+        restarts,
         recycle: Some(RecycleStarted {
             trigger: *trigger,
             reason: reason.clone(),
@@ -537,6 +565,19 @@ fn step(
             let failures = m.failures.saturating_add(1);
             if failures >= health.liveness_threshold {
                 match health.on_failure {
+                    OnFailure::Recycle if config.overlap => (
+                        Machine {
+                            state: Unhealthy,
+                            failures,
+                            successes: 0,
+                            reason: Some(reason.clone()),
+                            ..m.clone()
+                        },
+                        vec![Action::RequestSuccessor {
+                            trigger: RecycleTrigger::Liveness,
+                            reason: reason.clone(),
+                        }],
+                    ),
                     OnFailure::Recycle => replace(
                         m,
                         Replacement {

@@ -415,6 +415,17 @@ impl Effects for Lifecycle {
             });
     }
 
+    fn request_successor(&mut self, trigger: RecycleTrigger, reason: &str) {
+        let inner = &self.sup.inner;
+        let mut state = inner.lock();
+        let event = Event::RecycleRequested {
+            trigger,
+            reason: reason.to_string(),
+            rerun_setup: false,
+        };
+        inner.handle(&mut state, event);
+    }
+
     async fn shut_down(&mut self) {
         if let Some(generation) = self.current.take() {
             self.sup.fail_in_flight(

@@ -449,7 +449,12 @@ impl Supervisor {
         let mut state = self.inner.lock();
         let event = state.deferred_recycle.clone()?;
         let now = tokio::time::Instant::now().into_std();
-        match crate::health_machine::successor(&state.machine, &event, now) {
+        match crate::health_machine::successor(
+            &state.machine,
+            &event,
+            &self.inner.machine_config,
+            now,
+        ) {
             Some(boot) => {
                 state.superseded = true;
                 Some(boot)

@@ -147,9 +147,12 @@ impl Inner {
                 state.machine.state,
                 HealthStatus::Ready | HealthStatus::Unhealthy
             );
-            if serving && !trigger.is_unplanned() {
+            let waits =
+                !trigger.is_unplanned() || (self.config.recycle_overlap && trigger.can_overlap());
+            if serving && waits {
                 // One worker of several: the recycle waits its turn (the worker keeps serving
-                // meanwhile), so the others serve while it is replaced.
+                // meanwhile), so the others serve while it is replaced; with `recycle.overlap`,
+                // for its successor to be set up beside it.
                 if state.deferred_recycle.is_none() {
                     state.deferred_recycle = Some(event);
                     roll.request(self.config.worker_index);
@@ -252,6 +255,7 @@ impl Supervisor {
             machine_config: MachineConfig {
                 health: config.health,
                 budget: config.restart_budget,
+                overlap: config.recycle_overlap,
             },
             clock_anchor: (tokio::time::Instant::now().into_std(), chrono::Utc::now()),
             scope,

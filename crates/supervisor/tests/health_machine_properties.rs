@@ -42,6 +42,7 @@ fn config() -> impl Strategy<Value = MachineConfig> {
                         window: Duration::from_secs(300),
                         ..BudgetConfig::default()
                     },
+                    overlap: false,
                 }
             },
         )

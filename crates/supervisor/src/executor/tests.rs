@@ -36,6 +36,7 @@ enum Did {
     Backoff(Duration),
     Log(u32),
     Finished(RecycleTrigger, bool),
+    Successor(RecycleTrigger),
     ShutDown,
 }
 
@@ -147,6 +148,10 @@ impl Effects for Fake {
 
     fn log_persistent_failure(&mut self, failures: u32, _reason: &str) {
         self.did.push(Did::Log(failures));
+    }
+
+    fn request_successor(&mut self, trigger: RecycleTrigger, _reason: &str) {
+        self.did.push(Did::Successor(trigger));
     }
 
     fn recycle_finished(&mut self, trigger: RecycleTrigger, _duration: Duration, succeeded: bool) {
@@ -332,6 +337,25 @@ async fn liveness_recycles_back_off_and_past_the_budget_end_defunct() {
         "{tail:?}"
     );
     assert!(matches!(&tail[2], Did::Stop(r) if r.starts_with("restart budget exhausted: 4")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn ready_liveness_threshold_with_overlap_requests_a_successor_and_keeps_the_worker() {
+    let cfg = MachineConfig {
+        overlap: true,
+        ..MachineConfig::default()
+    };
+    let fake = Fake::new(cfg, vec![failed(), failed(), failed()])
+        .run()
+        .await;
+    assert_eq!(fake.states, vec![Ready, Unhealthy]);
+    assert_eq!(
+        fake.did,
+        concat(vec![
+            up(1, SetupMode::Full, Starting),
+            vec![Did::Successor(RecycleTrigger::Liveness), Did::ShutDown],
+        ])
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -758,6 +758,7 @@ fn ready_recycle_requested_with_overlap_starts_a_successor_recycling_at_the_next
     let Some((next, actions)) = successor(
         &m,
         &asked(RecycleTrigger::MaxPredictions, false),
+        &MachineConfig::default(),
         Instant::now(),
     ) else {
         panic!("a planned recycle of a serving worker has a successor");
@@ -782,7 +783,12 @@ fn ready_recycle_requested_with_overlap_starts_a_successor_recycling_at_the_next
 fn successor_set_up_is_ready_and_reports_the_recycle_finished() {
     let t0 = Instant::now();
     let m = at(Unhealthy);
-    let Some((next, _)) = successor(&m, &asked(RecycleTrigger::Model, true), t0) else {
+    let Some((next, _)) = successor(
+        &m,
+        &asked(RecycleTrigger::Model, true),
+        &MachineConfig::default(),
+        t0,
+    ) else {
         panic!("an UNHEALTHY worker still serves, so it has a successor");
     };
     let (ready, actions) = run_at(
@@ -809,8 +815,12 @@ fn successor_set_up_is_ready_and_reports_the_recycle_finished() {
 #[test]
 fn successor_setup_failed_is_defunct_as_an_in_place_recycle_is() {
     let m = at(Ready);
-    let Some((next, _)) = successor(&m, &asked(RecycleTrigger::Admin, false), Instant::now())
-    else {
+    let Some((next, _)) = successor(
+        &m,
+        &asked(RecycleTrigger::Admin, false),
+        &MachineConfig::default(),
+        Instant::now(),
+    ) else {
         panic!("a planned recycle of a serving worker has a successor");
     };
     let (failed, actions) = step(
@@ -824,10 +834,67 @@ fn successor_setup_failed_is_defunct_as_an_in_place_recycle_is() {
 }
 
 #[test]
-fn unplanned_or_not_serving_has_no_successor() {
+fn a_crash_or_not_serving_has_no_successor() {
     let now = Instant::now();
-    assert!(successor(&at(Ready), &asked(RecycleTrigger::Liveness, false), now).is_none());
-    assert!(successor(&at(Recycling), &asked(RecycleTrigger::Admin, false), now).is_none());
-    assert!(successor(&at(Starting), &asked(RecycleTrigger::Admin, false), now).is_none());
-    assert!(successor(&at(Ready), &Event::CheckPassed, now).is_none());
+    let c = MachineConfig::default();
+    for trigger in [
+        RecycleTrigger::WorkerExit,
+        RecycleTrigger::Heartbeat,
+        RecycleTrigger::AllSlotsPoisoned,
+    ] {
+        assert!(successor(&at(Ready), &asked(trigger, false), &c, now).is_none());
+    }
+    assert!(successor(
+        &at(Recycling),
+        &asked(RecycleTrigger::Admin, false),
+        &c,
+        now
+    )
+    .is_none());
+    assert!(successor(&at(Starting), &asked(RecycleTrigger::Admin, false), &c, now).is_none());
+    assert!(successor(&at(Ready), &Event::CheckPassed, &c, now).is_none());
+}
+
+fn overlapping(health: HealthConfig) -> MachineConfig {
+    MachineConfig {
+        health,
+        overlap: true,
+        ..MachineConfig::default()
+    }
+}
+
+#[test]
+fn unhealthy_at_the_liveness_threshold_with_overlap_stays_unhealthy_and_requests_a_successor() {
+    let config = overlapping(HealthConfig::default());
+    let (m, actions) = run(at(Ready), &[failed(), failed(), failed()], &config);
+    assert_eq!((m.state, m.failures), (Unhealthy, 3));
+    assert_eq!(
+        actions,
+        vec![Action::RequestSuccessor {
+            trigger: RecycleTrigger::Liveness,
+            reason: FALSE.into()
+        }]
+    );
+    assert!(starts(&actions).is_empty());
+}
+
+#[test]
+fn a_liveness_successor_counts_in_the_restart_budget_and_none_once_it_is_spent() {
+    let config = MachineConfig {
+        overlap: true,
+        ..budget(1)
+    };
+    let now = Instant::now();
+    let event = asked(RecycleTrigger::Liveness, false);
+    let Some((next, _)) = successor(&at(Unhealthy), &event, &config, now) else {
+        panic!("the first liveness recycle is inside the budget");
+    };
+    assert_eq!(next.restarts.recent(), 1);
+    let spent = Machine {
+        state: Unhealthy,
+        ..next
+    };
+    assert!(successor(&spent, &event, &config, now).is_none());
+    // In place, the same request is DEFUNCT: the budget is spent.
+    assert_eq!(transition(&spent, &event, &config, now).0.state, Defunct);
 }
