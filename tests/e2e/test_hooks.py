@@ -65,6 +65,27 @@ def test_before_stop_runs_before_a_recycle_and_before_shutdown(serve, tmp_path):
     assert log.read_text().splitlines() == ["rotate|1|alive", "shutdown|2|alive"]
 
 
+def test_with_overlap_the_replaced_worker_runs_before_stop_naming_its_successor(serve, tmp_path):
+    log = tmp_path / "stops"
+    after = tmp_path / "starts"
+    server = serve(
+        "recycler",
+        env={
+            "COGVISOR_HOOKS_BEFORE_STOP": sh(f'echo "$COGVISOR_REASON|$COGVISOR_GENERATION" >> {log}'),
+            "COGVISOR_HOOKS_AFTER_HEALTHY": sh(f'echo "$COGVISOR_REASON|$COGVISOR_GENERATION" >> {after}'),
+            "COGVISOR_ADMIN_TOKEN": "t",
+            "COGVISOR_RECYCLE_OVERLAP": "true",
+        },
+    )
+    r = server.request("POST", "/recycle", body=b'{"reason": "rotate"}', headers={"Authorization": "Bearer t"})
+    assert r.status == 202, r.body
+    wait_for(lambda: log.exists() and log.read_text().strip(), timeout=60, what="the old worker's before_stop")
+    assert log.read_text().splitlines() == ["replaced by generation 2|1"]
+    # The successor's after_healthy ran before it took the old worker's place.
+    assert after.read_text().splitlines() == ["start|1", "rotate|2"]
+    assert server.health()["worker"]["generation"] == 2
+
+
 def test_a_recycle_reason_with_shell_syntax_reaches_a_shell_hook_as_data(serve, tmp_path):
     """The reason comes from the /recycle body (or model code): it reaches a hook only through its
     environment, never spliced into the arguments a `sh -c` hook parses."""

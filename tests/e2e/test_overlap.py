@@ -50,6 +50,8 @@ def test_twenty_model_recycles_overlap_under_a_client_without_a_503(serve):
     assert last["trigger"] == "model" and last["succeeded"] is True, last
     s = metric_samples(server)
     assert s[("cogvisor_worker_recycles_total", (("outcome", "succeeded"), ("trigger", "model")))] >= 20, s
+    print(f"overlap model: {h['worker']['generation'] - 1} recycles, {len(statuses)} predictions, all 200; "
+          f"the last took {last['duration_seconds']:.2f} s request to swap")
     # Every old generation was stopped once it had finished: one worker is left.
     wait_for(lambda: len(workers_of(server)) == 1, timeout=60, what="one worker process left")
 
@@ -78,6 +80,7 @@ def test_admin_and_max_predictions_recycles_overlap_under_a_client(serve):
     s = metric_samples(server)
     by = {t: s.get(("cogvisor_worker_recycles_total", (("outcome", "succeeded"), ("trigger", t))), 0) for t in ("admin", "max_predictions")}
     assert by["admin"] >= 1 and by["max_predictions"] >= 1, by
+    print(f"overlap admin+max_predictions: {by}, {len(statuses)} predictions, all 200")
     wait_for(lambda: len(workers_of(server)) == 1, timeout=60, what="one worker process left")
 
 

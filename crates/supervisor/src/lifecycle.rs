@@ -431,7 +431,13 @@ impl Effects for Lifecycle {
             self.sup.fail_in_flight(
                 "prediction failed: the server shut down before the prediction finished",
             );
-            self.run_before_stop(&generation, "shutdown").await;
+            // A worker its successor replaced (`recycle.overlap`) says so to `before_stop`.
+            let closed = self.sup.inner.lock().closed.clone();
+            let reason = match closed {
+                Some(reason) if self.sup.inner.lock().superseded => reason,
+                _ => "shutdown".to_string(),
+            };
+            self.run_before_stop(&generation, &reason).await;
             self.sup.stop_generation(&generation).await;
         }
         if let Some(leftover) = self.leftover.take() {

@@ -236,7 +236,7 @@ keys! {
         flag: "recycle-overlap",
         kind: parse::BOOL,
         default: "false",
-        help: "with one worker, a planned recycle (model, admin, max_predictions, memory) sets the next worker up while the old one serves, and swaps when it is READY: no 503 window, twice the memory meanwhile",
+        help: "with one worker, a recycle the worker can serve through (model, admin, max_predictions, memory, liveness) sets the next worker up while the old one serves, and swaps when it is READY: no 503 window, twice the memory meanwhile; refused with workers.count above 1",
     },
     RecycleOverlapWait {
         field: recycle_overlap_wait: Duration,
