@@ -85,14 +85,24 @@ def test_admin_and_max_predictions_recycles_overlap_under_a_client(serve):
 
 
 def test_a_prediction_on_the_old_worker_finishes_while_the_new_one_serves(serve):
-    server = serve("recycler", env={**OVERLAP, **ADMIN})
+    server = serve("recycler", env={**OVERLAP, **ADMIN, "RECYCLE_SETUP_SECONDS": "2"})
     server.wait_status("READY")
     old_pid = server.health()["worker"]["pid"]
     slow: dict = {}
-    t = threading.Thread(target=lambda: slow.update(r=server.predict({"mode": "sleep", "seconds": 6})))
+    t = threading.Thread(target=lambda: slow.update(r=server.predict({"mode": "sleep", "seconds": 8})))
     t.start()
     wait_for(lambda: server.health()["slots"]["busy"] == 1, timeout=30, what="the slow prediction to start")
     assert server.request("POST", "/recycle", headers={"Authorization": "Bearer t"}).status == 202
+    # While the successor sets up, the old worker is the one shown (BUSY: its slot runs the slow
+    # prediction), with the successor beside it.
+    h = wait_for(
+        lambda: (lambda h: h if (h.get("successor") or {}).get("pid") else None)(server.health()),
+        timeout=30,
+        what="a successor with its process",
+    )
+    assert h["status"] == "BUSY" and h["worker"]["pid"] == old_pid, h
+    assert h["successor"]["generation"] == 2 and h["successor"]["status"] == "RECYCLING", h["successor"]
+    assert h["successor"]["pid"] not in (None, old_pid), h["successor"]
     # The old worker keeps its slot busy; the successor takes the worker's place once READY.
     h = wait_for(
         lambda: (lambda h: h if h["worker"]["generation"] == 2 and h["status"] == "READY" else None)(server.health()),
@@ -100,6 +110,7 @@ def test_a_prediction_on_the_old_worker_finishes_while_the_new_one_serves(serve)
         what="generation 2 serving",
     )
     assert h["worker"]["pid"] != old_pid and h["worker"]["last_recycle"]["trigger"] == "admin", h["worker"]
+    assert "successor" not in h, h
     assert "r" not in slow, "the slow prediction ended before the successor was ready"
     status, body = server.predict({"mode": "count"})
     assert status == 200 and body["output"]["generation"] == 2, body

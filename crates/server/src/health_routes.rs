@@ -39,6 +39,9 @@ impl Serialize for HealthBody {
         map.serialize_entry("setup", &h.setup)?;
         map.serialize_entry("slots", &h.slots)?;
         map.serialize_entry("status", &h.status)?;
+        if let Some(successor) = &h.successor {
+            map.serialize_entry("successor", successor)?;
+        }
         if let Some(error) = &h.user_healthcheck_error {
             map.serialize_entry("user_healthcheck_error", error)?;
         }
@@ -215,6 +218,27 @@ mod tests {
         assert_eq!(
             keys,
             ["pool", "setup", "slots", "status", "version", "worker", "workers"]
+        );
+    }
+
+    #[test]
+    fn a_health_body_during_an_overlapped_recycle_adds_the_successor() {
+        let mut h = crate::metrics::tests::health(HealthStatus::Ready, 1, 1, 0);
+        h.successor = Some(cogvisor_supervisor::SuccessorRecord {
+            generation: 2,
+            pid: Some(4242),
+            status: HealthStatus::Recycling,
+            started_at: "2026-12-07T03:00:00.000000000+00:00".into(),
+        });
+        let body = serde_json::to_value(HealthBody(h)).unwrap_or_default();
+        insta::assert_json_snapshot!("successor_health_body", body["successor"]);
+        let keys: Vec<&str> = body
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            keys,
+            ["setup", "slots", "status", "successor", "version", "worker"]
         );
     }
 

@@ -621,6 +621,7 @@ pub(crate) mod tests {
             reason: None,
             user_healthcheck_error: None,
             pool: None,
+            successor: None,
         }
     }
 

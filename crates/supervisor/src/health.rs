@@ -128,6 +128,20 @@ pub struct HealthSnapshot {
     /// With more than one worker (`workers.count`): the pool's size and how many are ready, and
     /// every worker. `None` with one worker, whose snapshot is all of the above.
     pub pool: Option<PoolRecord>,
+    /// With `recycle.overlap`: the worker being set up to take this one's place, while it is.
+    pub successor: Option<SuccessorRecord>,
+}
+
+/// The next worker a `recycle.overlap` recycle sets up beside the serving one (`successor` in
+/// `/health-check`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SuccessorRecord {
+    pub generation: u64,
+    pub pid: Option<u32>,
+    /// RECYCLING while it sets up; it leaves the snapshot once it takes the worker's place.
+    pub status: HealthStatus,
+    /// When its setup started.
+    pub started_at: String,
 }
 
 /// The pool as `/health-check` shows it (`pool` and `workers`).

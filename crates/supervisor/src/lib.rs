@@ -82,6 +82,7 @@ pub use config::SupervisorConfig;
 pub use error::{AdmitError, SupervisorError};
 pub use health::{
     HealthSnapshot, HealthStatus, PoolRecord, PoolWorkerRecord, RecycleRecord, SetupStatus,
+    SuccessorRecord,
 };
 pub use health_machine::{HealthConfig, OnFailure, RecycleTrigger};
 pub use hooks::{HookPolicy, HooksConfig};

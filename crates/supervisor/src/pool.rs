@@ -32,7 +32,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::health::{HealthSnapshot, HealthStatus, PoolRecord, PoolWorkerRecord, SlotsRecord};
+use crate::health::{
+    HealthSnapshot, HealthStatus, PoolRecord, PoolWorkerRecord, SlotsRecord, SuccessorRecord,
+};
 use crate::health_machine::{Machine, RecycleTrigger};
 use crate::runtime_dir::RuntimeDir;
 use crate::scope::Scope;
@@ -117,15 +119,20 @@ impl Members {
         Some(old)
     }
 
+    /// The successor being set up (standing by, not yet serving), if any.
+    fn successor(&self) -> Option<Supervisor> {
+        let serving = self.serving();
+        self.standby()
+            .iter()
+            .find(|(_, s)| !serving.iter().any(|m| m.same(s)) && s.is_succeeding())
+            .map(|(_, s)| s.clone())
+    }
+
     /// A successor is being set up (it stands by, not yet serving), or is about to be (a serving
     /// worker deferred a recycle for the roll task).
     fn succeeding(&self) -> bool {
         let serving = self.serving();
-        serving.iter().any(Supervisor::awaits_recycle)
-            || self
-                .standby()
-                .iter()
-                .any(|(_, s)| !serving.iter().any(|m| m.same(s)) && s.is_succeeding())
+        serving.iter().any(Supervisor::awaits_recycle) || self.successor().is_some()
     }
 
     fn remove_standby(&self, gone: &Supervisor) {
@@ -348,7 +355,17 @@ impl WorkerPool {
         let [only] = &members[..] else {
             return pool_snapshot(members.iter().map(Supervisor::health).collect());
         };
-        only.health()
+        let mut health = only.health();
+        health.successor = self.members.successor().map(|s| {
+            let h = s.health();
+            SuccessorRecord {
+                generation: h.worker.generation,
+                pid: h.worker.pid,
+                status: h.status,
+                started_at: h.setup.started_at,
+            }
+        });
+        health
     }
 
     /// Follows the pool's state (never BUSY): READY while any worker is.

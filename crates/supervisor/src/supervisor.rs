@@ -330,6 +330,7 @@ impl Supervisor {
             reason: state.machine.reason.clone(),
             user_healthcheck_error: state.user_healthcheck_error.clone(),
             pool: None,
+            successor: None,
         }
     }
 

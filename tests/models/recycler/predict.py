@@ -1,6 +1,7 @@
 """Asks for its own recycle: every third prediction, or when told; can leave a setsid daemon behind.
 
-With CRASH_SETUP_AFTER_RECYCLE=1 in the environment, setup raises in every generation after the first.
+With CRASH_SETUP_AFTER_RECYCLE=1 in the environment, setup raises in every generation after the first;
+with RECYCLE_SETUP_SECONDS=N, recycle_setup() takes N seconds.
 """
 
 import os
@@ -25,6 +26,7 @@ class Predictor(BasePredictor):
 
     def recycle_setup(self) -> None:
         _maybe_crash()
+        time.sleep(float(os.environ.get("RECYCLE_SETUP_SECONDS", "0")))
         self.setup_kind = "recycle_setup"
         self.count = 0
 

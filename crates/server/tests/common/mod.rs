@@ -68,5 +68,6 @@ pub fn health(
         reason: None,
         user_healthcheck_error: None,
         pool: None,
+        successor: None,
     }
 }
