@@ -128,7 +128,8 @@ def test_a_pool_of_two_leaking_workers_serves_100_calls_each_worker_under_500_mb
     # A pool's max_rss recycles roll: the other worker serves while one sets up again. Here the
     # leak outruns a setup (ten calls fill a worker faster than the other is back), so a worker
     # waiting its turn goes on serving until it is an eighth past the bound (450 MB), then is
-    # recycled at once: a few 503s while both set up, no worker past 500 MB, nothing failed.
+    # recycled at once; while both set up, a prediction waits for one (recycle.admission_wait)
+    # instead of a 503: no worker past 500 MB, nothing failed, nothing refused.
     server = serve("leaker", env={"COGVISOR_RECYCLE_MAX_RSS": "400MB", "COGVISOR_WORKERS_COUNT": "2"})
     wait_for(lambda: server.health()["pool"]["ready"] == 2, timeout=60, what="both workers READY")
     refused = 0
@@ -152,6 +153,7 @@ def test_a_pool_of_two_leaking_workers_serves_100_calls_each_worker_under_500_mb
     s = metric_samples(server)
     assert s[("cogvisor_predictions_total", (("kind", "prediction"), ("outcome", "succeeded")))] == 100
     assert recycles(s, "max_rss") >= 8, s
+    assert refused == 0, f"{refused} answers 503"
     print(f"pool max_rss: {recycled} recycles, {refused} answers 503, worker peaks "
           f"{[p // MB for p in peaks][-3:]} MB, both workers together at most {sampler.peak // MB} MB")
 

@@ -156,7 +156,7 @@ def test_a_successor_that_fails_setup_ends_defunct_and_stops_the_old_worker(serv
 def test_a_leaking_model_with_overlap_serves_100_calls_each_worker_under_500_mb(serve):
     # Each recycle sets the successor up while the leaking worker serves: it keeps growing until its
     # successor is READY, or until it is an eighth past the bound (450 MB), when it admits nothing
-    # more and a prediction waits for the successor (recycle.overlap_wait) instead of a 503; so each
+    # more and a prediction waits for the successor (recycle.admission_wait) instead of a 503; so each
     # tree stays under 500 MB, both together under twice that, and no call is refused.
     server = serve("leaker", env={**OVERLAP, "COGVISOR_RECYCLE_MAX_RSS": "400MB"})
     server.wait_status("READY")

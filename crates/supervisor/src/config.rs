@@ -59,9 +59,9 @@ pub struct SupervisorConfig {
     /// `recycle.overlap`: a planned recycle of the one worker sets its successor up while it keeps
     /// serving, and swaps when the successor is READY (`pool.rs`). One worker only.
     pub recycle_overlap: bool,
-    /// With `recycle_overlap`: how long a prediction the old worker no longer admits (it is an
-    /// eighth past its memory bound) waits for its successor before the 503.
-    pub recycle_overlap_wait: Duration,
+    /// With several workers or `recycle_overlap`: how long a prediction waits for a worker when
+    /// every one that could take it is being replaced, before the 503 (`pool.rs`).
+    pub recycle_admission_wait: Duration,
     /// Recycle after this many predictions per worker (plus up to `max_predictions_jitter`).
     pub max_predictions: Option<u64>,
     pub max_predictions_jitter: u64,
@@ -108,7 +108,7 @@ impl SupervisorConfig {
             restart_budget: BudgetConfig::default(),
             recycle_drain_timeout: Duration::from_secs(30),
             recycle_overlap: false,
-            recycle_overlap_wait: Duration::from_secs(30),
+            recycle_admission_wait: Duration::from_secs(30),
             max_predictions: None,
             max_predictions_jitter: 0,
             max_rss: None,

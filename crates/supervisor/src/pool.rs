@@ -17,13 +17,21 @@
 //! deferred and the snapshot has no `pool`, unless `recycle.overlap` is on:
 //!
 //! ```text
-//!   deferred in the worker (it keeps serving) ──► the roll task starts its successor (next
-//!   generation, RECYCLING, `health_machine::successor`) beside it ──► successor READY: swap, the
-//!   old one admits nothing more, finishes what it runs (recycle.drain_timeout), is stopped
+//!   a recycle the worker can serve through (planned, or liveness: RecycleTrigger::can_overlap)
+//!           ──► deferred in the worker (it keeps serving) ──► the roll task starts its successor
+//!               (a Supervisor of its own at the next generation, RECYCLING, from
+//!               `health_machine::successor`) beside it; the old one starts no worker any more
+//!           ──► successor READY: swap (predictions go to it; a caller that tried the old list
+//!               tries the new one), the old one admits nothing more, finishes what it runs
+//!               (recycle.drain_timeout) and is stopped
+//!   the old worker an eighth past its memory bound ──► it admits nothing more; predictions wait
+//!               for the swap (recycle.admission_wait), then 503
 //! ```
 //!
 //! A successor that fails its setup takes the worker's place all the same (DEFUNCT, as an in-place
 //! recycle whose replacement failed); the predecessor finishes what it runs and is stopped.
+//! Successors being set up and predecessors draining are the pool's `standby`: cancels, duplicate
+//! ids, memory, task counts and the shutdown include them.
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -128,11 +136,17 @@ impl Members {
             .map(|(_, s)| s.clone())
     }
 
-    /// A successor is being set up (it stands by, not yet serving), or is about to be (a serving
-    /// worker deferred a recycle for the roll task).
-    fn succeeding(&self) -> bool {
+    /// A worker is being replaced and will serve again: one recycles in place, a successor is
+    /// being set up, or is about to be (a worker with `recycle.overlap` deferred its recycle).
+    fn replacing(&self) -> bool {
         let serving = self.serving();
-        serving.iter().any(Supervisor::awaits_recycle) || self.successor().is_some()
+        serving
+            .iter()
+            .any(|m| m.status() == HealthStatus::Recycling)
+            || serving
+                .iter()
+                .any(|m| m.awaits_recycle() && m.inner.config.recycle_overlap)
+            || self.successor().is_some()
     }
 
     fn remove_standby(&self, gone: &Supervisor) {
@@ -144,9 +158,10 @@ impl Members {
 #[derive(Debug, Clone)]
 pub struct WorkerPool {
     members: Arc<Members>,
-    /// `recycle.overlap_wait` with `recycle.overlap`: how long a prediction the worker no longer
-    /// admits waits for its successor. `None` without overlap.
-    overlap_wait: Option<std::time::Duration>,
+    /// `recycle.admission_wait`, with several workers or `recycle.overlap`: how long a prediction
+    /// that no worker admits because they are being replaced waits for one. `None` with one worker
+    /// recycled in place (Cog's `503` at once).
+    admission_wait: Option<std::time::Duration>,
     status: watch::Receiver<HealthStatus>,
     token: CancellationToken,
     tasks: TaskTracker,
@@ -165,7 +180,7 @@ impl WorkerPool {
         };
         let pooled = configs.len() > 1;
         let overlap = first.recycle_overlap;
-        let overlap_wait = overlap.then_some(first.recycle_overlap_wait);
+        let admission_wait = (pooled || overlap).then_some(first.recycle_admission_wait);
         if overlap && pooled {
             return Err(SupervisorError::OverlapInPool {
                 workers: configs.len(),
@@ -209,7 +224,7 @@ impl WorkerPool {
         };
         Ok(Self {
             members,
-            overlap_wait,
+            admission_wait,
             status,
             token,
             tasks,
@@ -221,7 +236,7 @@ impl WorkerPool {
         let status = supervisor.watch_status();
         Self {
             members: Arc::new(Members::new(Arc::from(vec![supervisor]))),
-            overlap_wait: None,
+            admission_wait: None,
             status,
             token: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -255,6 +270,7 @@ impl WorkerPool {
         request: PredictionRequest,
     ) -> Result<PredictionStream, AdmitError> {
         let mut wait_until = None;
+        let mut changes: Option<Changes> = None;
         loop {
             let version = self.members.version();
             let members = self.members.serving();
@@ -264,29 +280,31 @@ impl WorkerPool {
                 // predecessor admits nothing more, so the new list is asked.
                 Err(_) if self.members.version() != version => continue,
                 Err(e @ AdmitError::Recycling(_)) => {
-                    let Some(wait) = self.overlap_wait.filter(|_| self.members.succeeding()) else {
+                    let Some(wait) = self.admission_wait.filter(|_| self.members.replacing())
+                    else {
                         return Err(e);
                     };
-                    // The worker stopped admitting for its memory while its successor sets up:
-                    // the prediction waits for the successor, up to `recycle.overlap_wait`.
+                    // Every worker that could take it is being replaced (a pool's recycles
+                    // overlapping under a leak, a worker past its memory ceiling while its
+                    // successor sets up): the prediction waits for one, up to
+                    // `recycle.admission_wait`.
                     let until =
                         *wait_until.get_or_insert_with(|| tokio::time::Instant::now() + wait);
-                    if !self.until_swapped(version, until).await {
-                        return Err(e);
+                    match changes.as_mut() {
+                        // Follow the workers from now on, then ask once more: one back between
+                        // the refusal and now is not missed.
+                        None => changes = Some(Changes::follow(&self.members)),
+                        Some(followed) => {
+                            if !followed.next(until, &self.token).await {
+                                return Err(e);
+                            }
+                            changes = None;
+                        }
                     }
                 }
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    /// Waits for a successor to take a worker's place after list `version`, until `until` or the
-    /// shutdown. True when one did.
-    async fn until_swapped(&self, version: u64, until: tokio::time::Instant) -> bool {
-        let mut swaps = self.members.version.subscribe();
-        let swapped = async move { swaps.wait_for(|v| *v != version).await.is_ok() };
-        let waited = tokio::time::timeout_at(until, self.token.run_until_cancelled(swapped)).await;
-        matches!(waited, Ok(Some(true)))
     }
 
     /// The worker that admitted `id`, and its slot.
@@ -433,6 +451,11 @@ impl Supervisor {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
+    /// The machine's state (never BUSY).
+    fn status(&self) -> HealthStatus {
+        self.inner.lock().machine.state
+    }
+
     /// True while this supervisor's worker is being set up to take another's place.
     fn is_succeeding(&self) -> bool {
         let state = self.inner.lock();
@@ -509,6 +532,41 @@ impl Supervisor {
             }
         }
         self.shutdown().await;
+    }
+}
+
+/// What a waiting prediction follows: a swap, and every serving worker's state.
+struct Changes {
+    swaps: watch::Receiver<u64>,
+    statuses: Vec<watch::Receiver<HealthStatus>>,
+}
+
+impl Changes {
+    /// From now on (what the receivers hold now counts as seen).
+    fn follow(members: &Members) -> Self {
+        Self {
+            swaps: members.version.subscribe(),
+            statuses: members
+                .serving()
+                .iter()
+                .map(Supervisor::watch_status)
+                .collect(),
+        }
+    }
+
+    /// Waits for the next change, until `until` or the shutdown. True when one came.
+    async fn next(&mut self, until: tokio::time::Instant, token: &CancellationToken) -> bool {
+        let Changes { swaps, statuses } = self;
+        let any = async {
+            let states =
+                futures::future::select_all(statuses.iter_mut().map(|rx| Box::pin(rx.changed())));
+            tokio::select! {
+                swapped = swaps.changed() => swapped.is_ok(),
+                (changed, _, _) = states => changed.is_ok(),
+            }
+        };
+        let waited = tokio::time::timeout_at(until, token.run_until_cancelled(any)).await;
+        matches!(waited, Ok(Some(true)))
     }
 }
 

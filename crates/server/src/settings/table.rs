@@ -238,13 +238,13 @@ keys! {
         default: "false",
         help: "with one worker, a recycle the worker can serve through (model, admin, max_predictions, memory, liveness) sets the next worker up while the old one serves, and swaps when it is READY: no 503 window, twice the memory meanwhile; refused with workers.count above 1",
     },
-    RecycleOverlapWait {
-        field: recycle_overlap_wait: Duration,
-        name: "recycle.overlap_wait",
-        flag: "recycle-overlap-wait",
+    RecycleAdmissionWait {
+        field: recycle_admission_wait: Duration,
+        name: "recycle.admission_wait",
+        flag: "recycle-admission-wait",
         kind: parse::DURATION,
         default: "30s",
-        help: "with recycle.overlap, how long a prediction waits for the next worker when the old one admits nothing more (an eighth past its memory bound) before it is answered 503",
+        help: "with workers.count above 1 or recycle.overlap, how long a prediction waits for a worker when every one that could take it is being replaced, before it is answered 503 (one worker recycled in place answers 503 at once, as Cog does)",
     },
     RecycleMaxPredictions {
         field: recycle_max_predictions: Option<u64>,
@@ -578,7 +578,7 @@ impl Settings {
             restart_budget: self.recycle_restart_budget,
             recycle_drain_timeout: self.recycle_drain_timeout,
             recycle_overlap: self.recycle_overlap,
-            recycle_overlap_wait: self.recycle_overlap_wait,
+            recycle_admission_wait: self.recycle_admission_wait,
             max_predictions: self.recycle_max_predictions,
             max_predictions_jitter: self.recycle_max_predictions_jitter,
             max_rss: self.recycle_max_rss,
