@@ -558,11 +558,17 @@ impl Changes {
     async fn next(&mut self, until: tokio::time::Instant, token: &CancellationToken) -> bool {
         let Changes { swaps, statuses } = self;
         let any = async {
-            let states =
-                futures::future::select_all(statuses.iter_mut().map(|rx| Box::pin(rx.changed())));
+            let states = async {
+                if statuses.is_empty() {
+                    // `select_all` of nothing panics; a pool always has a worker, but be sure.
+                    return std::future::pending().await;
+                }
+                let changes = statuses.iter_mut().map(|rx| Box::pin(rx.changed()));
+                futures::future::select_all(changes).await.0.is_ok()
+            };
             tokio::select! {
                 swapped = swaps.changed() => swapped.is_ok(),
-                (changed, _, _) = states => changed.is_ok(),
+                changed = states => changed,
             }
         };
         let waited = tokio::time::timeout_at(until, token.run_until_cancelled(any)).await;
@@ -812,6 +818,43 @@ mod tests {
         assert_eq!(pool_status(&[Starting, Recycling]), Recycling);
         assert_eq!(pool_status(&[Starting, Starting]), Starting);
         assert_eq!(pool_status(&[SetupFailed, Starting]), Starting);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_prediction_gives_up_at_its_deadline() {
+        let members = Members::new(Arc::from(Vec::new()));
+        let mut changes = Changes::follow(&members);
+        let started = tokio::time::Instant::now();
+        let until = started + std::time::Duration::from_secs(30);
+        assert!(!changes.next(until, &CancellationToken::new()).await);
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_swap_wakes_a_waiting_prediction_before_its_deadline() {
+        let members = Arc::new(Members::new(Arc::from(Vec::new())));
+        let mut changes = Changes::follow(&members);
+        let started = tokio::time::Instant::now();
+        let swapper = members.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            swapper.version.send_modify(|v| *v += 1);
+        });
+        let until = started + std::time::Duration::from_secs(30);
+        assert!(changes.next(until, &CancellationToken::new()).await);
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_ends_a_waiting_prediction_at_once() {
+        let members = Members::new(Arc::from(Vec::new()));
+        let mut changes = Changes::follow(&members);
+        let token = CancellationToken::new();
+        token.cancel();
+        let started = tokio::time::Instant::now();
+        let until = started + std::time::Duration::from_secs(30);
+        assert!(!changes.next(until, &token).await);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]
