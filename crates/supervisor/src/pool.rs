@@ -162,6 +162,9 @@ pub struct WorkerPool {
     /// that no worker admits because they are being replaced waits for one. `None` with one worker
     /// recycled in place (Cog's `503` at once).
     admission_wait: Option<std::time::Duration>,
+    /// One worker that nothing replaces by another supervisor (no `recycle.overlap`): predictions
+    /// and health go straight to it, as they did before there were pools.
+    only: Option<Supervisor>,
     status: watch::Receiver<HealthStatus>,
     token: CancellationToken,
     tasks: TaskTracker,
@@ -206,6 +209,7 @@ impl WorkerPool {
             tasks: tasks.clone(),
         };
         crate::supervisor::spawn_orphan_reaper(&scope, shared.spawner.known().clone());
+        let only = (!managed).then(|| members[0].clone());
         let members = Arc::new(Members::new(members));
         let status = if managed {
             let roll = Roll {
@@ -225,6 +229,7 @@ impl WorkerPool {
         Ok(Self {
             members,
             admission_wait,
+            only,
             status,
             token,
             tasks,
@@ -235,6 +240,7 @@ impl WorkerPool {
     pub fn single(supervisor: Supervisor) -> Self {
         let status = supervisor.watch_status();
         Self {
+            only: Some(supervisor.clone()),
             members: Arc::new(Members::new(Arc::from(vec![supervisor]))),
             admission_wait: None,
             status,
@@ -269,6 +275,9 @@ impl WorkerPool {
         &self,
         request: PredictionRequest,
     ) -> Result<PredictionStream, AdmitError> {
+        if let Some(only) = &self.only {
+            return only.predict(request).await;
+        }
         let mut wait_until = None;
         let mut changes: Option<Changes> = None;
         loop {
@@ -369,6 +378,9 @@ impl WorkerPool {
     /// state (see [`pool_status`]), Cog's keys from the worker whose state that is, the slots of all
     /// of them, and every worker under `pool`.
     pub fn health(&self) -> HealthSnapshot {
+        if let Some(only) = &self.only {
+            return only.health();
+        }
         let members = self.members.serving();
         let [only] = &members[..] else {
             return pool_snapshot(members.iter().map(Supervisor::health).collect());
