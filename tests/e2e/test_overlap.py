@@ -6,6 +6,8 @@ and nothing of an old generation is left running."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -189,3 +191,29 @@ def test_overlap_with_a_pool_is_refused_naming_both_keys(serve):
     assert server.proc.wait(timeout=30) != 0
     err = server.stderr_text()
     assert "recycle.overlap" in err and "workers.count" in err, err[-2000:]
+
+
+def test_the_old_worker_crashing_while_its_successor_sets_up_makes_predictions_wait(serve):
+    # Nothing can serve between the crash and the successor's READY: a prediction waits for the
+    # successor (recycle.admission_wait) instead of a 503, and its predict_time leaves the wait out.
+    server = serve("recycler", env={**OVERLAP, **ADMIN, "RECYCLE_SETUP_SECONDS": "4"})
+    server.wait_status("READY")
+    old_pid = server.health()["worker"]["pid"]
+    assert server.request("POST", "/recycle", headers={"Authorization": "Bearer t"}).status == 202
+    successor = wait_for(
+        lambda: (server.health().get("successor") or {}).get("pid"), timeout=30, what="a successor with its process"
+    )
+    os.kill(old_pid, signal.SIGKILL)
+    wait_for(lambda: not is_alive(old_pid), timeout=30, what="the old worker to die")
+    h = server.health()
+    if "successor" in h:  # not READY yet: the dead worker is shown, and its successor beside it
+        assert h["status"] == "RECYCLING" and "SIGKILL" in h["reason"], h
+    started = time.monotonic()
+    status, body = server.predict({"mode": "sleep", "seconds": 0.01})
+    waited = time.monotonic() - started
+    assert status == 200 and body["status"] == "succeeded", body
+    assert body["output"]["pid"] == successor and body["output"]["generation"] == 2, body
+    assert body["metrics"]["predict_time"] < waited, (body["metrics"], waited)
+    h = server.wait_status("READY", timeout=60)
+    assert h["worker"]["pid"] == successor and h["worker"]["last_recycle"]["trigger"] == "admin", h["worker"]
+    print(f"old worker killed during succession: a prediction waited {waited:.2f} s, then 200 from generation 2")

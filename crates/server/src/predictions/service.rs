@@ -185,7 +185,6 @@ impl PredictionService {
                 subscriber_max_bytes: self.settings.subscriber_max_bytes,
             }),
         );
-        let started = Instant::now();
         let stream = self
             .supervisor
             .predict(PredictionRequest {
@@ -194,6 +193,9 @@ impl PredictionService {
                 context,
             })
             .await?;
+        // From the admission, as `started_at`: a prediction that waited for a worker being
+        // replaced (`recycle.admission_wait`) does not count the wait in `predict_time`.
+        let started = Instant::now();
         if let Some(webhook) = webhook {
             let notifier = Arc::new(Notifier::new(webhook.events));
             prediction.set_webhook(notifier.clone());
