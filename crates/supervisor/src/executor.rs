@@ -67,9 +67,10 @@ pub(crate) trait Effects {
     async fn backoff(&mut self, after: Duration) -> Step<()>;
     fn log_persistent_failure(&mut self, failures: u32, reason: &str);
     fn recycle_finished(&mut self, trigger: RecycleTrigger, duration: Duration, succeeded: bool);
-    /// Asks for a successor (`recycle.overlap`): the recycle is requested as model code or admin
-    /// would, and the pool sets the successor up beside the worker.
-    fn request_successor(&mut self, trigger: RecycleTrigger, reason: &str);
+    /// Asks the pool for this worker's turn to carry out the recycle its machine awaits.
+    fn await_turn(&mut self);
+    /// Admits nothing more to the worker, for `reason`.
+    fn close_admission(&mut self, reason: &str);
     /// Stops what runs for a server shutdown: in-flight predictions fail, the worker is stopped.
     async fn shut_down(&mut self);
 }
@@ -150,8 +151,12 @@ pub(crate) async fn execute<E: Effects>(fx: &mut E, actions: Vec<Action>) -> Ste
                 fx.recycle_finished(trigger, duration, succeeded);
                 None
             }
-            Action::RequestSuccessor { trigger, reason } => {
-                fx.request_successor(trigger, &reason);
+            Action::AwaitTurn => {
+                fx.await_turn();
+                None
+            }
+            Action::CloseAdmission { reason } => {
+                fx.close_admission(&reason);
                 None
             }
         };

@@ -24,6 +24,13 @@
 //! | READY / UNHEALTHY | the heartbeat missed a second time in a row | RECYCLING, or DEFUNCT past the restart budget | fail in-flight, stop (no drain), backoff, start (`setup()`) |
 //! | READY / UNHEALTHY | every slot poisoned | RECYCLING, or DEFUNCT past the restart budget | stop, backoff, start (`setup()`) |
 //! | READY / UNHEALTHY | recycle requested (model, admin, max_predictions, max_rss, max_gpu_memory) | RECYCLING | drain, stop, start |
+//! | READY / UNHEALTHY | recycle requested, one worker of several or `recycle.overlap` (with overlap, also the liveness threshold) | (stays), the recycle awaiting its turn | ask the pool for a turn (once) |
+//! | READY / UNHEALTHY, awaiting its turn | turn granted (the pool's roll) | RECYCLING | drain, stop, start (the awaited recycle) |
+//! | READY / UNHEALTHY, awaiting its turn, `recycle.overlap` | handed over ([`hand_over`]) | (stays), superseded | the successor: RECYCLING at the next generation, start it |
+//! | READY / UNHEALTHY, one worker of several | an eighth past the memory bound | RECYCLING at once (no turn) | drain, stop, start |
+//! | READY / UNHEALTHY, `recycle.overlap` | an eighth past the memory bound | (stays), awaiting its turn | admit nothing more, ask for a turn |
+//! | superseded | worker exited, heartbeat missed twice, every slot poisoned | RECYCLING | fail in-flight, stop (no new worker: the successor is it) |
+//! | superseded | recycle requested, liveness threshold | (stays) | — (the successor is the recycle) |
 //! | RECYCLING | `after_healthy` done | READY | record the recycle |
 //! | RECYCLING | setup failed (or `after_healthy` failed, `fail`) | DEFUNCT | record the failed recycle, stop the worker |
 //!
@@ -145,9 +152,22 @@ pub struct MachineConfig {
     pub health: HealthConfig,
     /// The restart budget of unplanned replacements, and their backoff.
     pub budget: BudgetConfig,
-    /// `recycle.overlap`: a liveness recycle is asked of the pool ([`Action::RequestSuccessor`])
-    /// instead of replacing the worker in place, so the worker serves until its successor is READY.
+    /// `recycle.overlap`: a recycle the worker can serve through ([`RecycleTrigger::can_overlap`],
+    /// a liveness one too) awaits its turn and is carried out by a successor ([`hand_over`]), so
+    /// the worker serves until its successor is READY.
     pub overlap: bool,
+    /// One worker of several (`workers.count` above 1): a planned recycle awaits the pool's turn,
+    /// so the others serve while this one is replaced.
+    pub pooled: bool,
+}
+
+impl MachineConfig {
+    /// Whether a recycle by `trigger` of a serving worker awaits the pool's turn instead of
+    /// starting at once. Unplanned ones do not wait (the worker is unusable), except a liveness
+    /// recycle with `recycle.overlap` (the worker still serves while its successor sets up).
+    pub fn awaits_turn(&self, trigger: RecycleTrigger) -> bool {
+        (self.pooled && !trigger.is_unplanned()) || (self.overlap && trigger.can_overlap())
+    }
 }
 
 /// Something that happened.
@@ -187,6 +207,14 @@ pub enum Event {
         /// Run `setup()` again instead of `recycle_setup()`.
         rerun_setup: bool,
     },
+    /// The worker's tree is an eighth past its memory bound (`Bound::ceiling` in `memory.rs`): it
+    /// must not keep growing while it awaits its turn.
+    MemoryCeilingPassed {
+        trigger: RecycleTrigger,
+        reason: String,
+    },
+    /// The pool's roll: it is this worker's turn to carry out the recycle it awaits, in place.
+    TurnGranted,
 }
 
 /// What the shell must do, in the order given.
@@ -210,12 +238,13 @@ pub enum Action {
     Backoff { after: Duration },
     /// Log that checks keep failing and nothing else is done (`on_failure: log`).
     LogPersistentFailure { failures: u32, reason: String },
-    /// With `recycle.overlap`: ask for a successor set up beside the worker, which keeps serving
-    /// meanwhile (fed back as a [`Event::RecycleRequested`] with `trigger`, `pool.rs`).
-    RequestSuccessor {
-        trigger: RecycleTrigger,
-        reason: String,
-    },
+    /// Ask the pool for this worker's turn to be recycled ([`Machine::awaiting_turn`]); the worker
+    /// keeps serving meanwhile. Answered by [`Event::TurnGranted`], or with `recycle.overlap` by
+    /// [`hand_over`] (`pool.rs`).
+    AwaitTurn,
+    /// Admit nothing more, for `reason`; what runs goes on (a worker past its memory ceiling whose
+    /// successor is being set up).
+    CloseAdmission { reason: String },
     /// A recycle ended: tell the observer (metrics) and the log. Its record is
     /// [`Machine::last_recycle`], already there when the state changes.
     RecycleFinished {
@@ -231,6 +260,35 @@ pub struct RecycleStarted {
     pub trigger: RecycleTrigger,
     pub reason: String,
     pub since: Instant,
+}
+
+/// A recycle asked for that awaits the pool's turn (`workers.count` above 1, `recycle.overlap`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwaitedRecycle {
+    pub trigger: RecycleTrigger,
+    pub reason: String,
+    pub rerun_setup: bool,
+}
+
+impl AwaitedRecycle {
+    fn replacement(&self) -> Replacement {
+        Replacement {
+            trigger: self.trigger,
+            reason: self.reason.clone(),
+            gone: false,
+            drain: true,
+            setup: setup_mode(self.rerun_setup),
+        }
+    }
+}
+
+/// `setup()` again, or `recycle_setup()`.
+fn setup_mode(rerun_setup: bool) -> SetupMode {
+    if rerun_setup {
+        SetupMode::Full
+    } else {
+        SetupMode::Recycle
+    }
 }
 
 /// A recycle that ended, as `/health-check` shows it under `worker.last_recycle`.
@@ -267,6 +325,11 @@ pub struct Machine {
     /// The recycle under way (while RECYCLING).
     pub recycle: Option<RecycleStarted>,
     pub last_recycle: Option<RecycleOutcome>,
+    /// A recycle that awaits the pool's turn; the worker serves meanwhile.
+    pub awaiting_turn: Option<AwaitedRecycle>,
+    /// A successor carries out this worker's recycle (`recycle.overlap`, [`hand_over`]): no
+    /// other worker is started from this machine.
+    pub superseded: bool,
 }
 
 impl Machine {
@@ -282,6 +345,8 @@ impl Machine {
             restarts: RestartBudget::default(),
             recycle: None,
             last_recycle: None,
+            awaiting_turn: None,
+            superseded: false,
         }
     }
 
@@ -362,6 +427,19 @@ fn replace(
     now: Instant,
 ) -> (Machine, Vec<Action>) {
     let mut next = m.to(HealthStatus::Recycling, Some(r.reason.clone()));
+    next.awaiting_turn = None;
+    if m.superseded {
+        // The successor being set up is the next worker: this one is only stopped.
+        let mut actions = Vec::new();
+        if r.drain && !r.gone {
+            actions.push(Action::Drain);
+        }
+        actions.push(Action::FailInFlight {
+            error: r.in_flight_error(),
+        });
+        actions.push(Action::StopWorker { reason: r.reason });
+        return (next, actions);
+    }
     let after = if r.trigger.is_unplanned() {
         match next.restarts.restart(now, &config.budget) {
             Ok(after) => after,
@@ -415,62 +493,83 @@ fn replace(
     (next, actions)
 }
 
-/// The machine of the worker that succeeds `m`'s with `recycle.overlap` (`pool.rs`): `m`'s worker
-/// keeps serving while this one starts RECYCLING at the next generation, with `m`'s restart budget
-/// and last recycle, for the recycle `event` asks (an [`Event::RecycleRequested`] whose trigger
-/// [can overlap](RecycleTrigger::can_overlap)). `None` for any other event, when `m` is not
-/// serving, or when a liveness recycle finds the restart budget spent: the recycle then happens in
-/// place. Pure.
-pub fn successor(
-    m: &Machine,
-    event: &Event,
-    config: &MachineConfig,
-    now: Instant,
-) -> Option<(Machine, Vec<Action>)> {
-    let Event::RecycleRequested {
-        trigger,
-        reason,
-        rerun_setup,
-    } = event
-    else {
-        return None;
-    };
+/// A recycle carried out by a successor (`recycle.overlap`): the two machines and the successor's
+/// first actions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Succession {
+    /// The serving worker's machine from now on: still serving, superseded, no turn awaited.
+    pub predecessor: Machine,
+    /// The successor's: RECYCLING at the next generation, with the predecessor's restart budget and
+    /// last recycle, for the recycle awaited.
+    pub successor: Machine,
+    pub actions: Vec<Action>,
+}
+
+/// The turn of `m`'s worker has come and, with `recycle.overlap`, a successor carries out the
+/// recycle it awaits while it serves. `None` when it awaits none, does not serve, cannot overlap
+/// the recycle, or when a liveness recycle finds the restart budget spent: the turn is then
+/// granted in place ([`Event::TurnGranted`]), which also makes a spent budget DEFUNCT. Pure.
+pub fn hand_over(m: &Machine, config: &MachineConfig, now: Instant) -> Option<Succession> {
+    let awaited = m.awaiting_turn.as_ref()?;
     let serving = matches!(
         m.state,
         HealthStatus::Ready | HealthStatus::Unhealthy | HealthStatus::Busy
     );
-    if !serving || !trigger.can_overlap() {
+    if !serving || m.superseded || !config.overlap || !awaited.trigger.can_overlap() {
         return None;
     }
     let mut restarts = m.restarts.clone();
-    // A liveness recycle counts in the restart budget as in place; spent, the in-place recycle
-    // goes DEFUNCT. No backoff: the worker serves meanwhile.
-    if trigger.is_unplanned() && restarts.restart(now, &config.budget).is_err() {
+    // A liveness recycle counts in the restart budget as in place; no backoff: the worker serves
+    // meanwhile.
+    if awaited.trigger.is_unplanned() && restarts.restart(now, &config.budget).is_err() {
         return None;
     }
     let generation = m.generation + 1;
-    let setup = if *rerun_setup {
-        SetupMode::Full
-    } else {
-        SetupMode::Recycle
-    };
-    let next = Machine {
+    let successor = Machine {
         state: HealthStatus::Recycling,
         failures: 0,
         successes: 0,
         heartbeat_misses: 0,
         checks_unhealthy: false,
-        reason: Some(reason.clone()),
+        reason: Some(awaited.reason.clone()),
         generation,
         restarts,
         recycle: Some(RecycleStarted {
-            trigger: *trigger,
-            reason: reason.clone(),
+            trigger: awaited.trigger,
+            reason: awaited.reason.clone(),
             since: now,
         }),
         last_recycle: m.last_recycle.clone(),
+        awaiting_turn: None,
+        superseded: false,
     };
-    Some((next, vec![Action::StartWorker { generation, setup }]))
+    let actions = vec![Action::StartWorker {
+        generation,
+        setup: setup_mode(awaited.rerun_setup),
+    }];
+    Some(Succession {
+        predecessor: Machine {
+            awaiting_turn: None,
+            superseded: true,
+            ..m.clone()
+        },
+        successor,
+        actions,
+    })
+}
+
+/// `m` awaiting its turn for `awaited`: asked once; a recycle asked while one awaits is that one.
+fn await_turn(m: Machine, awaited: AwaitedRecycle) -> (Machine, Vec<Action>) {
+    if m.superseded || m.awaiting_turn.is_some() {
+        return (m, vec![]);
+    }
+    (
+        Machine {
+            awaiting_turn: Some(awaited),
+            ..m
+        },
+        vec![Action::AwaitTurn],
+    )
 }
 
 /// Applies one event at time `now`. Pure: same inputs, same outputs.
@@ -565,19 +664,23 @@ fn step(
             let failures = m.failures.saturating_add(1);
             if failures >= health.liveness_threshold {
                 match health.on_failure {
-                    OnFailure::Recycle if config.overlap => (
-                        Machine {
+                    OnFailure::Recycle if config.awaits_turn(RecycleTrigger::Liveness) => {
+                        let unhealthy = Machine {
                             state: Unhealthy,
                             failures,
                             successes: 0,
                             reason: Some(reason.clone()),
                             ..m.clone()
-                        },
-                        vec![Action::RequestSuccessor {
-                            trigger: RecycleTrigger::Liveness,
-                            reason: reason.clone(),
-                        }],
-                    ),
+                        };
+                        await_turn(
+                            unhealthy,
+                            AwaitedRecycle {
+                                trigger: RecycleTrigger::Liveness,
+                                reason: reason.clone(),
+                                rerun_setup: false,
+                            },
+                        )
+                    }
                     OnFailure::Recycle => replace(
                         m,
                         Replacement {
@@ -755,22 +858,61 @@ fn step(
                 reason,
                 rerun_setup,
             },
-        ) if serving => replace(
-            m,
-            Replacement {
+        ) if serving => {
+            let asked = AwaitedRecycle {
                 trigger: *trigger,
                 reason: reason.clone(),
-                gone: false,
-                drain: true,
-                setup: if *rerun_setup {
-                    SetupMode::Full
-                } else {
-                    SetupMode::Recycle
-                },
-            },
-            config,
-            now,
-        ),
+                rerun_setup: *rerun_setup,
+            };
+            if m.superseded {
+                // The successor being set up is the recycle asked for.
+                (m.clone(), vec![])
+            } else if config.awaits_turn(*trigger) {
+                await_turn(m.clone(), asked)
+            } else {
+                replace(m, asked.replacement(), config, now)
+            }
+        }
+        (_, Event::TurnGranted) if serving && !m.superseded => match &m.awaiting_turn {
+            Some(awaited) => replace(m, awaited.replacement(), config, now),
+            None => (m.clone(), vec![]),
+        },
+        (_, Event::MemoryCeilingPassed { trigger, reason }) if serving => {
+            if config.overlap {
+                // It admits nothing more, so it stops growing, and serves what it runs until its
+                // successor takes over.
+                let close = Action::CloseAdmission {
+                    reason: format!(
+                        "{reason}, and an eighth past it: the next worker is being set up"
+                    ),
+                };
+                let awaited = AwaitedRecycle {
+                    trigger: *trigger,
+                    reason: reason.clone(),
+                    rerun_setup: false,
+                };
+                let (next, mut actions) = await_turn(m.clone(), awaited);
+                actions.insert(0, close);
+                (next, actions)
+            } else if config.pooled {
+                // It cannot wait for its turn any longer: replaced now, whatever the others do.
+                let awaited = AwaitedRecycle {
+                    trigger: *trigger,
+                    reason: format!(
+                        "{reason}, and an eighth past it: recycled without waiting its turn"
+                    ),
+                    rerun_setup: false,
+                };
+                replace(m, awaited.replacement(), config, now)
+            } else {
+                let awaited = AwaitedRecycle {
+                    trigger: *trigger,
+                    reason: reason.clone(),
+                    rerun_setup: false,
+                };
+                replace(m, awaited.replacement(), config, now)
+            }
+        }
 
         // No row for this event in this state (a check result racing a recycle, a second recycle
         // request while recycling, a check while starting): ignored.

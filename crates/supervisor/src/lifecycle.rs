@@ -212,15 +212,6 @@ impl Effects for Lifecycle {
             return Err(ShuttingDown);
         }
         let inner = self.sup.inner.clone();
-        if inner.lock().superseded {
-            // Its successor has this generation's number and takes its place: this supervisor
-            // ends (`pool.rs` shuts it down).
-            tracing::info!(
-                generation,
-                "not starting a worker: its successor is being set up"
-            );
-            return Err(ShuttingDown);
-        }
         inner.lock().setup_started(&inner.config, generation);
         let start = worker::start(
             &inner.config,
@@ -415,15 +406,22 @@ impl Effects for Lifecycle {
             });
     }
 
-    fn request_successor(&mut self, trigger: RecycleTrigger, reason: &str) {
+    fn await_turn(&mut self) {
         let inner = &self.sup.inner;
-        let mut state = inner.lock();
-        let event = Event::RecycleRequested {
-            trigger,
-            reason: reason.to_string(),
-            rerun_setup: false,
-        };
-        inner.handle(&mut state, event);
+        let awaited = inner.lock().machine.awaiting_turn.clone();
+        if let (Some(roll), Some(awaited)) = (&inner.roll, awaited) {
+            tracing::info!(
+                worker = inner.config.worker_index,
+                trigger = awaited.trigger.as_str(),
+                reason = awaited.reason,
+                "recycle awaits its turn; the worker serves meanwhile"
+            );
+            roll.request(inner.config.worker_index);
+        }
+    }
+
+    fn close_admission(&mut self, reason: &str) {
+        self.sup.inner.lock().close_admission(reason);
     }
 
     async fn shut_down(&mut self) {
@@ -434,7 +432,7 @@ impl Effects for Lifecycle {
             // A worker its successor replaced (`recycle.overlap`) says so to `before_stop`.
             let closed = self.sup.inner.lock().closed.clone();
             let reason = match closed {
-                Some(reason) if self.sup.inner.lock().superseded => reason,
+                Some(reason) if self.sup.inner.lock().machine.superseded => reason,
                 _ => "shutdown".to_string(),
             };
             self.run_before_stop(&generation, &reason).await;

@@ -647,10 +647,9 @@ impl Supervisor {
         Some(rss_of(&pids))
     }
 
-    /// Asks the machine for a memory recycle (planned, like `recycle.max_predictions`'s), with the
-    /// state lock held. `urgent` (past the bound's [`Bound::ceiling`]): a worker of a pool does not
-    /// wait its turn any longer; the recycle starts now, whatever the other workers are doing. With
-    /// `recycle.overlap`, the worker admits nothing more until its successor takes over.
+    /// Tells the machine the worker is past its memory bound (a planned recycle, like
+    /// `recycle.max_predictions`'s), with the state lock held; `urgent` when it is past the bound's
+    /// [`Bound::ceiling`], where the machine does not let it keep growing while it awaits a turn.
     pub(crate) fn raise_memory_recycle(
         &self,
         state: &mut crate::state::State,
@@ -659,56 +658,22 @@ impl Supervisor {
         reason: String,
         urgent: bool,
     ) {
-        if urgent && self.inner.config.recycle_overlap {
-            // Its successor is being set up (or is about to be): the worker stops growing by
-            // admitting nothing more, and finishes what it runs until the successor takes over.
-            if state.closed.is_none() {
-                tracing::warn!(
-                    generation = generation.number,
-                    trigger = trigger.as_str(),
-                    reason,
-                    "worker an eighth past its memory bound; admitting nothing more until its successor is ready"
-                );
-                state.closed = Some(format!(
-                    "{reason}, and an eighth past it: the next worker is being set up"
-                ));
-            }
-            let event = Event::RecycleRequested {
-                trigger,
-                reason,
-                rerun_setup: false,
-            };
-            self.inner.handle(state, event);
-            return;
-        }
-        if urgent && self.inner.roll.is_some() {
-            tracing::warn!(
-                generation = generation.number,
-                trigger = trigger.as_str(),
-                reason,
-                "worker an eighth past its memory bound while waiting its turn; recycling it now"
-            );
-            state.deferred_recycle = None;
-            let event = Event::RecycleRequested {
-                trigger,
-                reason: format!(
-                    "{reason}, and an eighth past it: recycled without waiting its turn"
-                ),
-                rerun_setup: false,
-            };
-            self.inner.handle_now(state, event);
-            return;
-        }
-        tracing::info!(
+        // Checked every sample while it lasts: the machine's actions say what it decided.
+        tracing::debug!(
             generation = generation.number,
             trigger = trigger.as_str(),
             reason,
-            "worker past its memory bound; recycling it once its predictions finish"
+            urgent,
+            "worker past its memory bound"
         );
-        let event = Event::RecycleRequested {
-            trigger,
-            reason,
-            rerun_setup: false,
+        let event = if urgent {
+            Event::MemoryCeilingPassed { trigger, reason }
+        } else {
+            Event::RecycleRequested {
+                trigger,
+                reason,
+                rerun_setup: false,
+            }
         };
         self.inner.handle(state, event);
     }

@@ -7,20 +7,23 @@
 //!                                                      503 only when none serves
 //!   health  ──► READY while any worker is; `pool` and `workers` beside Cog's keys (more than one)
 //!   a planned recycle of worker i (model, admin, max_predictions, memory)
-//!           ──► deferred in worker i (it keeps serving) ──► the roll task: once no other worker
-//!               is starting or recycling, worker i recycles; the next waits until it is back
+//!           ──► worker i's machine awaits its turn (it keeps serving; `Action::AwaitTurn`)
+//!           ──► the roll task: once no other worker
+//!               is starting or recycling, `Event::TurnGranted`: worker i recycles; the next
+//!               waits until it is back
 //!           (a memory recycle an eighth past its bound does not wait: crate::memory)
 //! ```
 //!
 //! Unplanned replacements (a crash, liveness, a silent heartbeat, every slot poisoned) do not wait:
 //! the worker is already unusable. With one worker the pool is that worker, unchanged: nothing is
-//! deferred and the snapshot has no `pool`, unless `recycle.overlap` is on:
+//! awaited and the snapshot has no `pool`, unless `recycle.overlap` is on:
 //!
 //! ```text
 //!   a recycle the worker can serve through (planned, or liveness: RecycleTrigger::can_overlap)
-//!           ──► deferred in the worker (it keeps serving) ──► the roll task starts its successor
-//!               (a Supervisor of its own at the next generation, RECYCLING, from
-//!               `health_machine::successor`) beside it; the old one starts no worker any more
+//!           ──► the worker's machine awaits its turn (it keeps serving) ──► the roll task
+//!               starts its successor (a Supervisor of its own at the next generation, RECYCLING:
+//!               `health_machine::hand_over`) beside it; the old machine is superseded and
+//!               starts no worker any more
 //!           ──► successor READY: swap (predictions go to it; a caller that tried the old list
 //!               tries the new one), the old one admits nothing more, finishes what it runs
 //!               (recycle.drain_timeout) and is stopped
@@ -43,7 +46,7 @@ use tokio_util::task::TaskTracker;
 use crate::health::{
     HealthSnapshot, HealthStatus, PoolRecord, PoolWorkerRecord, SlotsRecord, SuccessorRecord,
 };
-use crate::health_machine::{Machine, RecycleTrigger};
+use crate::health_machine::{hand_over, Event, Machine, RecycleTrigger};
 use crate::runtime_dir::RuntimeDir;
 use crate::scope::Scope;
 use crate::supervisor::{Admission, Shared};
@@ -137,7 +140,7 @@ impl Members {
     }
 
     /// A worker is being replaced and will serve again: one recycles in place, a successor is
-    /// being set up, or is about to be (a worker with `recycle.overlap` deferred its recycle).
+    /// being set up, or is about to be (a worker with `recycle.overlap` awaits its turn).
     fn replacing(&self) -> bool {
         let serving = self.serving();
         serving
@@ -471,7 +474,7 @@ impl Supervisor {
     /// True while this supervisor's worker is being set up to take another's place.
     fn is_succeeding(&self) -> bool {
         let state = self.inner.lock();
-        state.machine.state == HealthStatus::Recycling && !state.superseded
+        state.machine.state == HealthStatus::Recycling && !state.machine.superseded
     }
 
     /// True while prediction `id` runs on this worker.
@@ -479,41 +482,32 @@ impl Supervisor {
         self.inner.lock().pool.find(id).is_some()
     }
 
-    /// True while this worker holds a planned recycle that waits for its turn in the pool.
+    /// True while this worker's machine holds a recycle that awaits its turn in the pool.
     pub(crate) fn awaits_recycle(&self) -> bool {
-        self.inner.lock().deferred_recycle.is_some()
+        self.inner.lock().machine.awaiting_turn.is_some()
     }
 
-    /// Starts the recycle this worker deferred for its turn, if it still has one and still serves.
-    /// True when the recycle started.
-    pub(crate) fn start_deferred_recycle(&self) -> bool {
+    /// Grants this worker its turn: the machine starts the recycle it awaits, in place, if it
+    /// still awaits one and still serves. True when the recycle started.
+    pub(crate) fn grant_turn(&self) -> bool {
         let mut state = self.inner.lock();
-        match state.deferred_recycle.take() {
-            Some(event) => self.inner.handle_now(&mut state, event),
-            None => false,
-        }
+        self.inner.handle(&mut state, Event::TurnGranted)
     }
 
-    /// For the recycle this worker deferred: its successor's machine and first actions, and from
-    /// now on this supervisor starts no other worker. `None` when it has no recycle deferred, or
-    /// when the recycle cannot overlap (then it started in place, as without `recycle.overlap`).
+    /// For the recycle this worker awaits: its successor's machine and first actions
+    /// ([`hand_over`]); from then on this machine starts no other worker. `None` when the machine
+    /// hands nothing over (then the turn was granted in place, as without `recycle.overlap`).
     fn begin_succession(&self) -> Option<(Machine, Vec<crate::health_machine::Action>)> {
         let mut state = self.inner.lock();
-        let event = state.deferred_recycle.clone()?;
         let now = tokio::time::Instant::now().into_std();
-        match crate::health_machine::successor(
-            &state.machine,
-            &event,
-            &self.inner.machine_config,
-            now,
-        ) {
-            Some(boot) => {
-                state.superseded = true;
-                Some(boot)
+        match hand_over(&state.machine, &self.inner.machine_config, now) {
+            Some(succession) => {
+                // The state and its status stay what they were: only the turn and `superseded`.
+                state.machine = succession.predecessor;
+                Some((succession.successor, succession.actions))
             }
             None => {
-                state.deferred_recycle = None;
-                self.inner.handle_now(&mut state, event);
+                self.inner.handle(&mut state, Event::TurnGranted);
                 None
             }
         }
@@ -588,7 +582,7 @@ impl Changes {
     }
 }
 
-/// The pool's task that carries out the planned recycles its workers deferred.
+/// The pool's task that grants the turns its workers' machines await.
 struct Roll {
     members: Arc<Members>,
     shared: Shared,
@@ -627,7 +621,7 @@ impl Roll {
             {
                 return;
             }
-            if !member.start_deferred_recycle() {
+            if !member.grant_turn() {
                 continue;
             }
             tracing::info!(

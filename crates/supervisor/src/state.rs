@@ -41,11 +41,6 @@ pub(crate) struct State {
     pub(crate) user_healthcheck_error: Option<String>,
     /// Predictions cancelled for running past `predict_timeout`: they end `failed`, not `canceled`.
     pub(crate) timed_out: HashSet<String>,
-    /// In a pool: a planned recycle waiting for its turn (`pool.rs`); the worker serves meanwhile.
-    pub(crate) deferred_recycle: Option<crate::health_machine::Event>,
-    /// A successor is being set up to replace this worker (`recycle.overlap`, `pool.rs`): this
-    /// supervisor starts no other worker, and a recycle asked of it is the one under way.
-    pub(crate) superseded: bool,
     /// Why nothing more is admitted although the worker still serves what it runs: it was replaced
     /// by its successor, or grew an eighth past its memory bound while the successor sets up.
     pub(crate) closed: Option<String>,
@@ -105,8 +100,6 @@ impl State {
             memory: None,
             user_healthcheck_error: None,
             timed_out: HashSet::new(),
-            deferred_recycle: None,
-            superseded: false,
             closed: None,
         }
     }
@@ -184,9 +177,19 @@ impl State {
         });
         self.user_healthcheck_error = None;
         self.timed_out.clear();
-        // A recycle asked of the worker this one replaces is done, and this one admits.
-        self.deferred_recycle = None;
+        // This worker admits.
         self.closed = None;
+    }
+
+    /// Admits nothing more, for `reason` (the first reason stays); what runs goes on.
+    pub(crate) fn close_admission(&mut self, reason: &str) {
+        if self.closed.is_none() {
+            tracing::warn!(
+                reason,
+                "admitting nothing more to this worker; it finishes what it runs"
+            );
+            self.closed = Some(reason.to_string());
+        }
     }
 
     /// The worker exited by itself; the stop that follows clears it.

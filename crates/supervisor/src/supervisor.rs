@@ -137,41 +137,24 @@ impl Inner {
     /// Feeds `event` to the machine with the state lock held (so the change is visible the moment the
     /// lock is released) and sends its actions to the executor. True when the machine acted.
     pub(crate) fn handle(&self, state: &mut State, event: Event) -> bool {
-        if state.superseded && matches!(event, Event::RecycleRequested { .. }) {
-            // A successor is being set up to take this worker's place (`recycle.overlap`): that is
-            // the recycle asked for.
-            return true;
-        }
-        if let (Some(roll), Event::RecycleRequested { trigger, .. }) = (&self.roll, &event) {
-            let serving = matches!(
-                state.machine.state,
-                HealthStatus::Ready | HealthStatus::Unhealthy
-            );
-            let waits =
-                !trigger.is_unplanned() || (self.config.recycle_overlap && trigger.can_overlap());
-            if serving && waits {
-                // One worker of several: the recycle waits its turn (the worker keeps serving
-                // meanwhile), so the others serve while it is replaced; with `recycle.overlap`,
-                // for its successor to be set up beside it.
-                if state.deferred_recycle.is_none() {
-                    state.deferred_recycle = Some(event);
-                    roll.request(self.config.worker_index);
-                }
-                return true;
-            }
-        }
-        self.handle_now(state, event)
-    }
-
-    /// [`Inner::handle`] without waiting for a pool's turn.
-    pub(crate) fn handle_now(&self, state: &mut State, event: Event) -> bool {
-        let actions = self.apply_locked(state, event);
+        let mut actions = self.apply_locked(state, event);
         if actions.is_empty() {
             return false;
         }
-        // The receiver lives as long as the lifecycle task; once that ended (a final state or a
-        // shutdown) there is nothing left to carry out.
-        let _ = self.actions.send(actions);
+        // Carried out under this lock, not later by the executor: a slot freed after it must not
+        // admit another prediction to a worker that grew past its memory ceiling.
+        actions.retain(|action| match action {
+            Action::CloseAdmission { reason } => {
+                state.close_admission(reason);
+                false
+            }
+            _ => true,
+        });
+        if !actions.is_empty() {
+            // The receiver lives as long as the lifecycle task; once that ended (a final state or
+            // a shutdown) there is nothing left to carry out.
+            let _ = self.actions.send(actions);
+        }
         true
     }
 
@@ -237,7 +220,7 @@ impl Supervisor {
 
     /// Starts one worker's supervisor on `shared` (a pool's, or its own), its recycles queued on
     /// `roll` when the pool carries them out (several workers, or `recycle.overlap`), its machine
-    /// starting at `boot` ([`Machine::boot`], or a [`crate::health_machine::successor`]).
+    /// starting at `boot` ([`Machine::boot`], or a successor's from [`crate::health_machine::hand_over`]).
     pub(crate) fn start_member(
         config: SupervisorConfig,
         shared: &Shared,
@@ -256,6 +239,9 @@ impl Supervisor {
                 health: config.health,
                 budget: config.restart_budget,
                 overlap: config.recycle_overlap,
+                // A pool's workers carry a roll queue; with `recycle.overlap` (one worker) the
+                // queue is its successor's.
+                pooled: roll.is_some() && !config.recycle_overlap,
             },
             clock_anchor: (tokio::time::Instant::now().into_std(), chrono::Utc::now()),
             scope,
@@ -549,7 +535,11 @@ impl Supervisor {
     /// Asks for a recycle of the current worker (`POST /recycle`). False when no worker is serving.
     pub fn request_recycle(&self, trigger: RecycleTrigger, reason: &str) -> bool {
         let mut state = self.inner.lock();
-        if state.generation.is_none() {
+        let serving = matches!(
+            state.machine.state,
+            HealthStatus::Ready | HealthStatus::Unhealthy | HealthStatus::Busy
+        );
+        if state.generation.is_none() || !serving {
             return false;
         }
         let event = Event::RecycleRequested {
@@ -557,7 +547,10 @@ impl Supervisor {
             reason: reason.to_string(),
             rerun_setup: false,
         };
-        self.inner.handle(&mut state, event)
+        // A serving worker's machine takes it: it recycles now, awaits its turn, or has a
+        // recycle awaiting or a successor under way already, which is the one asked for.
+        self.inner.handle(&mut state, event);
+        true
     }
 
     pub(crate) async fn stop_generation(&self, generation: &Generation) {

@@ -43,6 +43,7 @@ fn config() -> impl Strategy<Value = MachineConfig> {
                         ..BudgetConfig::default()
                     },
                     overlap: false,
+                    pooled: false,
                 }
             },
         )

@@ -36,7 +36,9 @@ enum Did {
     Backoff(Duration),
     Log(u32),
     Finished(RecycleTrigger, bool),
-    Successor(RecycleTrigger),
+    /// Asked the pool for a turn, for the recycle the machine then awaits.
+    AwaitTurn(Option<RecycleTrigger>),
+    CloseAdmission(String),
     ShutDown,
 }
 
@@ -150,8 +152,13 @@ impl Effects for Fake {
         self.did.push(Did::Log(failures));
     }
 
-    fn request_successor(&mut self, trigger: RecycleTrigger, _reason: &str) {
-        self.did.push(Did::Successor(trigger));
+    fn await_turn(&mut self) {
+        let trigger = self.machine.awaiting_turn.as_ref().map(|a| a.trigger);
+        self.did.push(Did::AwaitTurn(trigger));
+    }
+
+    fn close_admission(&mut self, reason: &str) {
+        self.did.push(Did::CloseAdmission(reason.into()));
     }
 
     fn recycle_finished(&mut self, trigger: RecycleTrigger, _duration: Duration, succeeded: bool) {
@@ -340,7 +347,7 @@ async fn liveness_recycles_back_off_and_past_the_budget_end_defunct() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn ready_liveness_threshold_with_overlap_requests_a_successor_and_keeps_the_worker() {
+async fn ready_liveness_threshold_with_overlap_awaits_its_turn_and_keeps_the_worker() {
     let cfg = MachineConfig {
         overlap: true,
         ..MachineConfig::default()
@@ -353,7 +360,10 @@ async fn ready_liveness_threshold_with_overlap_requests_a_successor_and_keeps_th
         fake.did,
         concat(vec![
             up(1, SetupMode::Full, Starting),
-            vec![Did::Successor(RecycleTrigger::Liveness), Did::ShutDown],
+            vec![
+                Did::AwaitTurn(Some(RecycleTrigger::Liveness)),
+                Did::ShutDown
+            ],
         ])
     );
 }

@@ -749,52 +749,168 @@ fn asked(trigger: RecycleTrigger, rerun_setup: bool) -> Event {
     }
 }
 
+fn pooled() -> MachineConfig {
+    MachineConfig {
+        pooled: true,
+        ..MachineConfig::default()
+    }
+}
+
+fn overlapping(health: HealthConfig) -> MachineConfig {
+    MachineConfig {
+        health,
+        overlap: true,
+        ..MachineConfig::default()
+    }
+}
+
+fn awaited(m: &Machine) -> Option<RecycleTrigger> {
+    m.awaiting_turn.as_ref().map(|a| a.trigger)
+}
+
+/// `m` at `state`, awaiting its turn for a recycle by `trigger` (asked with `config`).
+fn awaiting(state: HealthStatus, trigger: RecycleTrigger, config: &MachineConfig) -> Machine {
+    let (m, actions) = transition(&at(state), &asked(trigger, false), config, Instant::now());
+    assert_eq!(actions, vec![Action::AwaitTurn]);
+    m
+}
+
+fn past_ceiling() -> Event {
+    Event::MemoryCeilingPassed {
+        trigger: RecycleTrigger::MaxRss,
+        reason: "RSS 460 MB is past recycle.max_rss 400 MB".into(),
+    }
+}
+
 #[test]
-fn ready_recycle_requested_with_overlap_starts_a_successor_recycling_at_the_next_generation() {
+fn only_a_pool_or_overlap_makes_a_recycle_await_its_turn() {
+    use RecycleTrigger::*;
+    let single = MachineConfig::default();
+    let overlap = overlapping(HealthConfig::default());
+    for t in [Model, Admin, MaxPredictions, MaxRss, MaxGpuMemory] {
+        assert!(!single.awaits_turn(t) && pooled().awaits_turn(t) && overlap.awaits_turn(t));
+    }
+    // A pool replaces an unusable worker at once; overlap serves through a failing liveness.
+    assert!(!pooled().awaits_turn(Liveness) && overlap.awaits_turn(Liveness));
+    for t in [WorkerExit, Heartbeat, AllSlotsPoisoned] {
+        assert!(!single.awaits_turn(t) && !pooled().awaits_turn(t) && !overlap.awaits_turn(t));
+    }
+}
+
+#[test]
+fn ready_recycle_requested_in_a_pool_awaits_its_turn_and_asks_once() {
+    let m = awaiting(Ready, RecycleTrigger::Admin, &pooled());
+    assert_eq!((m.state, awaited(&m)), (Ready, Some(RecycleTrigger::Admin)));
+    // A second request while one awaits is that one: no second turn asked.
+    let (again, actions) = transition(
+        &m,
+        &asked(RecycleTrigger::Model, false),
+        &pooled(),
+        Instant::now(),
+    );
+    assert_eq!(actions, vec![]);
+    assert_eq!(awaited(&again), Some(RecycleTrigger::Admin));
+    // Serving goes on while it waits: a failed check still makes it UNHEALTHY, the turn kept.
+    let (unhealthy, _) = transition(&again, &failed(), &pooled(), Instant::now());
+    assert_eq!(
+        (unhealthy.state, awaited(&unhealthy)),
+        (Unhealthy, Some(RecycleTrigger::Admin))
+    );
+}
+
+#[test]
+fn ready_turn_granted_recycles_in_place_with_the_awaited_recycle() {
+    let (m, _) = transition(
+        &at(Ready),
+        &asked(RecycleTrigger::MaxPredictions, true),
+        &pooled(),
+        Instant::now(),
+    );
+    let (next, actions) = transition(&m, &Event::TurnGranted, &pooled(), Instant::now());
+    assert_eq!(
+        (next.state, next.generation, awaited(&next)),
+        (Recycling, 2, None)
+    );
+    assert_eq!(actions.first(), Some(&Action::Drain));
+    assert_eq!(starts(&actions), vec![(2, SetupMode::Full)]);
+    assert_eq!(
+        next.recycle.map(|r| r.trigger),
+        Some(RecycleTrigger::MaxPredictions)
+    );
+}
+
+#[test]
+fn ready_turn_granted_awaiting_nothing_is_ignored() {
+    let (next, actions) = transition(&at(Ready), &Event::TurnGranted, &pooled(), Instant::now());
+    assert_eq!((next, actions), (at(Ready), vec![]));
+}
+
+#[test]
+fn a_crash_while_awaiting_its_turn_recycles_at_once_and_forgets_the_turn() {
+    let m = awaiting(Ready, RecycleTrigger::Admin, &pooled());
+    let (crashed, actions) = transition(&m, &exited(), &pooled(), Instant::now());
+    assert_eq!((crashed.state, awaited(&crashed)), (Recycling, None));
+    assert_eq!(starts(&actions), vec![(2, SetupMode::Full)]);
+    let (late, actions) = transition(&crashed, &Event::TurnGranted, &pooled(), Instant::now());
+    assert_eq!((late, actions), (crashed, vec![]));
+}
+
+#[test]
+fn ready_liveness_threshold_in_a_pool_recycles_at_once() {
+    let (m, actions) = run(at(Ready), &[failed(), failed(), failed()], &pooled());
+    assert_eq!(m.state, Recycling);
+    assert_eq!(starts(&actions), vec![(2, SetupMode::Recycle)]);
+}
+
+#[test]
+fn ready_recycle_requested_with_overlap_is_handed_over_to_a_successor_at_the_next_generation() {
+    let config = overlapping(HealthConfig::default());
     let m = Machine {
         generation: 3,
-        ..at(Ready)
+        ..awaiting(Ready, RecycleTrigger::MaxPredictions, &config)
     };
-    let Some((next, actions)) = successor(
-        &m,
-        &asked(RecycleTrigger::MaxPredictions, false),
-        &MachineConfig::default(),
-        Instant::now(),
-    ) else {
-        panic!("a planned recycle of a serving worker has a successor");
+    let Some(succession) = hand_over(&m, &config, Instant::now()) else {
+        panic!("a serving worker awaiting a planned recycle hands it over");
     };
+    let next = &succession.successor;
     assert_eq!((next.state, next.generation), (Recycling, 4));
     assert_eq!(
         next.recycle.as_ref().map(|r| r.trigger),
         Some(RecycleTrigger::MaxPredictions)
     );
     assert_eq!(
-        actions,
+        succession.actions,
         vec![Action::StartWorker {
             generation: 4,
             setup: SetupMode::Recycle
         }]
     );
-    // The predecessor's machine is not touched: it keeps serving.
-    assert_eq!(m.state, Ready);
+    // The predecessor keeps serving, superseded, with no turn left to await.
+    let old = &succession.predecessor;
+    assert_eq!(
+        (old.state, old.generation, old.superseded, awaited(old)),
+        (Ready, 3, true, None)
+    );
 }
 
 #[test]
 fn successor_set_up_is_ready_and_reports_the_recycle_finished() {
     let t0 = Instant::now();
-    let m = at(Unhealthy);
-    let Some((next, _)) = successor(
-        &m,
+    let config = overlapping(HealthConfig::default());
+    let (m, _) = transition(
+        &at(Unhealthy),
         &asked(RecycleTrigger::Model, true),
-        &MachineConfig::default(),
+        &config,
         t0,
-    ) else {
-        panic!("an UNHEALTHY worker still serves, so it has a successor");
+    );
+    let Some(succession) = hand_over(&m, &config, t0) else {
+        panic!("an UNHEALTHY worker still serves, so it hands over");
     };
+    assert_eq!(starts(&succession.actions), vec![(2, SetupMode::Full)]);
     let (ready, actions) = run_at(
-        next,
+        succession.successor,
         &[Event::SetupSucceeded, Event::AfterHealthyDone],
-        &MachineConfig::default(),
+        &config,
         t0,
     );
     assert_eq!(ready.state, Ready);
@@ -814,17 +930,13 @@ fn successor_set_up_is_ready_and_reports_the_recycle_finished() {
 
 #[test]
 fn successor_setup_failed_is_defunct_as_an_in_place_recycle_is() {
-    let m = at(Ready);
-    let Some((next, _)) = successor(
-        &m,
-        &asked(RecycleTrigger::Admin, false),
-        &MachineConfig::default(),
-        Instant::now(),
-    ) else {
-        panic!("a planned recycle of a serving worker has a successor");
+    let config = overlapping(HealthConfig::default());
+    let m = awaiting(Ready, RecycleTrigger::Admin, &config);
+    let Some(succession) = hand_over(&m, &config, Instant::now()) else {
+        panic!("a serving worker awaiting a planned recycle hands it over");
     };
     let (failed, actions) = step(
-        &next,
+        &succession.successor,
         Event::SetupFailed {
             reason: "setup raised".into(),
         },
@@ -834,67 +946,153 @@ fn successor_setup_failed_is_defunct_as_an_in_place_recycle_is() {
 }
 
 #[test]
-fn a_crash_or_not_serving_has_no_successor() {
+fn nothing_awaited_not_serving_or_no_overlap_hands_nothing_over() {
     let now = Instant::now();
-    let c = MachineConfig::default();
-    for trigger in [
-        RecycleTrigger::WorkerExit,
-        RecycleTrigger::Heartbeat,
-        RecycleTrigger::AllSlotsPoisoned,
-    ] {
-        assert!(successor(&at(Ready), &asked(trigger, false), &c, now).is_none());
+    let config = overlapping(HealthConfig::default());
+    assert!(hand_over(&at(Ready), &config, now).is_none());
+    let m = awaiting(Ready, RecycleTrigger::Admin, &config);
+    for state in [Recycling, Starting, Defunct] {
+        assert!(hand_over(&Machine { state, ..m.clone() }, &config, now).is_none());
     }
-    assert!(successor(
-        &at(Recycling),
-        &asked(RecycleTrigger::Admin, false),
-        &c,
+    // A pool without overlap recycles in place (the turn granted).
+    assert!(hand_over(
+        &awaiting(Ready, RecycleTrigger::Admin, &pooled()),
+        &pooled(),
         now
     )
     .is_none());
-    assert!(successor(&at(Starting), &asked(RecycleTrigger::Admin, false), &c, now).is_none());
-    assert!(successor(&at(Ready), &Event::CheckPassed, &c, now).is_none());
+    let Some(succession) = hand_over(&m, &config, now) else {
+        panic!("a serving worker awaiting a planned recycle hands it over");
+    };
+    assert!(hand_over(&succession.predecessor, &config, now).is_none());
 }
 
-fn overlapping(health: HealthConfig) -> MachineConfig {
-    MachineConfig {
-        health,
-        overlap: true,
-        ..MachineConfig::default()
+#[test]
+fn superseded_worker_exited_is_stopped_without_a_new_worker() {
+    let config = overlapping(HealthConfig::default());
+    let m = awaiting(Ready, RecycleTrigger::Admin, &config);
+    let Some(succession) = hand_over(&m, &config, Instant::now()) else {
+        panic!("a serving worker awaiting a planned recycle hands it over");
+    };
+    let old = succession.predecessor;
+    for event in [
+        exited(),
+        Event::AllSlotsPoisoned {
+            last: "slot 0".into(),
+        },
+    ] {
+        let (next, actions) = transition(&old, &event, &config, Instant::now());
+        assert_eq!((next.state, next.generation), (Recycling, 1));
+        assert_eq!(next.restarts.recent(), 0, "the successor is no restart");
+        assert!(starts(&actions).is_empty(), "{actions:?}");
+        assert!(matches!(actions.last(), Some(Action::StopWorker { .. })));
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, Action::FailInFlight { .. })));
     }
 }
 
 #[test]
-fn unhealthy_at_the_liveness_threshold_with_overlap_stays_unhealthy_and_requests_a_successor() {
+fn superseded_recycle_requested_or_liveness_threshold_asks_nothing() {
     let config = overlapping(HealthConfig::default());
-    let (m, actions) = run(at(Ready), &[failed(), failed(), failed()], &config);
-    assert_eq!((m.state, m.failures), (Unhealthy, 3));
-    assert_eq!(
-        actions,
-        vec![Action::RequestSuccessor {
-            trigger: RecycleTrigger::Liveness,
-            reason: FALSE.into()
-        }]
+    let m = awaiting(Ready, RecycleTrigger::Admin, &config);
+    let Some(succession) = hand_over(&m, &config, Instant::now()) else {
+        panic!("a serving worker awaiting a planned recycle hands it over");
+    };
+    let old = succession.predecessor;
+    let (next, actions) = transition(
+        &old,
+        &asked(RecycleTrigger::Model, false),
+        &config,
+        Instant::now(),
     );
-    assert!(starts(&actions).is_empty());
+    assert_eq!((next, actions), (old.clone(), vec![]));
+    let (next, actions) = run(old, &[failed(), failed(), failed()], &config);
+    assert_eq!((next.state, awaited(&next)), (Unhealthy, None));
+    assert_eq!(actions, vec![]);
 }
 
 #[test]
-fn a_liveness_successor_counts_in_the_restart_budget_and_none_once_it_is_spent() {
+fn unhealthy_at_the_liveness_threshold_with_overlap_stays_unhealthy_and_awaits_its_turn() {
+    let config = overlapping(HealthConfig::default());
+    let (m, actions) = run(at(Ready), &[failed(), failed(), failed()], &config);
+    assert_eq!(
+        (m.state, m.failures, awaited(&m)),
+        (Unhealthy, 3, Some(RecycleTrigger::Liveness))
+    );
+    assert_eq!(actions, vec![Action::AwaitTurn]);
+    // Checks that go on failing while it waits ask no second turn.
+    let (_, more) = run(m, &[failed()], &config);
+    assert_eq!(more, vec![]);
+}
+
+#[test]
+fn a_liveness_successor_counts_in_the_restart_budget_and_in_place_once_it_is_spent() {
     let config = MachineConfig {
         overlap: true,
         ..budget(1)
     };
     let now = Instant::now();
-    let event = asked(RecycleTrigger::Liveness, false);
-    let Some((next, _)) = successor(&at(Unhealthy), &event, &config, now) else {
+    let m = awaiting(Unhealthy, RecycleTrigger::Liveness, &config);
+    let Some(succession) = hand_over(&m, &config, now) else {
         panic!("the first liveness recycle is inside the budget");
     };
-    assert_eq!(next.restarts.recent(), 1);
+    assert_eq!(succession.successor.restarts.recent(), 1);
     let spent = Machine {
         state: Unhealthy,
-        ..next
+        awaiting_turn: m.awaiting_turn.clone(),
+        ..succession.successor
     };
-    assert!(successor(&spent, &event, &config, now).is_none());
-    // In place, the same request is DEFUNCT: the budget is spent.
-    assert_eq!(transition(&spent, &event, &config, now).0.state, Defunct);
+    assert!(hand_over(&spent, &config, now).is_none());
+    // The turn granted in place instead finds the budget spent: DEFUNCT.
+    assert_eq!(
+        transition(&spent, &Event::TurnGranted, &config, now)
+            .0
+            .state,
+        Defunct
+    );
+}
+
+#[test]
+fn ready_memory_ceiling_passed_in_a_pool_recycles_at_once_even_awaiting_its_turn() {
+    for m in [
+        at(Ready),
+        awaiting(Ready, RecycleTrigger::MaxRss, &pooled()),
+    ] {
+        let (next, actions) = transition(&m, &past_ceiling(), &pooled(), Instant::now());
+        assert_eq!((next.state, awaited(&next)), (Recycling, None));
+        assert_eq!(starts(&actions), vec![(2, SetupMode::Recycle)]);
+        assert!(next
+            .reason
+            .is_some_and(|r| r.ends_with("an eighth past it: recycled without waiting its turn")));
+    }
+}
+
+#[test]
+fn ready_memory_ceiling_passed_with_overlap_closes_admission_and_awaits_its_turn() {
+    let config = overlapping(HealthConfig::default());
+    let (next, actions) = transition(&at(Ready), &past_ceiling(), &config, Instant::now());
+    assert_eq!(
+        (next.state, awaited(&next)),
+        (Ready, Some(RecycleTrigger::MaxRss))
+    );
+    assert!(matches!(
+        &actions[..],
+        [Action::CloseAdmission { reason }, Action::AwaitTurn]
+            if reason.ends_with("an eighth past it: the next worker is being set up")
+    ));
+    // Awaiting already (or superseded), it only closes admission.
+    let (_, again) = transition(&next, &past_ceiling(), &config, Instant::now());
+    assert!(matches!(&again[..], [Action::CloseAdmission { .. }]));
+}
+
+#[test]
+fn ready_memory_ceiling_passed_with_one_worker_recycles_in_place() {
+    let (next, actions) = step(&at(Ready), past_ceiling());
+    assert_eq!(next.state, Recycling);
+    assert_eq!(starts(&actions), vec![(2, SetupMode::Recycle)]);
+    assert_eq!(
+        next.reason.as_deref(),
+        Some("RSS 460 MB is past recycle.max_rss 400 MB")
+    );
 }
