@@ -37,7 +37,15 @@ def model_path(name: str) -> Path:
 
 
 @pytest.fixture
-def serve(request, tmp_path):
+def server_tmpdir(tmp_path_factory) -> Path:
+    """A private TMPDIR for a server, with a short path: the server's runtime directory and its slot
+    sockets go under it, and a Unix socket's path is at most 107 bytes (a `tmp_path`, named after the
+    test, can be too long for that, and the server would then use /tmp instead)."""
+    return tmp_path_factory.mktemp("tmp")
+
+
+@pytest.fixture
+def serve(request, tmp_path, tmp_path_factory):
     """Factory: `serve("hello")` starts a server and waits until it is READY.
 
     `serve(name, wait="SETUP_FAILED")` waits for another status instead; `wait=None` returns as soon as
@@ -54,6 +62,7 @@ def serve(request, tmp_path):
         extra_args: tuple[str, ...] = (),
     ) -> Server:
         model_dir = model if isinstance(model, Path) else model_path(model)
+        env = {"TMPDIR": str(tmp_path_factory.mktemp("tmp")), **(env or {})}
         server = spawn_server(model_dir, tmp_path / "logs", env=env, extra_args=extra_args)
         servers.append(server)
         if listen:

@@ -17,11 +17,10 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
-def serve(serve, tmp_path):
+def serve(serve, server_tmpdir):
     """The suite's `serve`, with TMPDIR in the test's own directory: these models write their outputs
     with tempfile.mkdtemp(), as the txtars' do, and nothing may be left in the system temp dir."""
-    tmpdir = tmp_path / "model-tmp"
-    tmpdir.mkdir()
+    tmpdir = server_tmpdir
 
     def start(model, env=None, **kwargs):
         return serve(model, env={"TMPDIR": str(tmpdir), **(env or {})}, **kwargs)

@@ -10,13 +10,12 @@ import sys
 from helpers import BIN, MODELS, REPO, Server, free_port, wait_listening
 
 
-def test_the_cog_launcher_command_serves_the_model(tmp_path):
+def test_the_cog_launcher_command_serves_the_model(tmp_path, server_tmpdir):
     port = free_port()
     model = MODELS / "chatty"
     env = dict(os.environ)
     env.pop("PORT", None)
-    private_tmp = tmp_path / "tmp"
-    private_tmp.mkdir()
+    private_tmp = server_tmpdir
     env.update({"COGVISOR_BIN": str(BIN), "PYTHONPATH": str(REPO / "python"), "TMPDIR": str(private_tmp)})
     stderr_path = tmp_path / "launcher.stderr"
     with open(stderr_path, "wb") as stderr:

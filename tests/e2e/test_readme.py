@@ -40,7 +40,7 @@ def test_the_readme_synopsis_names_every_serve_flag():
     assert flags <= in_table, f"flags missing from the README's table: {sorted(flags - in_table)}"
 
 
-def test_serve_listens_on_every_interface_by_default(tmp_path):
+def test_serve_listens_on_every_interface_by_default(tmp_path, server_tmpdir):
     r = subprocess.run([str(BIN), "serve", "--help"], capture_output=True, text=True, timeout=30,
                        stdin=subprocess.DEVNULL)
     assert re.search(r"--host <HOST>\s+Address to listen on \[default: 0\.0\.0\.0\]", r.stdout), r.stdout
@@ -48,7 +48,7 @@ def test_serve_listens_on_every_interface_by_default(tmp_path):
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PORT"}
-    env["TMPDIR"] = str(tmp_path)
+    env["TMPDIR"] = str(server_tmpdir)
     stderr_path = tmp_path / "serve.stderr"
     with open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen([str(BIN), "serve", str(EXAMPLES / "hello"), "--port", str(port)], env=env,

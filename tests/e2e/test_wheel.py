@@ -30,12 +30,11 @@ def _run(args: list[str], env: dict[str, str], timeout: float, cwd: Path = REPO)
     return r
 
 
-def test_the_wheel_installs_into_a_fresh_venv_and_serves_through_the_cog_launcher(tmp_path):
+def test_the_wheel_installs_into_a_fresh_venv_and_serves_through_the_cog_launcher(tmp_path, server_tmpdir):
     if not (MATURIN.is_file() and os.access(MATURIN, os.X_OK)):
         pytest.skip(f"maturin is not installed at {MATURIN}: `make test` installs it from PyPI into "
                     "target/wheel-venv, and that failed here (is PyPI reachable?)")
-    private_tmp = tmp_path / "tmpdir"
-    private_tmp.mkdir()
+    private_tmp = server_tmpdir
     env = {k: v for k, v in os.environ.items() if k not in ("COGVISOR_BIN", "PYTHONPATH", "PORT", "VIRTUAL_ENV")}
     env["TMPDIR"] = str(private_tmp)
 

@@ -26,6 +26,7 @@ _spec.loader.exec_module(_e2e)
 pytest_sessionstart = _e2e.pytest_sessionstart
 pytest_runtest_makereport = _e2e.pytest_runtest_makereport
 serve = _e2e.serve
+server_tmpdir = _e2e.server_tmpdir
 
 from faultlib import FAULT_MODELS, Fault  # noqa: E402
 
@@ -37,7 +38,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-def start(serve, tmp_path):
+def start(serve, tmp_path, tmp_path_factory):
     """Factory: `start("faulty", env=...)` serves tests/faults/models/faulty with its own TMPDIR and
     returns a `Fault` (the server, its TMPDIR, a directory for pid files, a health recorder)."""
     count = 0
@@ -45,8 +46,8 @@ def start(serve, tmp_path):
     def go(model: str, env: dict[str, str] | None = None, **kwargs) -> Fault:
         nonlocal count
         count += 1
-        tmpdir = tmp_path / f"tmpdir-{count}"
-        tmpdir.mkdir()
+        # Short (see `server_tmpdir`): the runtime directory and its sockets go under it.
+        tmpdir = tmp_path_factory.mktemp("tmp")
         pid_dir = tmp_path / f"pids-{count}"
         pid_dir.mkdir()
         server = serve(FAULT_MODELS / model, env={"TMPDIR": str(tmpdir), **(env or {})}, **kwargs)

@@ -14,6 +14,13 @@ pub enum SupervisorError {
         source: std::io::Error,
     },
 
+    #[error("the private runtime directory cannot go under {dir}: its path is {len} bytes, and slot sockets under it need it at most {max} (a Unix socket path is at most {} bytes)", crate::runtime_dir::SOCKET_PATH_MAX)]
+    RuntimeDirTooLong {
+        dir: PathBuf,
+        len: usize,
+        max: usize,
+    },
+
     #[error("cannot bind slot socket {path}: {source}")]
     BindSlot {
         path: PathBuf,

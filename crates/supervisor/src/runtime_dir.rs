@@ -16,6 +16,12 @@
 //! ran), the next cogvisor started with the same parent removes every `cogvisor-*` directory whose
 //! `owner` names a process that no longer exists (the start time guards against a reused pid), so such
 //! leftovers never pile up.
+//!
+//! A Unix socket's path has a hard limit (107 bytes on Linux). The directory goes under the system temp
+//! dir (`TMPDIR`) when that leaves room for every slot socket the server can ever create (up to 999
+//! workers, generation 99,999,999, 9,999 slots), and under `/tmp` otherwise, with a warning: a long
+//! `TMPDIR` would otherwise break the first socket bind, or worse, a recycle hours later when the
+//! generation gains a digit.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -28,12 +34,53 @@ pub struct RuntimeDir {
     dir: tempfile::TempDir,
 }
 
+/// The longest path `bind(2)` takes for a Unix socket: `sun_path` holds 108 bytes on Linux (104 on
+/// macOS and the BSDs), the last of them the NUL.
+#[cfg(target_os = "linux")]
+pub const SOCKET_PATH_MAX: usize = 107;
+#[cfg(not(target_os = "linux"))]
+pub const SOCKET_PATH_MAX: usize = 103;
+
+/// What a slot socket's path adds to the parent: this directory and the longest name `slot_socket`
+/// gives for up to 999 workers, generation 99,999,999 and 9,999 slots.
+const SOCKET_ROOM: usize = "/cogvisor-XXXXXX/slot-999-99999999-9999.sock".len();
+
+/// The longest parent that leaves room for every slot socket.
+pub const PARENT_MAX: usize = SOCKET_PATH_MAX - SOCKET_ROOM;
+
+/// Where the directory goes when the system temp dir's path is too long for sockets.
+const FALLBACK_PARENT: &str = "/tmp";
+
+/// The parent for the directory when none is given: the system temp dir if sockets fit under it.
+fn default_parent(temp_dir: PathBuf) -> PathBuf {
+    if temp_dir.as_os_str().len() <= PARENT_MAX {
+        return temp_dir;
+    }
+    tracing::warn!(
+        temp_dir = %temp_dir.display(),
+        fallback = FALLBACK_PARENT,
+        max = PARENT_MAX,
+        "the system temp dir's path is too long for the slot sockets (Unix socket paths are at most {SOCKET_PATH_MAX} bytes); the runtime directory goes under {FALLBACK_PARENT}"
+    );
+    PathBuf::from(FALLBACK_PARENT)
+}
+
 impl RuntimeDir {
-    /// Creates `cogvisor-XXXXXX` with mode 0700 under `parent` (default: the system temp dir).
+    /// Creates `cogvisor-XXXXXX` with mode 0700 under `parent` (default: the system temp dir, or
+    /// `/tmp` when that path is too long for the slot sockets). A given `parent` that is too long is
+    /// an error.
     pub fn create(parent: Option<&Path>) -> Result<Self, SupervisorError> {
-        let parent = parent
-            .map(Path::to_path_buf)
-            .unwrap_or_else(std::env::temp_dir);
+        let parent = match parent {
+            Some(parent) if parent.as_os_str().len() > PARENT_MAX => {
+                return Err(SupervisorError::RuntimeDirTooLong {
+                    dir: parent.to_path_buf(),
+                    len: parent.as_os_str().len(),
+                    max: PARENT_MAX,
+                })
+            }
+            Some(parent) => parent.to_path_buf(),
+            None => default_parent(std::env::temp_dir()),
+        };
         let err = |source| SupervisorError::RuntimeDir {
             dir: parent.clone(),
             source,
@@ -154,6 +201,33 @@ mod tests {
         );
         assert!(live.path().exists(), "a live owner's directory was removed");
         assert!(second.path().exists());
+    }
+
+    #[test]
+    fn a_temp_dir_too_long_for_sockets_falls_back_to_tmp() {
+        let fits = PathBuf::from(format!("/{}", "t".repeat(PARENT_MAX - 1)));
+        assert_eq!(default_parent(fits.clone()), fits);
+        let too_long = PathBuf::from(format!("/{}", "t".repeat(PARENT_MAX)));
+        assert_eq!(default_parent(too_long), PathBuf::from("/tmp"));
+    }
+
+    #[test]
+    fn the_longest_slot_socket_fits_under_the_longest_parent() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let dir = RuntimeDir::create(Some(parent.path())).expect("create");
+        let name = dir.slot_socket(999, 99_999_999, 9_999);
+        let name = name.file_name().expect("name").len();
+        let dir_name = dir.path().file_name().expect("dir name").len();
+        assert_eq!(PARENT_MAX + 1 + dir_name + 1 + name, SOCKET_PATH_MAX);
+    }
+
+    #[test]
+    fn a_given_parent_too_long_for_sockets_is_refused_by_name() {
+        let long = PathBuf::from(format!("/{}", "p".repeat(PARENT_MAX)));
+        let err = RuntimeDir::create(Some(&long)).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(&*long.to_string_lossy()), "{msg}");
+        assert!(msg.contains(&format!("at most {PARENT_MAX}")), "{msg}");
     }
 
     #[test]
