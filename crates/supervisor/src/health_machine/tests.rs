@@ -869,9 +869,7 @@ fn ready_recycle_requested_with_overlap_is_handed_over_to_a_successor_at_the_nex
         generation: 3,
         ..awaiting(Ready, RecycleTrigger::MaxPredictions, &config)
     };
-    let Some(succession) = hand_over(&m, &config, Instant::now()) else {
-        panic!("a serving worker awaiting a planned recycle hands it over");
-    };
+    let succession = handed_over(&m, &config);
     let next = &succession.successor;
     assert_eq!((next.state, next.generation), (Recycling, 4));
     assert_eq!(
@@ -928,13 +926,19 @@ fn successor_set_up_is_ready_and_reports_the_recycle_finished() {
     );
 }
 
+/// The succession of `m`, a serving worker awaiting a planned recycle with overlap.
+fn handed_over(m: &Machine, config: &MachineConfig) -> Succession {
+    let Some(succession) = hand_over(m, config, Instant::now()) else {
+        panic!("a serving worker awaiting a planned recycle hands it over");
+    };
+    succession
+}
+
 #[test]
 fn successor_setup_failed_is_defunct_as_an_in_place_recycle_is() {
     let config = overlapping(HealthConfig::default());
     let m = awaiting(Ready, RecycleTrigger::Admin, &config);
-    let Some(succession) = hand_over(&m, &config, Instant::now()) else {
-        panic!("a serving worker awaiting a planned recycle hands it over");
-    };
+    let succession = handed_over(&m, &config);
     let (failed, actions) = step(
         &succession.successor,
         Event::SetupFailed {
@@ -970,11 +974,7 @@ fn nothing_awaited_not_serving_or_no_overlap_hands_nothing_over() {
 #[test]
 fn superseded_worker_exited_is_stopped_without_a_new_worker() {
     let config = overlapping(HealthConfig::default());
-    let m = awaiting(Ready, RecycleTrigger::Admin, &config);
-    let Some(succession) = hand_over(&m, &config, Instant::now()) else {
-        panic!("a serving worker awaiting a planned recycle hands it over");
-    };
-    let old = succession.predecessor;
+    let old = handed_over(&awaiting(Ready, RecycleTrigger::Admin, &config), &config).predecessor;
     for event in [
         exited(),
         Event::AllSlotsPoisoned {
@@ -995,11 +995,7 @@ fn superseded_worker_exited_is_stopped_without_a_new_worker() {
 #[test]
 fn superseded_recycle_requested_or_liveness_threshold_asks_nothing() {
     let config = overlapping(HealthConfig::default());
-    let m = awaiting(Ready, RecycleTrigger::Admin, &config);
-    let Some(succession) = hand_over(&m, &config, Instant::now()) else {
-        panic!("a serving worker awaiting a planned recycle hands it over");
-    };
-    let old = succession.predecessor;
+    let old = handed_over(&awaiting(Ready, RecycleTrigger::Admin, &config), &config).predecessor;
     let (next, actions) = transition(
         &old,
         &asked(RecycleTrigger::Model, false),
