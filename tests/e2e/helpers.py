@@ -87,6 +87,10 @@ class Proc:
         return self.state not in ("Z", "X")
 
 
+# Health statuses no event leaves (docs/health.md).
+FINAL_STATUSES = ("SETUP_FAILED", "DEFUNCT")
+
+
 def read_proc(pid: int) -> Proc | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -249,7 +253,8 @@ class Server:
         return body
 
     def wait_status(self, *statuses: str, timeout: float = 30) -> dict:
-        """Polls /health-check until its status is one of `statuses`; returns that body."""
+        """Polls /health-check until its status is one of `statuses`; returns that body. A final
+        status (SETUP_FAILED, DEFUNCT: docs/health.md) that is not one of them fails at once."""
 
         def check():
             if self.proc.poll() is not None:
@@ -257,7 +262,12 @@ class Server:
                     f"server exited with {self.proc.returncode} while waiting for {statuses}\n{self.stderr_tail()}"
                 )
             h = self.health()
-            return h if h["status"] in statuses else None
+            if h["status"] in statuses:
+                return h
+            if h["status"] in FINAL_STATUSES:
+                raise AssertionError(f"server is {h['status']}, which is final, while waiting for {statuses}: {h}"
+                                     f"\n{self.stderr_tail()}")
+            return None
 
         try:
             return wait_for(check, timeout=timeout, what=f"status in {statuses}", ignore=(OSError,))
