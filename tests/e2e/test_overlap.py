@@ -205,9 +205,19 @@ def test_the_old_worker_crashing_while_its_successor_sets_up_makes_predictions_w
     )
     os.kill(old_pid, signal.SIGKILL)
     wait_for(lambda: not is_alive(old_pid), timeout=30, what="the old worker to die")
-    h = server.health()
-    if "successor" in h:  # not READY yet: the dead worker is shown, and its successor beside it
+
+    def crash_seen():
+        # The supervisor sees the exit a moment after the process is gone. Until the successor is
+        # READY, the dead worker is shown RECYCLING with the signal, and its successor beside it.
+        h = server.health()
+        if "successor" not in h:
+            return h
+        if h["worker"]["pid"] == old_pid and h["status"] == "READY":
+            return None
         assert h["status"] == "RECYCLING" and "SIGKILL" in h["reason"], h
+        return h
+
+    wait_for(crash_seen, timeout=30, what="the health to show the old worker's crash")
     started = time.monotonic()
     status, body = server.predict({"mode": "sleep", "seconds": 0.01})
     waited = time.monotonic() - started
