@@ -10,7 +10,7 @@ TEST_BIN := target/debug/cogvisor
 PORT ?= 5000
 HOST ?= 0.0.0.0
 
-.PHONY: build build-test-bin serve test test-suites test-deps check-tmp test-rust test-python test-python-oldest test-e2e test-e2e-recycling test-e2e-rest test-faults test-faults-shared test-faults-alone lint fmt python-deps e2e-deps clean bench bench-peer wheel maturin maturin-for-tests recycle-plot
+.PHONY: build build-test-bin serve test test-suites test-deps check-tmp test-rust test-python test-python-oldest test-e2e test-e2e-first test-e2e-rest test-faults test-faults-shared test-faults-alone lint fmt python-deps e2e-deps clean bench bench-peer wheel maturin maturin-for-tests recycle-plot
 
 build:
 	$(CARGO) build --release --locked
@@ -100,16 +100,17 @@ build-test-bin:
 	$(CARGO) test --locked --workspace --no-run
 
 # tests/e2e/test_wheel.py builds the wheel with maturin (the dev profile: it packs the binary just built).
-# The suite runs as two pytest processes at once (its servers mostly wait on their models): the
-# recycling and health files, about half of its time, and the rest.
-E2E_RECYCLING := $(addprefix tests/e2e/,test_overlap.py test_max_rss.py test_pool.py test_recycle.py \
-	test_hooks.py test_health.py test_cog_it_healthcheck.py test_webhooks.py)
+# The suite runs as two pytest processes at once (its servers mostly wait on their models), of about
+# the same length: the recycling and health files with the two longest of the others, and the rest.
+E2E_FIRST := $(addprefix tests/e2e/,test_overlap.py test_max_rss.py test_pool.py test_recycle.py \
+	test_hooks.py test_health.py test_cog_it_healthcheck.py test_webhooks.py \
+	test_cog_it_types.py test_async_and_polling.py)
 E2E_ENV = COGVISOR_BIN=$(CURDIR)/$(TEST_BIN) MATURIN=$(CURDIR)/$(MATURIN)
-test-e2e: test-e2e-recycling test-e2e-rest
-test-e2e-recycling: build-test-bin e2e-deps maturin-for-tests
-	$(E2E_ENV) $(PYTHON) -m pytest -q $(call basetemp,e2e-recycling) $(E2E_RECYCLING)
+test-e2e: test-e2e-first test-e2e-rest
+test-e2e-first: build-test-bin e2e-deps maturin-for-tests
+	$(E2E_ENV) $(PYTHON) -m pytest -q $(call basetemp,e2e-first) $(E2E_FIRST)
 test-e2e-rest: build-test-bin e2e-deps maturin-for-tests
-	$(E2E_ENV) $(PYTHON) -m pytest -q $(call basetemp,e2e-rest) $(addprefix --ignore=,$(E2E_RECYCLING)) tests/e2e
+	$(E2E_ENV) $(PYTHON) -m pytest -q $(call basetemp,e2e-rest) $(addprefix --ignore=,$(E2E_FIRST)) tests/e2e
 
 # Breaks the worker on purpose (crashes, hangs, forks, floods, garbage frames, bad HTTP) and checks the
 # recovery, the health transitions, and that no process or temp file is left. See docs/faults.md.
