@@ -10,7 +10,7 @@ TEST_BIN := target/debug/cogvisor
 PORT ?= 5000
 HOST ?= 0.0.0.0
 
-.PHONY: build build-test-bin serve test test-suites test-deps check-tmp test-rust test-python test-python-oldest test-e2e test-e2e-first test-e2e-rest test-faults test-faults-shared test-faults-alone lint fmt python-deps e2e-deps clean bench bench-peer wheel maturin maturin-for-tests recycle-plot
+.PHONY: build build-test-bin serve test test-suites test-rust-then-servers test-deps check-tmp test-rust test-python test-python-oldest test-e2e test-e2e-first test-e2e-rest test-faults test-faults-shared test-faults-alone lint fmt python-deps e2e-deps clean bench bench-peer wheel maturin maturin-for-tests recycle-plot
 
 build:
 	$(CARGO) build --release --locked
@@ -37,12 +37,20 @@ test:
 	else echo "make test: a suite failed; the tests' directories (server logs) are in $$run"; exit 1; fi
 	@$(MAKE) --no-print-directory check-tmp
 
-# The Python unit suites (both interpreters) and the fault suite run beside the end-to-end suite: the
-# unit suites start no server, and the servers of the other two mostly wait. The one test that measures
-# latency and memory against issue 15's targets (marked `alone`) runs after them, on a quiet machine.
-test-suites: lint test-rust test-deps
-	@$(MAKE) --no-print-directory -j5 --output-sync=target test-python test-python-oldest test-e2e test-faults-shared
+# The Python unit suites (both interpreters) need no Rust build: they run while lint and the Rust tests
+# compile (those leave a core idle in linking and in their last crates). The end-to-end suite (two
+# processes) and the fault suite then run side by side: their servers mostly wait on their models. The
+# one test that measures latency and memory against issue 15's targets (marked `alone`) runs after
+# everything, on a quiet machine.
+test-suites:
+	@$(MAKE) --no-print-directory -j5 --output-sync=target test-python test-python-oldest test-rust-then-servers
 	@$(MAKE) --no-print-directory test-faults-alone
+
+test-rust-then-servers:
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory test-rust
+	@$(MAKE) --no-print-directory test-deps
+	@$(MAKE) --no-print-directory -j3 --output-sync=target test-e2e test-faults-shared
 
 # Everything the suites install or build, once and in order (two pip runs at once could collide).
 test-deps: build-test-bin e2e-deps maturin-for-tests
