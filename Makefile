@@ -37,20 +37,19 @@ test:
 	else echo "make test: a suite failed; the tests' directories (server logs) are in $$run"; exit 1; fi
 	@$(MAKE) --no-print-directory check-tmp
 
-# The Python unit suites (both interpreters) need no Rust build: they run while lint and the Rust tests
-# compile (those leave a core idle in linking and in their last crates). The end-to-end suite (two
-# processes) and the fault suite then run side by side: their servers mostly wait on their models. The
-# one test that measures latency and memory against issue 15's targets (marked `alone`) runs after
+# The Python unit suites (both interpreters) need no Rust build: they run while the Rust tests compile
+# (which leaves a core idle in linking and in the last crates). The end-to-end suite (two processes), the
+# fault suite and lint then run side by side: the suites' servers mostly wait on their models. The one
+# test that measures latency and memory against issue 15's targets (marked `alone`) runs after
 # everything, on a quiet machine.
 test-suites:
 	@$(MAKE) --no-print-directory -j5 --output-sync=target test-python test-python-oldest test-rust-then-servers
 	@$(MAKE) --no-print-directory test-faults-alone
 
 test-rust-then-servers:
-	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory test-rust
 	@$(MAKE) --no-print-directory test-deps
-	@$(MAKE) --no-print-directory -j3 --output-sync=target test-e2e test-faults-shared
+	@$(MAKE) --no-print-directory -j4 --output-sync=target test-e2e test-faults-shared lint
 
 # Everything the suites install or build, once and in order (two pip runs at once could collide).
 test-deps: build-test-bin e2e-deps maturin-for-tests
