@@ -6,7 +6,7 @@ CARGO ?= cargo
 BIN := target/release/cogvisor
 # The binary the end-to-end and fault suites drive: the dev profile, whose dependencies `cargo test` has
 # already compiled, so `make test` does not compile everything a second time with optimizations.
-TEST_BIN := target/debug/cogvisor
+TEST_BIN := target/test-bin/cogvisor
 PORT ?= 5000
 HOST ?= 0.0.0.0
 
@@ -102,9 +102,14 @@ endif
 
 # The test binary is the one `cargo test` builds (target/debug/cogvisor, with the test build's
 # features): after test-rust this is a no-op, where `cargo build` would compile tokio and the
-# workspace again without the dev-dependencies' features.
+# workspace again without the dev-dependencies' features. The suites run a copy of it
+# (target/test-bin/cogvisor): test_wheel's maturin build relinks target/debug/cogvisor with its own
+# features while the other suites start servers, and a server started in that moment found no binary
+# (CI saw 5 tests fail so).
 build-test-bin:
 	$(CARGO) test --locked --workspace --no-run
+	@mkdir -p $(dir $(TEST_BIN))
+	@cp -p target/debug/cogvisor $(TEST_BIN).partial && mv -f $(TEST_BIN).partial $(TEST_BIN)
 
 # tests/e2e/test_wheel.py builds the wheel with maturin (the dev profile: it packs the binary just built).
 # The suite runs as two pytest processes at once (its servers mostly wait on their models), of about
