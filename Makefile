@@ -118,7 +118,8 @@ build-test-bin:
 	@mkdir -p $(dir $(TEST_BIN))
 	@cp -p target/debug/cogvisor $(TEST_BIN).partial && mv -f $(TEST_BIN).partial $(TEST_BIN)
 
-# tests/e2e/test_wheel.py builds the wheel with maturin (the dev profile: it packs the binary just built).
+# tests/e2e/test_wheel.py builds the wheel with maturin (the dev profile, so it reuses the dependencies
+# `cargo test` compiled; it relinks target/debug/cogvisor with its own features, hence the copy above).
 # The suite runs as two pytest processes at once (its servers mostly wait on their models), of about
 # the same length: the recycling and health files with the two longest of the others, and the rest.
 E2E_FIRST := $(addprefix tests/e2e/,test_overlap.py test_max_rss.py test_pool.py test_recycle.py \
